@@ -1,0 +1,1 @@
+"""Hardware access behind small interfaces; see `firmware.drivers.interfaces`."""

@@ -1,0 +1,59 @@
+"""The driver interfaces, written down once.
+
+The firmware core talks to hardware only through objects with these methods.
+`firmware/drivers/rp2_*.py` implement them on the board, `sim/board.py` in the
+simulator; both follow this text exactly. Nothing here is imported at run time:
+this module is the contract, kept beside the code it governs.
+
+Units are integers throughout: µA, µs, ms, milli-°C. No method blocks, and no
+method raises on ordinary conditions (a full queue, no data): they report it.
+
+Clock
+    ticks_ms() -> int            milliseconds on a 2^30 ring (MicroPython semantics)
+    ticks_diff(end, start) -> int
+    ticks_add(ticks, delta) -> int
+
+PulseOutput  (all TENS channels of one device)
+    channels -> int              number of channels
+    hw_max_amp_ua -> int         what the output stage can do; fire() clamps to it
+    hw_max_phase_us -> int       longest phase the stage allows; fire() clamps to it
+    fire(ch, start_us, amp_ua, phase_us, gap_us) -> bool
+        Queue one symmetric biphasic pulse on channel `ch`, starting `start_us`
+        after the start of the next tick window: a phase of `phase_us` at
+        +amp_ua, an interphase gap of `gap_us`, then a phase of `phase_us` at
+        -amp_ua. Returns False when the queue is full (the pulse is dropped,
+        which is the safe direction). A pulse not fed is a pulse not fired.
+    off()
+        Stop every channel now and drop queued pulses. Idempotent; called at
+        boot, on every tick outside RUNNING, on any fault and on any exception.
+
+OutputSense
+    read_ua(ch) -> int           peak current measured during channel ch's
+                                 last pulse, µA; 0 when nothing flowed
+
+Serial  (USB CDC on the board, a pty/socket/pipe in the simulator)
+    read_into(buf) -> int        bytes copied into bytearray buf; 0 if none
+    write(data) -> int           bytes accepted; fewer than len(data) when the
+                                 host is not reading (the rest is dropped and
+                                 counted by the caller, the tick never waits)
+
+Heater  (a lease: off unless renewed; used by the heat issue)
+    lease(duty_permille, lease_ms)   drive at a duty until the lease expires
+    off()
+
+Thermistor
+    read_raw() -> int            oversampled ADC code, 0..65535
+
+Watchdog
+    feed()
+
+Buttons
+    pressed() -> int             bit mask of debounced buttons held now
+
+Indicator
+    set(output_on, alarm)        LED / buzzer; output_on when > 10 mA r.m.s.
+
+Storage
+    append(name, data) -> int    bytes written
+    read(name, offset, size) -> bytes
+"""

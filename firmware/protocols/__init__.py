@@ -1,0 +1,1 @@
+"""Wire format shared by the device and the host (imported by both ends)."""

@@ -1,0 +1,119 @@
+"""Protocol messages: version, operations, error codes and field checks.
+
+Requests:  {"id": <int>, "op": <name>, ...fields}
+Replies:   {"id": <same>, "ok": true, ...fields}
+           {"id": <same>, "ok": false, "err": <code>, "msg": <text>}
+Events:    {"ev": <name>, ...fields}        (no id: not a reply to anything)
+"""
+
+from firmware.compat import const
+
+PROTO_MAJOR = const(0)
+PROTO_MINOR = const(1)
+PROTO_VERSION = "%d.%d" % (PROTO_MAJOR, PROTO_MINOR)
+SUPPORTED_MAJORS = (PROTO_MAJOR,)
+
+MAX_REQUEST_ID = const(0x7FFFFFFF)
+
+OP_HELLO = "hello"
+OP_STATUS = "status"
+OP_START = "start"
+OP_STOP = "stop"
+OP_SET_AMP = "set_amp"
+OP_CLEAR_FAULT = "clear_fault"
+OPS = (OP_HELLO, OP_STATUS, OP_START, OP_STOP, OP_SET_AMP, OP_CLEAR_FAULT)
+
+# Error codes. Stable strings: hosts and scripts branch on them.
+E_BAD_FRAME = "bad_frame"  # line started like a frame but is malformed
+E_BAD_CHECKSUM = "bad_checksum"
+E_BAD_JSON = "bad_json"
+E_LINE_TOO_LONG = "line_too_long"
+E_BAD_REQUEST = "bad_request"  # no valid id or op
+E_UNKNOWN_OP = "unknown_op"
+E_BAD_FIELD = "bad_field"  # missing field or wrong type
+E_OUT_OF_RANGE = "out_of_range"  # value beyond a limit
+E_BAD_STATE = "bad_state"  # not allowed in the current state
+E_VERSION = "version"  # protocol major version not spoken
+
+EV_RX_ERROR = "rx_error"  # a damaged line was dropped; no id can be trusted
+EV_STATE = "state"  # the supervisor changed state
+
+
+class RequestError(Exception):
+    """A request that cannot be carried out; becomes an error reply."""
+
+    def __init__(self, code, message):
+        Exception.__init__(self, message)
+        self.code = code
+        self.message = message
+
+
+def request(request_id, op, fields=None):
+    message = {"id": request_id, "op": op}
+    if fields:
+        for key in fields:
+            message[key] = fields[key]
+    return message
+
+
+def reply_ok(request_id, fields=None):
+    message = {"id": request_id, "ok": True}
+    if fields:
+        for key in fields:
+            message[key] = fields[key]
+    return message
+
+
+def reply_error(request_id, code, text):
+    return {"id": request_id, "ok": False, "err": code, "msg": text}
+
+
+def event(name, fields=None):
+    message = {"ev": name}
+    if fields:
+        for key in fields:
+            message[key] = fields[key]
+    return message
+
+
+def is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def request_id_of(message):
+    """The request id, or raise RequestError if it is missing or invalid."""
+    request_id = message.get("id")
+    if not is_int(request_id) or request_id < 1 or request_id > MAX_REQUEST_ID:
+        raise RequestError(E_BAD_REQUEST, "id must be an integer 1..%d, got %s" % (MAX_REQUEST_ID, _show(request_id)))
+    return request_id
+
+
+def int_field(message, name, low, high, default=None):
+    """Read an integer field and check it against [low, high], naming the limit broken."""
+    value = message.get(name, default)
+    if value is None:
+        raise RequestError(E_BAD_FIELD, "missing field %s (integer %d..%d)" % (name, low, high))
+    if not is_int(value):
+        raise RequestError(E_BAD_FIELD, "%s must be an integer, got %s" % (name, _show(value)))
+    if value < low:
+        raise RequestError(E_OUT_OF_RANGE, "%s %d is below the minimum %d" % (name, value, low))
+    if value > high:
+        raise RequestError(E_OUT_OF_RANGE, "%s %d exceeds the limit %d" % (name, value, high))
+    return value
+
+
+def parse_version(text):
+    """'0.1' -> (0, 1); raises RequestError on anything else."""
+    if not isinstance(text, str):
+        raise RequestError(E_BAD_FIELD, "proto must be a string like %s" % PROTO_VERSION)
+    parts = text.split(".")
+    if len(parts) != 2 or not parts[0].isdigit() or not parts[1].isdigit() or len(text) > 11:
+        raise RequestError(E_BAD_FIELD, "proto must look like MAJOR.MINOR, got %s" % _show(text))
+    return int(parts[0]), int(parts[1])
+
+
+def _show(value):
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return text

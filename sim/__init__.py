@@ -1,0 +1,7 @@
+"""The desktop simulator: physics models, simulated drivers, fault injection.
+
+Modules named in `PORTABLE_MODULES` run under MicroPython too, so a whole
+simulated device fits in one `micropython` process.
+"""
+
+PORTABLE_MODULES = ("sim.clock", "sim.rng", "sim.models", "sim.board", "sim.faults", "sim.scenario", "sim.trace", "sim.mp_main")

@@ -1,0 +1,159 @@
+"""Scenario files: validate up front, then run a simulated device as fast as possible.
+
+A scenario is checked completely before the run starts, so a typo in a fault
+name or a malformed step is an error naming the step, not a surprise at minute
+20. Validation turns seconds into integer milliseconds once (`normalize`), and
+the runner only ever sees that normalized form: both runtimes run exactly the
+same integers.
+"""
+
+from firmware.protocols import frame
+from sim import faults
+from sim.board import SimBoard
+from sim.trace import trace_line
+
+TICK_MS = 10
+TRACE_EVERY_MS = 100
+MAX_DURATION_S = 7 * 24 * 3600
+AUTO_ID_BASE = 1000000  # ids given to "send" steps that carry none
+STEP_KINDS = ("send", "raw", "fault", "clear")
+TOP_KEYS = ("duration_s", "seed", "start_ms", "channels", "description", "steps")
+
+
+class ScenarioError(Exception):
+    pass
+
+
+def _number(value, where, low, high):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ScenarioError("%s must be a number of seconds, got %r" % (where, value))
+    if value < low or value > high:
+        raise ScenarioError("%s is %r, outside %r..%r" % (where, value, low, high))
+    return int(value * 1000 + 0.5)
+
+
+def _int(value, where, low, high):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioError("%s must be an integer, got %r" % (where, value))
+    if value < low or value > high:
+        raise ScenarioError("%s is %d, outside %d..%d" % (where, value, low, high))
+    return value
+
+
+def normalize(scenario):
+    """Check a parsed scenario and return its normalized form (integers only)."""
+    if not isinstance(scenario, dict):
+        raise ScenarioError("a scenario must be a JSON object")
+    for key in scenario:
+        if key not in TOP_KEYS:
+            raise ScenarioError("unknown key %r; allowed: %s" % (key, ", ".join(TOP_KEYS)))
+    if "duration_s" not in scenario:
+        raise ScenarioError("missing duration_s")
+    duration_ms = _number(scenario["duration_s"], "duration_s", 0.01, MAX_DURATION_S)
+    seed = _int(scenario.get("seed", 1), "seed", 0, 0xFFFFFFFF)
+    start_ms = _int(scenario.get("start_ms", 0), "start_ms", 0, (1 << 30) - 1)
+    channels = _int(scenario.get("channels", 1), "channels", 1, 2)
+    steps = scenario.get("steps", [])
+    if not isinstance(steps, list):
+        raise ScenarioError("steps must be a list")
+    out = []
+    for index in range(len(steps)):
+        out.append(_normalize_step(steps[index], "steps[%d]" % index, duration_ms))
+    # Stable sort by time: steps at the same time keep their file order.
+    order = sorted(range(len(out)), key=lambda i: (out[i]["at_ms"], i))
+    return {
+        "duration_ms": duration_ms,
+        "seed": seed,
+        "start_ms": start_ms,
+        "channels": channels,
+        "steps": [out[i] for i in order],
+    }
+
+
+def _normalize_step(step, where, duration_ms):
+    if not isinstance(step, dict):
+        raise ScenarioError("%s must be an object" % where)
+    if "at_s" not in step:
+        raise ScenarioError("%s: missing at_s" % where)
+    at_ms = _number(step["at_s"], where + ".at_s", 0, duration_ms / 1000)
+    kinds = [key for key in step if key != "at_s"]
+    if len(kinds) != 1 or kinds[0] not in STEP_KINDS:
+        raise ScenarioError("%s needs exactly one of %s besides at_s, got %s" % (where, ", ".join(STEP_KINDS), kinds))
+    kind = kinds[0]
+    value = step[kind]
+    if kind == "send":
+        if not isinstance(value, dict) or not isinstance(value.get("op"), str):
+            raise ScenarioError('%s.send must be a protocol request object with an "op" string' % where)
+        try:
+            probe = dict(value)
+            probe["id"] = value.get("id", 1)
+            frame.encode_frame(probe)
+        except ValueError as err:
+            raise ScenarioError("%s.send cannot be sent: %s" % (where, err))
+    elif kind == "raw":
+        if not isinstance(value, str):
+            raise ScenarioError("%s.raw must be a string of bytes to write to the serial line" % where)
+    else:
+        if value not in faults.FAULTS:
+            raise ScenarioError("%s.%s: unknown fault %r; known: %s" % (where, kind, value, ", ".join(faults.names())))
+    return {"at_ms": at_ms, kind: value}
+
+
+class ScenarioRun:
+    """Runs a normalized scenario; `emit(line)` receives each trace line (no newline)."""
+
+    def __init__(self, normalized, emit):
+        self.scenario = normalized
+        self.emit = emit
+        self.board = SimBoard(
+            seed=normalized["seed"], start_ms=normalized["start_ms"], channels=normalized["channels"]
+        )
+        self.device = self.board.build_device()
+        self._reader = frame.LineReader(frame.MAX_LINE_BYTES)
+        self._next_id = AUTO_ID_BASE
+
+    def run(self):
+        steps = self.scenario["steps"]
+        index = 0
+        received = []
+        t_ms = 0
+        duration_ms = self.scenario["duration_ms"]
+        while t_ms <= duration_ms:
+            while index < len(steps) and steps[index]["at_ms"] <= t_ms:
+                self._apply(steps[index])
+                index += 1
+            self.device.tick()
+            self._collect(received)
+            if t_ms % TRACE_EVERY_MS == 0:
+                self.emit(trace_line(t_ms, self.device, self.board, received))
+                received = []
+            self.board.clock.advance(TICK_MS)
+            t_ms += TICK_MS
+
+    def _apply(self, step):
+        if "send" in step:
+            request = dict(step["send"])
+            if "id" not in request:
+                self._next_id += 1
+                request["id"] = self._next_id
+            self.board.serial.host_write(frame.encode_frame(request))
+        elif "raw" in step:
+            self.board.serial.host_write(step["raw"].encode())
+        elif "fault" in step:
+            faults.set_fault(self.board, step["fault"], True)
+        else:
+            faults.set_fault(self.board, step["clear"], False)
+
+    def _collect(self, received):
+        data = self.board.serial.host_read()
+        if not data:
+            return
+        for line in self._reader.feed(data):
+            if line is None:
+                continue
+            try:
+                message = frame.decode_line(line)
+            except frame.FrameError:
+                message = {"host_rx_error": True}
+            if message is not None:
+                received.append(message)
