@@ -1,8 +1,9 @@
 """Entry point of a simulated device inside one `micropython` process.
 
     micropython sim/mp_main.py run SCENARIO.norm.json     trace lines on stdout
-    micropython sim/mp_main.py serve SPEED SEED START_MS CHANNELS DEVICE_ID
-        stdin/stdout are the device's serial line; SPEED 0 = as fast as possible
+    micropython sim/mp_main.py serve SPEED_PERMILLE SEED START_MS CHANNELS DEVICE_ID
+        stdin/stdout are the device's serial line; speed in thousandths of
+        real time (1000 = real time), 0 = as fast as possible
 
 The launcher (`sim.launcher`, CPython) validates and normalizes scenarios
 first, so only integers reach this side.
@@ -34,7 +35,7 @@ def run_scenario(path):
     ScenarioRun(normalized, emit).run()
 
 
-def serve(speed, seed, start_ms, channels, device_id):
+def serve(speed_permille, seed, start_ms, channels, device_id):
     served = ServedDevice(seed, start_ms, channels, device_id)
     stdin = sys.stdin.buffer
     poller = select.poll()
@@ -58,8 +59,8 @@ def serve(speed, seed, start_ms, channels, device_id):
         if out:
             _write(out)
         sim_ms += TICK_MS
-        if speed > 0:
-            wall_due = sim_ms // speed
+        if speed_permille > 0:
+            wall_due = sim_ms * 1000 // speed_permille
             wait = wall_due - time.ticks_diff(time.ticks_ms(), started)
             if wait > 0:
                 poller.poll(wait)
