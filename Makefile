@@ -23,7 +23,7 @@ bench: $(STAMP)
 	$(BIN)/python -m sim.bench
 
 firmware: $(STAMP)
-	$(BIN)/python -m sim.build_firmware
+	$(BIN)/python -m host.build_firmware
 
 clean:
 	rm -rf $(VENV) dist build *.egg-info .pytest_cache .hypothesis

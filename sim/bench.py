@@ -1,0 +1,66 @@
+"""`make bench`: measure the simulator and print one table.
+
+Rows: simulated seconds per wall-clock second for a 30-minute single-channel
+session (start, ramp to 20 mA, hold, stop) with its 100 ms trace, under each
+runtime. The best of a few repeats is reported: it is the least disturbed by
+other work on the machine.
+"""
+
+import os
+import tempfile
+import time
+
+from sim import runner
+from sim.scenario import normalize
+
+SESSION_S = 30 * 60
+
+
+def session_scenario(duration_s=SESSION_S):
+    return normalize(
+        {
+            "duration_s": duration_s,
+            "seed": 7,
+            "steps": [
+                {"at_s": 0.1, "send": {"op": "hello", "proto": "0.1"}},
+                {"at_s": 0.5, "send": {"op": "start", "amp_ua": [20000]}},
+                {"at_s": duration_s - 10, "send": {"op": "stop"}},
+            ],
+        }
+    )
+
+
+def measure_session(runtime, repeats):
+    scenario = session_scenario()
+    best_s = None
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = os.path.join(tmp, "trace.jsonl")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            runner.run(scenario, trace, runtime)
+            wall_s = time.perf_counter() - started
+            best_s = wall_s if best_s is None else min(best_s, wall_s)
+    return best_s
+
+
+def main():
+    rows = []
+    for runtime, repeats in (("cpython", 3), ("micropython", 2)):
+        wall_s = measure_session(runtime, repeats)
+        rows.append(
+            (
+                "30-min 1-channel session, %s" % runtime,
+                "%.0f sim s / wall s" % (SESSION_S / wall_s),
+                "%.2f s wall (best of %d)" % (wall_s, repeats),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows + [("benchmark", "result", "detail")]) for i in range(3)]
+    line = "  ".join("%-*s" % (widths[i], ("benchmark", "result", "detail")[i]) for i in range(3))
+    print(line)
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join("%-*s" % (widths[i], row[i]) for i in range(3)))
+
+
+if __name__ == "__main__":
+    main()
