@@ -1,0 +1,158 @@
+"""Open the byte line to a device from a port URL.
+
+One small interface (`write`, `read`, `close`, `url`) over three kinds of port,
+so the client never cares which one it talks to:
+
+    /dev/ttyACM0, COM3        a board on USB serial (pyserial)
+    socket://HOST:PORT        a served simulator on TCP (pyserial URL handler)
+    sim, sim:micropython      an embedded simulator this transport starts on a
+                              pty and stops again on close()
+"""
+
+import time
+
+import serial
+
+BAUDRATE = 115200  # ignored by USB CDC and ptys, but pyserial wants one
+POLL_S = 0.02  # pyserial read timeout: how often read() looks at its deadline
+MAX_READ_BYTES = 4096
+SIM_SCHEME = "sim"
+
+
+class TransportError(Exception):
+    """The port failed: it cannot be opened, or the line to the device broke."""
+
+    def __init__(self, url, message):
+        Exception.__init__(self, message)
+        self.url = url
+        self.message = message
+
+
+class PortOpenError(TransportError):
+    """The port URL cannot be opened (no such device, refused, busy...)."""
+
+
+class Transport:
+    """A pyserial port. `read()` waits for data up to a deadline, then drains."""
+
+    def __init__(self, port, url):
+        self._port = port
+        self.url = url
+        self.name = url  # how messages name this port
+
+    def write(self, data):
+        try:
+            self._port.write(data)
+            self._port.flush()
+        except (serial.SerialException, OSError) as err:
+            raise TransportError(self.url, "lost the connection to %s while writing: %s" % (self.url, err))
+
+    def read(self, timeout_s):
+        """Bytes that arrived within timeout_s (b"" if none): at least one, then all that wait.
+
+        The pyserial timeout stays fixed at POLL_S (changing it reconfigures a
+        tty every time); the deadline is kept here instead.
+        """
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                data = self._port.read(1)
+                if data:
+                    break
+                if time.monotonic() >= deadline:
+                    return b""
+            data = bytearray(data)
+            # in_waiting is exact on a tty; on a socket it is 1 while anything waits
+            while len(data) < MAX_READ_BYTES:
+                waiting = self._port.in_waiting
+                if not waiting:
+                    break
+                data.extend(self._port.read(min(waiting, MAX_READ_BYTES - len(data))))
+            return bytes(data)
+        except (serial.SerialException, OSError) as err:
+            raise TransportError(self.url, "lost the connection to %s: %s" % (self.url, err))
+
+    def close(self):
+        try:
+            self._port.close()
+        except (serial.SerialException, OSError):
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SimTransport(Transport):
+    """A pty to an embedded simulator that this transport started and owns."""
+
+    def __init__(self, port, server, url):
+        Transport.__init__(self, port, url)
+        self.server = server
+        self.pty_path = server.url
+        self.name = "%s (pty %s)" % (url, server.url)
+
+    def read(self, timeout_s):
+        if not self.server.alive():
+            detail = self.server.errors().strip()
+            raise TransportError(
+                self.url, "the embedded simulator stopped" + (":\n" + detail if detail else "")
+            )
+        return Transport.read(self, timeout_s)
+
+    def close(self):
+        Transport.close(self)
+        self.server.close()
+
+
+def _open_serial(url, path_for_errors=None):
+    name = path_for_errors or url
+    try:
+        if "://" in url:
+            port = serial.serial_for_url(url, baudrate=BAUDRATE, timeout=POLL_S, write_timeout=2)
+        else:
+            port = serial.Serial(url, BAUDRATE, timeout=POLL_S, write_timeout=2)
+    except (serial.SerialException, OSError, ValueError) as err:
+        raise PortOpenError(url, "cannot open port %s: %s" % (name, err))
+    return port
+
+
+def parse_sim_url(url):
+    """'sim' -> 'cpython', 'sim:micropython' -> 'micropython', anything else -> None."""
+    if url == SIM_SCHEME:
+        return "cpython"
+    if url.startswith(SIM_SCHEME + ":") and "://" not in url:
+        return url[len(SIM_SCHEME) + 1 :]
+    return None
+
+
+def open_port(url, sim_speed=1.0):
+    """Open a port URL (see the module docstring); raises PortOpenError naming the URL."""
+    if not url:
+        raise PortOpenError(url, "no port given")
+    runtime = parse_sim_url(url)
+    if runtime is not None:
+        return _open_sim(url, runtime, sim_speed)
+    port = _open_serial(url)
+    try:
+        port.reset_input_buffer()  # drop what a previous session left unread
+    except (serial.SerialException, OSError):
+        pass
+    return Transport(port, url)
+
+
+def _open_sim(url, runtime, speed):
+    from sim import launcher  # only the sim scheme needs the simulator
+
+    try:
+        server = launcher.start_server(runtime=runtime, speed=speed, pty=True)
+    except launcher.SimError as err:
+        raise PortOpenError(url, "cannot start the embedded simulator for %s: %s" % (url, err))
+    try:
+        port = _open_serial(server.url, "%s (pty %s)" % (url, server.url))
+    except BaseException:
+        server.close()
+        raise
+    return SimTransport(port, server, url)

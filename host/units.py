@@ -1,0 +1,33 @@
+"""Milliamps at the surface, integer microamps inside.
+
+People type and read mA; the device speaks integer µA. Converting through a
+float would turn "0.1" into 99 or 100 µA depending on rounding, so the text is
+parsed digit by digit and printed back the same way: exact both ways.
+"""
+
+import re
+
+_MA_TEXT = re.compile(r"^\s*(\d{1,6})(?:\.(\d+))?\s*(?:mA)?\s*$")
+
+
+class AmpParseError(ValueError):
+    """The text is not a plain decimal amount of mA with at most 3 decimals."""
+
+
+def parse_ma(text):
+    """'12.5' -> 12500 (µA). Accepts an optional 'mA' suffix; rejects signs, exponents, >3 decimals."""
+    match = _MA_TEXT.match(str(text))
+    if not match:
+        raise AmpParseError("%r is not an amount in mA (expected a number like 12 or 12.5)" % (text,))
+    whole, fraction = match.group(1), match.group(2) or ""
+    if len(fraction) > 3:
+        raise AmpParseError("%r has more than 3 decimals: the device resolves 0.001 mA (1 µA)" % (text,))
+    return int(whole) * 1000 + int((fraction + "000")[:3])
+
+
+def format_ma(amp_ua):
+    """12500 -> '12.5 mA', 40 -> '0.04 mA', 15000 -> '15.0 mA' (exact, no float)."""
+    sign = "-" if amp_ua < 0 else ""
+    amp_ua = abs(int(amp_ua))
+    fraction = ("%03d" % (amp_ua % 1000)).rstrip("0") or "0"
+    return "%s%d.%s mA" % (sign, amp_ua // 1000, fraction)

@@ -1,0 +1,126 @@
+"""End to end: the installed `tensctl`, as a separate process, against a served simulator.
+
+Each runtime (the device in a CPython thread, or inside one `micropython`
+process) behind each front (a real pty, a TCP socket). The served device keeps
+its state between tensctl invocations, the way a board on USB does.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from firmware.protocols import messages as msg
+from sim.launcher import start_server
+
+pytestmark = pytest.mark.e2e
+
+SPEED = 10  # accelerated a little: replies within a millisecond, ramps still observable
+
+
+def tensctl_command():
+    script = os.path.join(os.path.dirname(sys.executable), "tensctl")
+    if os.path.exists(script):
+        return [script]
+    return [sys.executable, "-m", "host.cli"]
+
+
+def tensctl(url, *args):
+    env = dict(os.environ)
+    env.pop("TENSCTL_PORT", None)
+    return subprocess.run(
+        tensctl_command() + ["--port", url] + list(args), capture_output=True, text=True, timeout=30, env=env
+    )
+
+
+def tensctl_json(url, *args, expect_code=0):
+    result = tensctl(url, "--json", *args)
+    assert result.returncode == expect_code, result.stderr
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(params=["cpython", "micropython"])
+def runtime(request):
+    return request.param
+
+
+@pytest.fixture(params=["pty", "socket"])
+def server(request, runtime):
+    device_id = "e2e-%s-%s" % (runtime, request.param)
+    listen = "127.0.0.1:0" if request.param == "socket" else None
+    with start_server(runtime=runtime, speed=SPEED, pty=listen is None, listen=listen, device_id=device_id) as served:
+        served.device_id = device_id
+        yield served
+
+
+def wait_for_status(url, predicate, wait_s=10.0):
+    """Poll `tensctl status` until predicate(status) holds (returns it) or fail after wait_s."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        status = tensctl_json(url, "status")
+        if predicate(status):
+            return status
+        assert time.monotonic() < deadline, "status never satisfied the condition; last: %r" % status
+
+
+def test_session_over_served_device(server):
+    url = server.url
+    if server.front.__class__.__name__ == "SocketFront":
+        assert url.startswith("socket://127.0.0.1:")
+    else:
+        assert url.startswith("/dev/")
+
+    info = tensctl_json(url, "info")
+    assert info["device_id"] == server.device_id and info["proto"] == msg.PROTO_VERSION
+    assert tensctl_json(url, "status")["state"] == "IDLE"
+
+    assert tensctl_json(url, "start", "--amp", "3")["target_ua"] == 3000
+    status = wait_for_status(url, lambda s: s["ch"][0]["amp_ua"] == 3000)
+    assert status["state"] == "RUNNING" and status["faults"] == []
+    assert abs(status["ch"][0]["sense_ua"] - 3000) < 300
+
+    human = tensctl(url, "amp", "0", "2.5")
+    assert human.returncode == 0 and "2.5 mA" in human.stdout
+    assert tensctl_json(url, "status")["ch"][0]["target_ua"] == 2500
+
+    assert tensctl_json(url, "stop")["state"] == "IDLE"
+    # a new invocation must really run this start (not be answered from the device's reply cache)
+    assert tensctl_json(url, "start", "--amp", "1")["state"] == "RUNNING"
+    assert tensctl_json(url, "status")["state"] == "RUNNING"
+
+    over = tensctl(url, "amp", "0", "999")
+    assert over.returncode == 2 and "60.0 mA" in over.stderr
+    assert tensctl_json(url, "stop")["state"] == "IDLE"
+
+
+@pytest.mark.parametrize("front", ["pty", "socket"])
+def test_fault_latches_and_clears_through_tensctl(front):
+    """cpython runtime only: fault injection reaches into the in-process device."""
+    listen = "127.0.0.1:0" if front == "socket" else None
+    with start_server(runtime="cpython", speed=SPEED, pty=listen is None, listen=listen) as served:
+        url = served.url
+        tensctl_json(url, "start", "--amp", "5")
+        served.served.set_fault("lead_off", True)
+        status = wait_for_status(url, lambda s: s["state"] == "FAULT")
+        assert status["faults"] == ["no_load"] and status["ch"][0]["amp_ua"] == 0
+        refused = tensctl_json(url, "start", expect_code=1)
+        assert refused["error"]["code"] == "bad_state"
+        served.served.set_fault("lead_off", False)
+        assert tensctl_json(url, "clear-fault")["state"] == "IDLE"
+
+
+def test_start_on_a_second_channel_keeps_the_first_channels_target():
+    with start_server(runtime="cpython", speed=SPEED, pty=True, channels=2) as served:
+        url = served.url
+        assert tensctl_json(url, "info")["channels"] == 2
+        assert tensctl_json(url, "amp", "0", "2")["target_ua"] == 2000  # allowed while IDLE
+        started = tensctl_json(url, "start", "--amp", "4", "--ch", "1")
+        assert started["state"] == "RUNNING" and started["ch"] == 1
+        targets = [ch["target_ua"] for ch in tensctl_json(url, "status")["ch"]]
+        assert targets == [2000, 4000]
+        missing = tensctl(url, "amp", "2", "1")
+        assert missing.returncode == 2 and "2 channels (0..1)" in missing.stderr
+        tensctl_json(url, "stop")
