@@ -57,17 +57,32 @@ class Device:
     # ---- the tick -------------------------------------------------------
 
     def tick(self):
-        """One control period. Never raises: an exception turns outputs off and latches a fault."""
+        """One control period. Never raises: an exception turns outputs off and latches a fault.
+
+        Control and protocol I/O are guarded separately, so a driver that keeps
+        raising turns the outputs off on every tick while the host can still
+        ask for status, hear about the fault and clear it.
+        """
         try:
             self.uptime.update(self.clock.ticks_ms())
             self.ticks += 1
             self._check_outputs()
             self._control()
+        except Exception as exc:
+            self._fail_safe_exception(exc)
+        try:
             self._receive()
+        except Exception as exc:
+            self._fail_safe_exception(exc)
+        try:
             self._announce_state()
         except Exception as exc:
-            self._fail_safe(sup.F_INTERNAL, "exception in tick: %s %s" % (type(exc).__name__, exc))
+            self._fail_safe_exception(exc)
         self._flush()
+
+    def _fail_safe_exception(self, exc):
+        # bounded, ASCII: the text goes into status replies and state events
+        self._fail_safe(sup.F_INTERNAL, "exception in tick: " + msg.clip("%s %s" % (type(exc).__name__, exc), 100))
 
     def _fail_safe(self, fault, message):
         self.pulse_out.off()

@@ -15,6 +15,8 @@ from firmware.protocols import jsonenc
 MAX_LINE_BYTES = const(512)
 SYNC = const(0x40)  # '@'
 _STAR = const(0x2A)  # '*'
+_LBRACE = const(0x7B)  # '{'
+MAX_SYNC_TRIES = const(4)  # frame starts checked per line (bounds the work of a garbage line)
 _NL = const(0x0A)
 _CR = const(0x0D)
 
@@ -50,7 +52,7 @@ class FrameError(Exception):
     """A line that looked like a frame but cannot be trusted; `code` is stable."""
 
     def __init__(self, code, message):
-        Exception.__init__(self, message)
+        super().__init__(message)  # MicroPython: Exception has no __init__ attribute
         self.code = code
         self.message = message
 
@@ -120,21 +122,28 @@ def decode_line(line):
     """Decode one line (without its newline) to a message dict.
 
     Returns None when the line holds no frame at all (ignore it). Raises
-    FrameError when it holds a damaged one. Noise before the `@` on the same
-    line is skipped: each `@` is tried as a frame start until one checks out.
+    FrameError when it holds a damaged one (the error of its first `@`).
+    Noise before the `@` on the same line is skipped: later `@`s are tried as
+    frame starts until one checks out. Only an `@{` can start a valid frame,
+    and at most MAX_SYNC_TRIES starts are checked per line, so a line full of
+    `@`s costs a few CRCs, not one per `@` (hundreds of ms on the board).
     """
     end = len(line)
     while end > 0 and line[end - 1] == _CR:
         end -= 1
     first_error = None
+    tries = 0
     at = 0
     while at < end:
-        if line[at] == SYNC:
+        if line[at] == SYNC and (first_error is None or (at + 1 < end and line[at + 1] == _LBRACE)):
             try:
                 return _decode_at(line, at, end)
             except FrameError as err:
                 if first_error is None:
                     first_error = err
+            tries += 1
+            if tries >= MAX_SYNC_TRIES:
+                break
         at += 1
     if first_error is not None:
         raise first_error

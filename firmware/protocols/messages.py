@@ -43,7 +43,7 @@ class RequestError(Exception):
     """A request that cannot be carried out; becomes an error reply."""
 
     def __init__(self, code, message):
-        Exception.__init__(self, message)
+        super().__init__(message)  # MicroPython: Exception has no __init__ attribute
         self.code = code
         self.message = message
 
@@ -96,9 +96,9 @@ def int_field(message, name, low, high, default=None):
     if not is_int(value):
         raise RequestError(E_BAD_FIELD, "%s must be an integer, got %s" % (name, _show(value)))
     if value < low:
-        raise RequestError(E_OUT_OF_RANGE, "%s %d is below the minimum %d" % (name, value, low))
+        raise RequestError(E_OUT_OF_RANGE, "%s %s is below the minimum %d" % (name, _show(value), low))
     if value > high:
-        raise RequestError(E_OUT_OF_RANGE, "%s %d exceeds the limit %d" % (name, value, high))
+        raise RequestError(E_OUT_OF_RANGE, "%s %s exceeds the limit %d" % (name, _show(value), high))
     return value
 
 
@@ -107,13 +107,71 @@ def parse_version(text):
     if not isinstance(text, str):
         raise RequestError(E_BAD_FIELD, "proto must be a string like %s" % PROTO_VERSION)
     parts = text.split(".")
-    if len(parts) != 2 or not parts[0].isdigit() or not parts[1].isdigit() or len(text) > 11:
+    if len(parts) != 2 or not _digits(parts[0]) or not _digits(parts[1]) or len(text) > 11:
         raise RequestError(E_BAD_FIELD, "proto must look like MAJOR.MINOR, got %s" % _show(text))
     return int(parts[0]), int(parts[1])
 
 
-def _show(value):
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
+def _digits(text):
+    """A non-empty run of ASCII digits. (CPython's str.isdigit() also accepts a
+    superscript two and other non-ASCII digits, which int() then rejects or reads.)"""
+    if not text:
+        return False
+    for ch in text:
+        if ch < "0" or ch > "9":
+            return False
+    return True
+
+
+SHOW_MAX = const(40)
+
+
+def clip(text, limit=SHOW_MAX):
+    """`text` as printable ASCII of at most `limit` characters, the same on every runtime.
+
+    Received values and exception texts end up in replies. Escaping here keeps a
+    reply within the frame limit (a non-ASCII character costs up to 12 bytes on
+    the wire) and identical under CPython and MicroPython, whose repr() differ.
+    An astral character is written as its UTF-16 surrogate pair, which is what
+    MicroPython's json decoder hands over for it.
+    """
+    out = []
+    size = 0
+    for ch in text:
+        code = ord(ch)
+        if 0x20 <= code <= 0x7E:
+            piece = ch
+        elif code <= 0xFF:
+            piece = "\\x%02x" % code
+        elif code <= 0xFFFF:
+            piece = "\\u%04x" % code
+        else:
+            code -= 0x10000
+            piece = "\\u%04x\\u%04x" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF))
+        out.append(piece)
+        size += len(piece)
+        if size > limit:
+            break
+    text = "".join(out)
+    if len(text) > limit:
+        text = text[: limit - 3] + "..."
     return text
+
+
+def _show(value):
+    """A short rendering of a received value for an error text (see `clip`)."""
+    if value is None or value is True or value is False:
+        text = "%s" % (value,)
+    elif isinstance(value, int):
+        text = "%d" % value
+    elif isinstance(value, float):
+        text = "%.6g" % value  # repr(float) differs between runtimes; %.6g does not
+    elif isinstance(value, str):
+        text = "'" + value + "'"
+    elif isinstance(value, list):
+        text = "a list of %d items" % len(value)
+    elif isinstance(value, dict):
+        text = "an object with %d keys" % len(value)  # dict order differs between runtimes
+    else:
+        text = type(value).__name__
+    return clip(text)
