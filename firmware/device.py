@@ -93,6 +93,7 @@ class Device:
     def _check_outputs(self):
         for i in range(len(self.channels)):
             channel = self.channels[i]
+            self.sense_ua[i] = 0  # a failed read must not leave an old value on show
             sensed_ua = self.sense.read_ua(i)
             self.sense_ua[i] = sensed_ua
             found = self.monitors[i].check(channel.fired_ua, sensed_ua)
@@ -150,8 +151,11 @@ class Device:
             self._send(msg.reply_error(None, err.code, err.message))
             return
         op = message.get("op")
+        if op == msg.OP_HELLO:
+            # A new host session: its ids say nothing about the previous session's.
+            self._reply_cache = []
         for cached in self._reply_cache:
-            if cached[0] == request_id and cached[1] == op:
+            if cached[0] == request_id and cached[1] == message:
                 self._send_bytes(cached[2])  # a retry: answer again, do not run again
                 return
         handler = self._ops.get(op) if isinstance(op, str) else None
@@ -165,9 +169,10 @@ class Device:
             except msg.RequestError as err:
                 reply = msg.reply_error(request_id, err.code, err.message)
         data = frame.encode_frame(reply)
-        self._reply_cache.append((request_id, op, data))
-        if len(self._reply_cache) > REPLY_CACHE:
-            self._reply_cache.pop(0)
+        if op != msg.OP_HELLO:
+            self._reply_cache.append((request_id, message, data))
+            if len(self._reply_cache) > REPLY_CACHE:
+                self._reply_cache.pop(0)
         self._send_bytes(data)
 
     def _send(self, message):

@@ -54,9 +54,13 @@ class Channel:
             return 0
         start_us = self._next_pulse_us
         while start_us < window_us:
-            if pulse_out.fire(self.index, start_us, self.amp_ua, limits.PHASE_US, limits.GAP_US):
-                fired += 1
-                self.fired_ua = self.amp_ua
+            if not pulse_out.fire(self.index, start_us, self.amp_ua, limits.PHASE_US, limits.GAP_US):
+                # A refused pulse is an interruption: the output restarts from zero
+                # and ramps, so the first pulse after the queue recovers is small.
+                self.off()
+                return fired
+            fired += 1
+            self.fired_ua = self.amp_ua
             start_us += limits.PULSE_PERIOD_US
         self._next_pulse_us = start_us - window_us
         return fired

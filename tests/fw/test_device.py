@@ -315,6 +315,26 @@ def test_pulse_queue_full_fires_nothing_and_stays_safe():
     assert h.board.pulse_out.last_commanded_ua == [0]
 
 
+def test_refused_pulses_restart_the_ramp_from_zero():
+    """A queue that refuses pulses is an interruption: when it recovers, output starts small."""
+    h = Harness()
+    h.fault("pulse_queue_full")
+    h.request("start", {"amp_ua": [20000]})
+    h.tick(600)  # long enough for the ramp to have reached the target had it kept going
+    assert h.amps() == [0]
+    h.fault("pulse_queue_full", False)
+    h.tick(3)
+    assert h.pulses, "stimulation resumes once the queue accepts pulses"
+    assert h.pulses[0][3] <= 2 * RAMP, h.pulses[0]
+
+
+def test_sense_failure_shows_no_stale_reading():
+    h = _running(Harness(), 5000)
+    h.fault("sense_adc_error")
+    h.tick(3)
+    assert h.request("status")["ch"][0]["sense_ua"] == 0
+
+
 # ---- protocol robustness --------------------------------------------------------------
 
 
@@ -328,6 +348,27 @@ def test_retried_request_is_not_run_twice():
     assert again == first
     assert h.state == "IDLE"  # answered from the cache, not executed
     assert frame.encode_frame(first) in h.raw[start:]
+
+
+def test_hello_starts_a_new_session_so_old_ids_do_not_replay():
+    h = Harness()
+    h.request("hello", request_id=1)
+    h.request("stop", request_id=2)
+    h.request("hello", request_id=1)  # a new host session, numbering from 1 again
+    h.request("start", {"amp_ua": [5000]}, request_id=2)
+    h.request("hello", request_id=1)
+    reply = h.request("stop", request_id=2)
+    assert reply["ok"] is True and reply["state"] == "IDLE"
+    assert h.state == "IDLE"  # the stop really ran, it was not answered from an old session
+    h.tick(2)
+    assert h.amps() == [0]
+
+
+def test_same_id_other_fields_is_a_new_request():
+    h = Harness()
+    h.request("set_amp", {"ch": 0, "amp_ua": 1000}, request_id=9)
+    reply = h.request("set_amp", {"ch": 0, "amp_ua": 3000}, request_id=9)
+    assert reply["target_ua"] == 3000
 
 
 def test_same_id_other_op_is_a_new_request():
