@@ -9,11 +9,11 @@ The launcher (`sim.launcher`, CPython) validates and normalizes scenarios
 first, so only integers reach this side.
 """
 
-import json
 import select
 import sys
 import time
 
+from firmware.protocols import jsondec
 from sim.scenario import ScenarioRun
 from sim.serve_loop import ServedDevice, TICK_MS
 
@@ -25,7 +25,7 @@ def _write(data):
 
 def run_scenario(path):
     with open(path) as handle:
-        normalized = json.load(handle)
+        normalized = jsondec.decode(handle.read(), 64)  # MicroPython's json splits astral characters
     out = sys.stdout
 
     def emit(line):

@@ -257,7 +257,7 @@ def test_board_module_compiles_under_micropython(vm_import_results, module):
     assert results[module] is None, "%s is rejected by the MicroPython compiler: %s" % (module, results[module])
 
 
-# ---- known divergence: MicroPython's json.loads is lenient ---------------------------------------
+# ---- JSON strictness: the firmware's own decoder, the same on both runtimes -----------------------
 
 _LENIENT_PAYLOADS = [
     '{"id":1,"op":"status",}',  # trailing comma
@@ -287,12 +287,6 @@ def _frame_line(payload):
     return b"@" + data + ("*%04X" % frame.crc16(data)).encode()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MicroPython's json.loads accepts malformed JSON (trailing commas, missing colons/commas, "
-    "leading zeros, bad escapes, non-string keys) that CPython rejects, and rejects NaN that CPython "
-    "accepts: a frame with a valid CRC can be bad_json on one runtime and a request on the other",
-)
 def test_frame_json_strictness_is_the_same_on_both_runtimes():
     from firmware.protocols import frame
 
@@ -303,6 +297,7 @@ def test_frame_json_strictness_is_the_same_on_both_runtimes():
             expected.append("ok" if frame.decode_line(line) is not None else "none")
         except frame.FrameError as err:
             expected.append("err " + err.code)
+    assert expected == ["err bad_json"] * len(lines), list(zip(_LENIENT_PAYLOADS, expected))
     proc = _run_vm(["-c", _OUTCOME_SCRIPT % (lines,)], "json strictness")
     got = proc.stdout.split()
     got = [" ".join(pair) if pair[0] == "err" else pair[0] for pair in _pairs(got)]

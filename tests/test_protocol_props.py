@@ -9,20 +9,22 @@ from firmware.protocols import frame, jsonenc
 
 MAX = frame.MAX_LINE_BYTES
 
+# Lone surrogates exist only in CPython strings; the encoder refuses them (tested in test_jsonenc).
+_chars = st.characters(exclude_categories=("Cs",))
 scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**63),
     st.integers(),
-    st.text(max_size=20),
-    st.text(alphabet=st.characters(min_codepoint=0x80), max_size=8),  # all non-ASCII, incl. astral
+    st.text(alphabet=_chars, max_size=20),
+    st.text(alphabet=st.characters(min_codepoint=0x80, exclude_categories=("Cs",)), max_size=8),  # non-ASCII, incl. astral
 )
 values = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(st.text(alphabet=_chars, max_size=8), inner, max_size=4)),
     max_leaves=12,
 )
-messages = st.dictionaries(st.text(max_size=10), values, max_size=6)
+messages = st.dictionaries(st.text(alphabet=_chars, max_size=10), values, max_size=6)
 
 
 def same(a, b):
@@ -185,3 +187,48 @@ def test_overlong_garbage_is_dropped_then_the_next_frame_arrives(garbage, messag
     lines = reader.feed(garbage + b"\n" + frame.encode_frame(message))
     assert lines[0] is None and len(lines) == 2
     assert same(frame.decode_line(lines[1]), message)
+
+
+# ---- the firmware's strict JSON decoder agrees with CPython's json on valid JSON ---------------
+
+import json as _json
+
+from firmware.protocols import jsondec as _jsondec
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_json_values, st.booleans())
+def test_jsondec_agrees_with_cpython_json(value, ascii_only):
+    text = _json.dumps(value, ensure_ascii=ascii_only, indent=None if ascii_only else 1)
+    assert _jsondec.decode(text) == value
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet='{}[]",:0123456789-+.eE \\utrufalsn\u00e9x', max_size=30))
+def test_jsondec_is_never_laxer_than_cpython_json(text):
+    """Whatever the firmware accepts, CPython's json accepts too and reads the same."""
+    try:
+        ours = _jsondec.decode(text)
+    except _jsondec.JsonError:
+        return
+    theirs = _json.loads(text)
+    if isinstance(ours, _jsondec.NonInteger):
+        assert isinstance(theirs, float)
+    else:
+        assert ours == theirs or _has_non_integer(ours)
+
+
+def _has_non_integer(value):
+    if isinstance(value, _jsondec.NonInteger):
+        return True
+    if isinstance(value, list):
+        return any(_has_non_integer(v) for v in value)
+    if isinstance(value, dict):
+        return any(_has_non_integer(v) for v in value.values())
+    return False

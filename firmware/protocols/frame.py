@@ -7,10 +7,8 @@ instead of acting on it. Lines are bounded: a longer one is discarded up to its
 newline and reported once, so garbage can never grow a buffer.
 """
 
-import json
-
 from firmware.compat import const
-from firmware.protocols import jsonenc
+from firmware.protocols import jsondec, jsonenc
 
 MAX_LINE_BYTES = const(512)
 SYNC = const(0x40)  # '@'
@@ -110,9 +108,9 @@ def _decode_at(line, at, end):
     if bad:
         raise FrameError("bad_frame", bad)
     try:
-        message = json.loads(bytes(line[at + 1 : star]).decode())
-    except Exception:
-        raise FrameError("bad_json", "payload is not valid JSON")
+        message = jsondec.decode(bytes(line[at + 1 : star]).decode())
+    except jsondec.JsonError as err:
+        raise FrameError("bad_json", "payload is not valid JSON: %s" % err)
     if not isinstance(message, dict):
         raise FrameError("bad_json", "payload must be a JSON object")
     return message

@@ -15,6 +15,8 @@ def _escape(text):
         elif ch == "\\":
             out.append("\\\\")
         elif code < 0x20 or code > 0x7E:
+            if 0xD800 <= code <= 0xDFFF:
+                raise ValueError("cannot encode a lone surrogate U+%04X" % code)
             if code > 0xFFFF:
                 code -= 0x10000
                 out.append("\\u%04x\\u%04x" % (0xD800 + (code >> 10), 0xDC00 + (code & 0x3FF)))

@@ -7,6 +7,7 @@ Events:    {"ev": <name>, ...fields}        (no id: not a reply to anything)
 """
 
 from firmware.compat import const
+from firmware.protocols.jsondec import NonInteger
 
 PROTO_MAJOR = const(0)
 PROTO_MINOR = const(1)
@@ -164,6 +165,8 @@ def _show(value):
         text = "%s" % (value,)
     elif isinstance(value, int):
         text = "%d" % value
+    elif isinstance(value, NonInteger):
+        text = value.text  # as sent: 1.5, 2e3
     elif isinstance(value, float):
         text = "%.6g" % value  # repr(float) differs between runtimes; %.6g does not
     elif isinstance(value, str):

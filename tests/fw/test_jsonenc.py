@@ -3,7 +3,7 @@
 import json
 
 from firmware.compat import IS_MICROPYTHON
-from firmware.protocols import jsonenc
+from firmware.protocols import jsondec, jsonenc
 from tests.fw.portable import is_ascii_printable, raises
 
 
@@ -74,10 +74,14 @@ def test_round_trip_through_json_loads():
         assert json.loads(jsonenc.encode(value)) == value
 
 
-def test_round_trip_astral_on_cpython():
+def test_round_trip_astral_through_the_firmware_decoder():
+    assert jsondec.decode(jsonenc.encode("\U0001F600")) == "\U0001F600"
+
+
+def test_lone_surrogates_are_rejected():
     if IS_MICROPYTHON:
-        return  # MicroPython's json decodes a surrogate pair to two code points
-    assert json.loads(jsonenc.encode("\U0001F600")) == "\U0001F600"
+        return  # MicroPython strings are UTF-8: they cannot hold a lone surrogate
+    raises(ValueError, jsonenc.encode, {"a": chr(0xD800)})
 
 
 def test_floats_are_rejected():
