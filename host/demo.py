@@ -11,7 +11,7 @@ import sys
 import time
 
 import click
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
 from rich.panel import Panel
@@ -121,13 +121,11 @@ def live_view(session):
     table.add_column()
     state_style = {"RUNNING": "green", "IDLE": "cyan", "FAULT": "bold red"}.get(status["state"], "white")
     table.add_row("state", "[%s]%s[/]  (%s)" % (state_style, escape(status["state"]), session.phase))
+    table.add_row("amplitude", ProgressBar(total=TOP_UA, completed=channel["amp_ua"], width=40))
     table.add_row(
-        "amplitude",
-        Group(
-            ProgressBar(total=TOP_UA, completed=channel["amp_ua"], width=40),
-            "%s of target %s  (step %d/%d)"
-            % (format_ma(channel["amp_ua"]), format_ma(channel["target_ua"]), session.step, session.steps),
-        ),
+        "",
+        "%s of target %s  (step %d/%d)"
+        % (format_ma(channel["amp_ua"]), format_ma(channel["target_ua"]), session.step, session.steps),
     )
     table.add_row("measured", format_ma(channel["sense_ua"]))
     table.add_row("sim time", _seconds(max(session.now_ms, 0)))
