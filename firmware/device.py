@@ -7,19 +7,16 @@ which is what lets the simulator replay and compare runs.
 """
 
 import firmware
-from firmware import limits
+from firmware import envelope
+from firmware import limits as L
 from firmware import supervisor as sup
-from firmware.clock import Elapsed
-from firmware.compat import const
+from firmware.clock import Elapsed, ticks_diff
+from firmware.link import Link
 from firmware.output_check import OutputMonitor
-from firmware.protocols import frame
 from firmware.protocols import messages as msg
-from firmware.stim import Channel
+from firmware.stim import BREACH, Channel
 
-MAX_TX_BYTES = const(4096)  # pending output; beyond this new messages are dropped and counted
-RX_CHUNK = const(64)
-RX_CHUNKS_PER_TICK = const(8)  # bounds the bytes read per tick (512)
-REPLY_CACHE = const(8)  # recent replies kept so a retried request id is not run twice
+WINDOW_US = L.TICK_MS * 1000
 
 
 class Device:
@@ -28,31 +25,39 @@ class Device:
         self.clock = clock
         self.pulse_out = pulse_out
         self.sense = sense
-        self.serial = serial
         self.device_id = device_id
         self.supervisor = sup.Supervisor()
-        self.channels = [Channel(i) for i in range(pulse_out.channels)]
-        self.monitors = [OutputMonitor(i) for i in range(pulse_out.channels)]
-        self.sense_ua = [0] * pulse_out.channels
+        count = pulse_out.channels
+        self.channels = [Channel(i) for i in range(count)]
+        self.monitors = [OutputMonitor(i) for i in range(count)]
+        self.delivered_ua = [0] * count
         self.uptime = Elapsed(clock.ticks_ms())
         self.ticks = 0
-        self.rx_frames = 0
-        self.rx_errors = 0
-        self.tx_dropped = 0
-        self._reader = frame.LineReader()
-        self._rx_buf = bytearray(RX_CHUNK)
-        self._rx_view = memoryview(self._rx_buf)
-        self._tx = bytearray()
-        self._reply_cache = []  # (request id, op, frame bytes), newest last
+        self.stopping = False  # RUNNING, ramping down to a normal stop
+        self.session_ms = L.SESSION_DEFAULT_MS
+        self.session_run_ms = 0  # time spent RUNNING in this session
+        self.lease_ms = 0  # 0: no host lease (a session timed by the device alone)
+        self._lease_from = clock.ticks_ms()
         self._seen_changes = 0
-        self._ops = {
-            msg.OP_HELLO: self._op_hello,
-            msg.OP_STATUS: self._op_status,
-            msg.OP_START: self._op_start,
-            msg.OP_STOP: self._op_stop,
-            msg.OP_SET_AMP: self._op_set_amp,
-            msg.OP_CLEAR_FAULT: self._op_clear_fault,
-        }
+        self.link = Link(
+            serial,
+            {
+                msg.OP_HELLO: self._op_hello,
+                msg.OP_STATUS: self._op_status,
+                msg.OP_START: self._op_start,
+                msg.OP_STOP: self._op_stop,
+                msg.OP_ESTOP: self._op_estop,
+                msg.OP_PAUSE: self._op_pause,
+                msg.OP_RESUME: self._op_resume,
+                msg.OP_SET_AMP: self._op_set_amp,
+                msg.OP_AMP_STEP: self._op_amp_step,
+                msg.OP_SET_STIM: self._op_set_stim,
+                msg.OP_GET_STIM: self._op_get_stim,
+                msg.OP_KEEPALIVE: self._op_keepalive,
+                msg.OP_CLEAR_FAULT: self._op_clear_fault,
+            },
+        )
+        self.link.on_request = self._renew_lease
 
     # ---- the tick -------------------------------------------------------
 
@@ -64,21 +69,23 @@ class Device:
         ask for status, hear about the fault and clear it.
         """
         try:
-            self.uptime.update(self.clock.ticks_ms())
+            now = self.clock.ticks_ms()
+            self.uptime.update(now)
             self.ticks += 1
             self._check_outputs()
+            self._check_timers(now)
             self._control()
         except Exception as exc:
             self._fail_safe_exception(exc)
         try:
-            self._receive()
+            self.link.receive()
         except Exception as exc:
             self._fail_safe_exception(exc)
         try:
             self._announce_state()
         except Exception as exc:
             self._fail_safe_exception(exc)
-        self._flush()
+        self.link.flush()
 
     def _fail_safe_exception(self, exc):
         # bounded, ASCII: the text goes into status replies and state events
@@ -88,127 +95,100 @@ class Device:
         self.pulse_out.off()
         for channel in self.channels:
             channel.interrupt()
+        self.stopping = False
         self.supervisor.trip(fault, message)
+
+    def _outputs_off(self):
+        """An interruption: output zero now, targets kept, the next start ramps from zero."""
+        self.pulse_out.off()
+        for channel in self.channels:
+            channel.off()
 
     def _check_outputs(self):
         for i in range(len(self.channels)):
-            channel = self.channels[i]
-            self.sense_ua[i] = 0  # a failed read must not leave an old value on show
-            sensed_ua = self.sense.read_ua(i)
-            self.sense_ua[i] = sensed_ua
-            found = self.monitors[i].check(channel.fired_ua, sensed_ua)
-            if found is not None:
-                self._fail_safe(found[0], found[1])
+            self.delivered_ua[i] = 0  # a failed read must not leave an old value on show
+            delivered_ua = self.sense.read_ua(i)
+            self.delivered_ua[i] = delivered_ua
+            monitor = self.monitors[i]
+            if monitor.check(self.channels[i].fired_ua, delivered_ua, self.sense.at_compliance(i)):
+                self._fail_safe(monitor.fault, monitor.message)
+
+    def _check_timers(self, now):
+        if self.supervisor.state != sup.RUNNING:
+            return
+        self.session_run_ms += L.TICK_MS
+        if self.lease_ms and ticks_diff(now, self._lease_from) > self.lease_ms:
+            self.stopping = False
+            self.supervisor.pause(sup.PAUSE_LEASE)
+            self._outputs_off()
+        elif self.session_run_ms >= self.session_ms and not self.stopping:
+            self._begin_stop()
+            self.supervisor.reason = "session_end"
 
     def _control(self):
         if not self.supervisor.running():
-            self.pulse_out.off()
-            for channel in self.channels:
-                channel.off()
+            self._outputs_off()
             return
-        window_us = limits.TICK_MS * 1000
+        idle = True
         for channel in self.channels:
             channel.ramp()
-            channel.fire_window(self.pulse_out, window_us)
-
-    # ---- protocol I/O -----------------------------------------------------
-
-    def _receive(self):
-        for _ in range(RX_CHUNKS_PER_TICK):
-            count = self.serial.read_into(self._rx_buf)
-            if count <= 0:
-                return
-            for line in self._reader.feed(self._rx_view[:count]):
-                self._handle_line(line)
-
-    def _handle_line(self, line):
-        if line is None:
-            self.rx_errors += 1
-            self._send(
-                msg.event(
-                    msg.EV_RX_ERROR,
-                    {"err": msg.E_LINE_TOO_LONG, "msg": "line dropped: longer than %d bytes" % frame.MAX_LINE_BYTES},
+            if channel.fire_window(self.pulse_out, WINDOW_US) == BREACH:
+                self._fail_safe(
+                    "%s:%d" % (sup.F_ENVELOPE, channel.index),
+                    "channel %d: a pulse would have left the validated envelope" % channel.index,
                 )
-            )
-            return
-        try:
-            message = frame.decode_line(line)
-        except frame.FrameError as err:
-            self.rx_errors += 1
-            self._send(msg.event(msg.EV_RX_ERROR, {"err": err.code, "msg": err.message}))
-            return
-        if message is None:
-            return  # not a frame: banner, echo, noise
-        if "ev" in message or "ok" in message:
-            return  # an event or reply (our own output looped back): not a request
-        self.rx_frames += 1
-        self._handle_request(message)
-
-    def _handle_request(self, message):
-        try:
-            request_id = msg.request_id_of(message)
-        except msg.RequestError as err:
-            self._send(msg.reply_error(None, err.code, err.message))
-            return
-        op = message.get("op")
-        if op == msg.OP_HELLO:
-            # A new host session: its ids say nothing about the previous session's.
-            self._reply_cache = []
-        for cached in self._reply_cache:
-            if cached[0] == request_id and cached[1] == message:
-                self._send_bytes(cached[2])  # a retry: answer again, do not run again
                 return
-        handler = self._ops.get(op) if isinstance(op, str) else None
-        if handler is None:
-            reply = msg.reply_error(
-                request_id, msg.E_UNKNOWN_OP, "unknown op %s; known: %s" % (msg._show(op), ", ".join(msg.OPS))
-            )
-        else:
-            try:
-                reply = msg.reply_ok(request_id, handler(message))
-            except msg.RequestError as err:
-                reply = msg.reply_error(request_id, err.code, err.message)
-        data = frame.encode_frame(reply)
-        if op != msg.OP_HELLO:
-            self._reply_cache.append((request_id, message, data))
-            if len(self._reply_cache) > REPLY_CACHE:
-                self._reply_cache.pop(0)
-        self._send_bytes(data)
+            if channel.amp_ua:
+                idle = False
+        if self.stopping and idle:
+            self.stopping = False
+            reason = self.supervisor.reason
+            self.supervisor.to_idle(reason if reason == "session_end" else "stop")
 
-    def _send(self, message):
-        self._send_bytes(frame.encode_frame(message))
+    def _begin_stop(self):
+        self.stopping = True
+        for channel in self.channels:
+            channel.target_ua = 0
 
-    def _send_bytes(self, data):
-        if len(self._tx) + len(data) > MAX_TX_BYTES:
-            self.tx_dropped += 1
-            return
-        self._tx.extend(data)
-
-    def _flush(self):
-        if not self._tx:
-            return
-        try:
-            written = self.serial.write(self._tx)
-        except Exception:
-            written = 0
-        if written:
-            self._tx = self._tx[written:]
+    def _renew_lease(self, op):
+        self._lease_from = self.clock.ticks_ms()
 
     def _announce_state(self):
         if self.supervisor.changes != self._seen_changes:
             self._seen_changes = self.supervisor.changes
-            self._send(
+            self.link.send(
                 msg.event(
                     msg.EV_STATE,
                     {
                         "state": self.supervisor.state_name,
+                        "reason": self.supervisor.reason,
                         "faults": list(self.supervisor.faults),
                         "fault_msg": self.supervisor.fault_msg,
                     },
                 )
             )
 
+    def fault_cause(self):
+        """Why a fault cannot be cleared yet, or None when its causes are gone."""
+        for i in range(len(self.channels)):
+            try:
+                delivered_ua = self.sense.read_ua(i)
+            except Exception as exc:
+                return "output-sense read on channel %d fails: %s" % (i, msg.clip("%s %s" % (type(exc).__name__, exc), 60))
+            if delivered_ua > L.SENSE_MIN_CHECK_UA:
+                return "channel %d: %d uA flows with the output off" % (i, delivered_ua)
+        return None
+
     # ---- requests -----------------------------------------------------------
+
+    def _channel(self, message):
+        return self.channels[msg.int_field(message, "ch", 0, len(self.channels) - 1)]
+
+    def _refuse_in_fault(self, what):
+        if self.supervisor.state == sup.FAULT:
+            raise msg.RequestError(
+                msg.E_BAD_STATE, "cannot %s: fault %s latched; send clear_fault first" % (what, self.supervisor.faults[0])
+            )
 
     def _op_hello(self, message):
         if "proto" in message:
@@ -219,74 +199,181 @@ class Device:
                     "host speaks protocol %d.%d; this device speaks %s (majors %s)"
                     % (major, minor, msg.PROTO_VERSION, list(msg.SUPPORTED_MAJORS)),
                 )
+        if self.supervisor.running():
+            # A host (re)connected mid-session: an interruption, so output ramps again from zero.
+            self._outputs_off()
         return {
             "proto": msg.PROTO_VERSION,
             "proto_majors": list(msg.SUPPORTED_MAJORS),
             "fw": firmware.FIRMWARE_VERSION,
             "device_id": self.device_id,
             "channels": len(self.channels),
-            "amp_limit_ua": limits.AMP_LIMIT_UA,
-            "tick_ms": limits.TICK_MS,
+            "amp_limit_ua": L.AMP_LIMIT_UA,
+            "amp_step_ua": L.AMP_STEP_UA,
+            "tick_ms": L.TICK_MS,
+            "lease_ms": L.LEASE_DEFAULT_MS,
+            "session_max_ms": L.SESSION_MAX_MS,
         }
 
     def status(self):
         channels = []
         for i in range(len(self.channels)):
             channel = self.channels[i]
-            channels.append({"amp_ua": channel.amp_ua, "target_ua": channel.target_ua, "sense_ua": self.sense_ua[i]})
+            channels.append(
+                {
+                    "amp_ua": channel.amp_ua,
+                    "target_ua": channel.target_ua,
+                    "max_amp_ua": channel.max_amp_ua,
+                    "delivered_ua": self.delivered_ua[i],
+                    "mode": channel.setting.mode,
+                    "phase_us": channel.phase_us,
+                    "rate_hz": channel.rate_hz,
+                }
+            )
+        left_ms = self.session_ms - self.session_run_ms if self.supervisor.state in (sup.RUNNING, sup.PAUSED) else 0
         return {
             "state": self.supervisor.state_name,
+            "reason": self.supervisor.reason,
+            "stopping": self.stopping,
             "faults": list(self.supervisor.faults),
             "fault_msg": self.supervisor.fault_msg,
             "uptime_ms": self.uptime.total_ms,
+            "session_left_ms": left_ms if left_ms > 0 else 0,
+            "lease_ms": self.lease_ms,
             "ch": channels,
-            "rx_errors": self.rx_errors,
-            "tx_dropped": self.tx_dropped,
+            "rx_errors": self.link.rx_errors,
+            "tx_dropped": self.link.tx_dropped,
         }
 
     def _op_status(self, message):
         return self.status()
 
+    def _op_keepalive(self, message):
+        return {"state": self.supervisor.state_name}
+
     def _op_start(self, message):
         targets = self._targets(message)
+        session_ms = msg.int_field(message, "session_ms", 1000, L.SESSION_MAX_MS, L.SESSION_DEFAULT_MS)
+        lease_ms = message.get("lease_ms", L.LEASE_DEFAULT_MS)
+        if not (msg.is_int(lease_ms) and lease_ms == 0):  # 0: no host lease
+            lease_ms = msg.int_field(message, "lease_ms", L.LEASE_MIN_MS, L.LEASE_MAX_MS, L.LEASE_DEFAULT_MS)
+        ramp_ms = msg.int_field(message, "ramp_ms", L.RAMP_MIN_MS, L.RAMP_MAX_MS, L.RAMP_DEFAULT_MS)
         self.supervisor.start()
-        for i in range(len(targets)):
-            self.channels[i].set_target(targets[i])
+        self.session_ms = session_ms
+        self.session_run_ms = 0
+        self.lease_ms = lease_ms
+        self.stopping = False
+        self._lease_from = self.clock.ticks_ms()
+        for i in range(len(self.channels)):
+            channel = self.channels[i]
+            channel.off()
+            channel.ramp_ms = ramp_ms
+            if i < len(targets):
+                channel.set_target(targets[i])
+            else:
+                channel.set_target(channel.target_ua)
         return {"state": self.supervisor.state_name}
 
     def _targets(self, message):
-        """Optional "amp_ua": one integer per channel, each checked against the limit."""
+        """Optional "amp_ua": one integer per channel, each inside its channel's envelope."""
         values = message.get("amp_ua", None)
         if values is None:
             return []
         if not isinstance(values, list) or len(values) > len(self.channels):
             raise msg.RequestError(
-                msg.E_BAD_FIELD, "amp_ua must be a list of at most %d integers (one per channel)" % len(self.channels)
+                msg.E_BAD_FIELD, "amp_ua must be a list of up to %d integers, one per channel" % len(self.channels)
             )
-        for value in values:
-            msg.int_field({"amp_ua": value}, "amp_ua", 0, limits.AMP_LIMIT_UA)
+        for i in range(len(values)):
+            amp_ua = msg.int_field({"amp_ua": values[i]}, "amp_ua", 0, L.AMP_LIMIT_UA)
+            envelope.check(self.channels[i].setting, amp_ua)
         return values
 
     def _op_stop(self, message):
-        self.supervisor.stop()
+        """Normal stop: ramp down, then IDLE. From PAUSED there is nothing to ramp."""
+        state = self.supervisor.state
+        if state == sup.RUNNING:
+            self._begin_stop()
+            self.supervisor.reason = "stop"
+        elif state == sup.PAUSED:
+            self._outputs_off()
+            self.supervisor.to_idle("stop")
+        return {"state": self.supervisor.state_name, "stopping": self.stopping}
+
+    def _op_estop(self, message):
+        """Emergency stop: zero output at once, no ramp, targets forgotten."""
         self.pulse_out.off()
-        for i in range(len(self.channels)):
-            self.channels[i].interrupt()
-            self.monitors[i].reset()
+        for channel in self.channels:
+            channel.interrupt()
+        self.stopping = False
+        self.supervisor.to_idle("estop")
         return {"state": self.supervisor.state_name}
 
+    def _op_pause(self, message):
+        self.supervisor.pause(sup.PAUSE_REQUEST)
+        self.stopping = False
+        self._outputs_off()
+        return {"state": self.supervisor.state_name}
+
+    def _op_resume(self, message):
+        self.supervisor.resume()
+        self._lease_from = self.clock.ticks_ms()
+        for channel in self.channels:
+            channel.off()  # ramp from zero
+        return {"state": self.supervisor.state_name}
+
+    def _set_target(self, channel, amp_ua):
+        envelope.check(channel.setting, amp_ua)
+        channel.set_target(amp_ua)
+        return {"ch": channel.index, "target_ua": channel.target_ua}
+
     def _op_set_amp(self, message):
-        ch = msg.int_field(message, "ch", 0, len(self.channels) - 1)
-        amp_ua = msg.int_field(message, "amp_ua", 0, limits.AMP_LIMIT_UA)
-        if self.supervisor.state == sup.FAULT:
+        channel = self._channel(message)
+        amp_ua = msg.int_field(message, "amp_ua", 0, L.AMP_LIMIT_UA)
+        self._refuse_in_fault("set amplitude")
+        return self._set_target(channel, amp_ua)
+
+    def _op_amp_step(self, message):
+        channel = self._channel(message)
+        steps = msg.int_field(message, "steps", -L.AMP_STEPS_MAX, L.AMP_STEPS_MAX)
+        self._refuse_in_fault("change amplitude")
+        amp_ua = channel.target_ua + steps * L.AMP_STEP_UA
+        if amp_ua < 0:
+            amp_ua = 0
+        if amp_ua > L.AMP_LIMIT_UA:
             raise msg.RequestError(
-                msg.E_BAD_STATE, "cannot set amplitude: fault %s latched; send clear_fault first" % self.supervisor.faults[0]
+                msg.E_OUT_OF_RANGE, "amp_ua %d exceeds the limit %d" % (amp_ua, L.AMP_LIMIT_UA)
             )
-        self.channels[ch].set_target(amp_ua)
-        return {"ch": ch, "target_ua": self.channels[ch].target_ua}
+        return self._set_target(channel, amp_ua)
+
+    def _op_set_stim(self, message):
+        channel = self._channel(message)
+        setting = envelope.parse_setting(message.get("stim"))
+        self._refuse_in_fault("change the stimulation setting")
+        envelope.check(setting, channel.target_ua)
+        channel.apply_setting(setting)  # a program change: output restarts from zero
+        return self._stim_reply(channel)
+
+    def _op_get_stim(self, message):
+        return self._stim_reply(self._channel(message))
+
+    def _stim_reply(self, channel):
+        setting = channel.setting
+        return {
+            "ch": channel.index,
+            "stim": setting.to_dict(),
+            "max_amp_ua": channel.max_amp_ua,
+            "binding_limit": envelope.binding_limit(setting),
+            "envelope": envelope.Envelope(setting, channel.target_ua).to_dict(),
+        }
 
     def _op_clear_fault(self, message):
+        if self.supervisor.state == sup.FAULT:
+            cause = self.fault_cause()
+            if cause is not None:
+                raise msg.RequestError(msg.E_BAD_STATE, "cannot clear the fault yet: " + cause)
         self.supervisor.clear()
         for monitor in self.monitors:
             monitor.reset()
+        for channel in self.channels:
+            channel.interrupt()
         return {"state": self.supervisor.state_name}

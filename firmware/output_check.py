@@ -1,54 +1,69 @@
 """Compare the current that flowed with the current that was commanded.
 
-Two failures matter at the electrodes: nothing flows (an electrode came off:
-when it is pressed back, the full amplitude would arrive at once) and more
-flows than was asked (an output-stage fault). Each needs a few consecutive
-pulses before it latches, so one noisy ADC sample never trips it.
+Two failures matter at the electrodes. Nothing flows while the stage sits at
+its compliance voltage: an electrode came off, and when it is pressed back
+the full amplitude would arrive at once; that latches on the first such pulse
+(a current source at compliance delivering under a quarter of its command is
+unambiguous). More flows than was asked: an output-stage fault; that needs
+two pulses in a row, so one noisy ADC sample never trips it. Below
+SENSE_MIN_CHECK_UA the sense is too coarse to judge a missing load (dead band).
 """
 
-from firmware import limits
+from firmware import limits as L
 from firmware import supervisor
+
+
+def overcurrent_allowed_ua(commanded_ua):
+    margin = commanded_ua // L.OVERCURRENT_RATIO_DIV
+    if margin < L.OVERCURRENT_MARGIN_UA:
+        margin = L.OVERCURRENT_MARGIN_UA
+    return commanded_ua + margin
 
 
 class OutputMonitor:
     def __init__(self, index):
         self.index = index
-        self._no_load_count = 0
         self._over_count = 0
+        self.fault = ""  # "" or the latched fault name with channel
+        self.message = ""
 
     def reset(self):
-        self._no_load_count = 0
         self._over_count = 0
 
-    def check(self, commanded_ua, sensed_ua):
-        """Return None, or (fault name, message naming value and limit)."""
-        if sensed_ua > limits.AMP_LIMIT_UA + limits.OVERCURRENT_MARGIN_UA:
-            return (
+    def check(self, commanded_ua, delivered_ua, at_compliance):
+        """True when a fault was found; then `fault` and `message` name it."""
+        if delivered_ua > L.AMP_LIMIT_UA + L.OVERCURRENT_MARGIN_UA:
+            return self._found(
                 supervisor.F_OVERCURRENT,
-                "channel %d: %d uA measured, above the hard limit %d uA" % (self.index, sensed_ua, limits.AMP_LIMIT_UA),
+                "channel %d: %d uA delivered, above the hard limit %d uA" % (self.index, delivered_ua, L.AMP_LIMIT_UA),
             )
         if commanded_ua <= 0:
             self.reset()
-            return None
-        allowed_ua = commanded_ua + limits.OVERCURRENT_MARGIN_UA
-        if sensed_ua > allowed_ua:
+            return False
+        allowed_ua = overcurrent_allowed_ua(commanded_ua)
+        if delivered_ua > allowed_ua:
             self._over_count += 1
-            if self._over_count >= limits.OVERCURRENT_PULSES:
-                return (
+            if self._over_count >= L.OVERCURRENT_PULSES:
+                return self._found(
                     supervisor.F_OVERCURRENT,
-                    "channel %d: %d uA measured for %d uA commanded, limit %d uA"
-                    % (self.index, sensed_ua, commanded_ua, allowed_ua),
+                    "channel %d: %d uA delivered for %d uA commanded, limit %d uA"
+                    % (self.index, delivered_ua, commanded_ua, allowed_ua),
                 )
         else:
             self._over_count = 0
-        if commanded_ua >= limits.SENSE_MIN_CHECK_UA and sensed_ua * limits.NO_LOAD_RATIO_DIV < commanded_ua:
-            self._no_load_count += 1
-            if self._no_load_count >= limits.NO_LOAD_PULSES:
-                return (
-                    supervisor.F_NO_LOAD,
-                    "channel %d: %d uA measured for %d uA commanded (below 1/%d for %d pulses): electrode off?"
-                    % (self.index, sensed_ua, commanded_ua, limits.NO_LOAD_RATIO_DIV, limits.NO_LOAD_PULSES),
-                )
-        else:
-            self._no_load_count = 0
-        return None
+        if (
+            at_compliance
+            and commanded_ua >= L.SENSE_MIN_CHECK_UA
+            and delivered_ua * L.NO_LOAD_RATIO_DIV < commanded_ua
+        ):
+            return self._found(
+                supervisor.F_NO_LOAD,
+                "channel %d: %d uA delivered for %d uA commanded at the compliance voltage: electrode off?"
+                % (self.index, delivered_ua, commanded_ua),
+            )
+        return False
+
+    def _found(self, name, message):
+        self.fault = "%s:%d" % (name, self.index)
+        self.message = message
+        return True

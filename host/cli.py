@@ -296,7 +296,7 @@ def _render_status(console, status):
             str(index),
             format_ma(channel.get("amp_ua", 0)),
             format_ma(channel.get("target_ua", 0)),
-            format_ma(channel.get("sense_ua", 0)),
+            format_ma(channel.get("delivered_ua", 0)),
         )
     console.print(table)
 
@@ -316,8 +316,11 @@ def status(settings):
 @cli.command()
 @click.option("--amp", "amp", type=MILLIAMPS, metavar="MA", help="Target amplitude in mA, e.g. 12.5 (ramps up from zero).")
 @click.option("--ch", type=click.IntRange(min=0), default=0, show_default=True, help="Channel the --amp applies to.")
+@click.option("--minutes", type=click.IntRange(1, 60), default=None, help="Session length; the device stops by itself after it (default 30).")
+@click.option("--lease", "lease_s", type=click.IntRange(0, 30), default=0, show_default=True,
+              help="Keepalive lease in seconds: pause unless a request arrives this often. 0: the session runs on the device's own timer.")
 @click.pass_obj
-def start(settings, amp, ch):
+def start(settings, amp, ch, minutes, lease_s):
     """Start stimulation (always ramps up from zero)."""
     if amp is None and ch != 0:
         _fail(settings, CliFailure(EXIT_USAGE, "usage", "--ch needs --amp (the target for that channel)"))
@@ -333,7 +336,9 @@ def start(settings, amp, ch):
                 for index, channel in enumerate(client.status().get("ch", [])[:ch]):
                     targets[index] = channel.get("target_ua", 0)
             targets[ch] = amp_ua
-        reply = client.start(targets)
+        reply = client.start(
+            targets, lease_ms=lease_s * 1000, session_ms=minutes * 60000 if minutes else None
+        )
         fields = {"state": reply.get("state")}
         if amp is not None:
             fields.update({"ch": ch, "target_ua": amp[0]})
@@ -352,11 +357,13 @@ def start(settings, amp, ch):
 @cli.command()
 @click.pass_obj
 def stop(settings):
-    """Stop stimulation: every output to zero, targets forgotten."""
+    """Stop stimulation: the device ramps every output down to zero, then goes IDLE."""
 
     def action(client):
         reply = client.stop()
-        return reply, lambda console: console.print("Stopped: %s (outputs off)" % escape(str(reply.get("state"))))
+        return reply, lambda console: console.print(
+            "Stopping: %s (%s)" % (escape(str(reply.get("state"))), "ramping down" if reply.get("stopping") else "outputs off")
+        )
 
     _run(settings, action)
 

@@ -255,17 +255,48 @@ class Client:
     def status(self):
         return self.request(msg.OP_STATUS)
 
-    def start(self, amp_ua=None):
-        """Start stimulation. amp_ua: None (targets as they are) or target µA per channel from channel 0."""
-        if amp_ua is None:
-            return self.request(msg.OP_START)
-        amp_ua = list(amp_ua)
-        if not all(msg.is_int(value) for value in amp_ua):
-            raise TypeError("amp_ua must be integers in µA, got %r" % (amp_ua,))
-        return self.request(msg.OP_START, amp_ua=amp_ua)
+    def start(self, amp_ua=None, lease_ms=None, session_ms=None, ramp_ms=None):
+        """Start stimulation. amp_ua: None (targets as they are) or target µA per channel from channel 0.
+
+        lease_ms: the host keepalive lease (device default when None; 0 for a
+        session the device times alone); session_ms: auto-off; ramp_ms: soft start.
+        """
+        fields = {}
+        for name, value in (("lease_ms", lease_ms), ("session_ms", session_ms), ("ramp_ms", ramp_ms)):
+            if value is not None:
+                fields[name] = value
+        if amp_ua is not None:
+            amp_ua = list(amp_ua)
+            if not all(msg.is_int(value) for value in amp_ua):
+                raise TypeError("amp_ua must be integers in µA, got %r" % (amp_ua,))
+            fields["amp_ua"] = amp_ua
+        return self.request(msg.OP_START, **fields)
 
     def stop(self):
+        """Normal stop: the device ramps down, then goes IDLE."""
         return self.request(msg.OP_STOP)
+
+    def estop(self):
+        """Emergency stop: output zero at once, no ramp."""
+        return self.request(msg.OP_ESTOP)
+
+    def pause(self):
+        return self.request(msg.OP_PAUSE)
+
+    def resume(self):
+        return self.request(msg.OP_RESUME)
+
+    def keepalive(self):
+        return self.request(msg.OP_KEEPALIVE)
+
+    def amp_step(self, ch, steps):
+        return self.request(msg.OP_AMP_STEP, ch=ch, steps=steps)
+
+    def set_stim(self, ch, stim):
+        return self.request(msg.OP_SET_STIM, ch=ch, stim=stim)
+
+    def get_stim(self, ch):
+        return self.request(msg.OP_GET_STIM, ch=ch)
 
     def set_amp(self, ch, amp_ua):
         return self.request(msg.OP_SET_AMP, ch=ch, amp_ua=amp_ua)

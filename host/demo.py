@@ -101,8 +101,11 @@ class Session:
         if self.phase == "holding":
             if self.now_ms - self.hold_from_ms >= HOLD_MS:
                 self.client.stop()
+                self.phase = "ramping down"
+            return True
+        if self.phase == "ramping down":
+            if self.status["state"] == "IDLE":
                 self.phase = "stopped"
-                self.poll()
                 self.stopped_ms = self.now_ms
                 return False
             return True
@@ -114,7 +117,7 @@ def _seconds(ms):
 
 
 def live_view(session):
-    status = session.status or {"state": "-", "ch": [{"amp_ua": 0, "target_ua": 0, "sense_ua": 0}]}
+    status = session.status or {"state": "-", "ch": [{"amp_ua": 0, "target_ua": 0, "delivered_ua": 0}]}
     channel = status["ch"][session.ch]
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold", justify="right")
@@ -127,7 +130,7 @@ def live_view(session):
         "%s of target %s  (step %d/%d)"
         % (format_ma(channel["amp_ua"]), format_ma(channel["target_ua"]), session.step, session.steps),
     )
-    table.add_row("measured", format_ma(channel["sense_ua"]))
+    table.add_row("measured", format_ma(channel["delivered_ua"]))
     table.add_row("sim time", _seconds(max(session.now_ms, 0)))
     table.add_row("last event", escape(session.last_event or "-"))
     return Panel(table, title="pulsewarm demo (simulated device)", expand=False)
@@ -187,7 +190,7 @@ def _log_line(session):
         session.phase,
         format_ma(channel["amp_ua"]),
         format_ma(channel["target_ua"]),
-        format_ma(channel["sense_ua"]),
+        format_ma(channel["delivered_ua"]),
     )
 
 

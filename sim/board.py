@@ -1,16 +1,18 @@
 """Simulated drivers, following `firmware/drivers/interfaces.py` exactly.
 
 A `SimBoard` is one simulated device's hardware: clock, output stage into an
-electrode load, output sense, and a serial line made of two byte queues.
-Faults are injected by changing the hardware state (see `sim.faults`).
+electrode-skin load per channel, output sense, and a serial line made of two
+byte queues. Faults are injected by changing the hardware state (see
+`sim.faults`), never the firmware. Nothing here allocates per pulse, so heap
+measurements of a simulated tick measure the firmware.
 """
 
 from sim.clock import VirtualClock
 from sim.models import ElectrodeLoad, SenseAdc
 from sim.rng import Rng
 
-HW_MAX_AMP_UA = 80000
-HW_MAX_PHASE_US = 500
+HW_MAX_AMP_UA = 100000
+HW_MAX_PHASE_US = 2000
 SERIAL_TX_CAPACITY = 8192  # bytes the "USB" holds before a write is refused
 
 
@@ -20,37 +22,59 @@ class SimPulseOutput:
         self.hw_max_amp_ua = HW_MAX_AMP_UA
         self.hw_max_phase_us = HW_MAX_PHASE_US
         self._loads = loads
-        self.last_commanded_ua = [0] * channels  # what the last pulse asked for
-        self.last_delivered_ua = [0] * channels  # what actually flowed
+        self.last_commanded_ua = [0] * channels  # phase-1 current the last pulse asked for
+        self.last_delivered_ua = [0] * channels  # what actually flowed (for the sense ADC)
+        self.last_at_compliance = [False] * channels
         self.pulse_count = [0] * channels
-        self.gain_fault = [False] * channels  # injected: the stage overshoots
+        # per trace row (reset by the trace writer): pulses, largest phase charge, net charge
+        self.row_pulses = [0] * channels
+        self.row_max_charge_pc = [0] * channels
+        self.row_net_pc = [0] * channels
+        self.row_delivered_ua = [0] * channels
+        self.overshoot = [False] * channels  # injected: the stage delivers more than commanded
         self.queue_full = False  # injected: every fire() is refused
-        self.recorder = None  # optional callable(ch, start_us, amp_ua, phase_us, gap_us, delivered_ua)
+        self.recorder = None  # optional callable(ch, start_us, amp1, phase1, gap, amp2, phase2, delivered)
 
-    def fire(self, ch, start_us, amp_ua, phase_us, gap_us):
+    def fire(self, ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us):
         if self.queue_full or ch < 0 or ch >= self.channels:
             return False
-        if amp_ua > self.hw_max_amp_ua:
-            amp_ua = self.hw_max_amp_ua
-        if amp_ua < 0:
-            amp_ua = 0
-        if phase_us > self.hw_max_phase_us:
-            phase_us = self.hw_max_phase_us
-        driven_ua = amp_ua
-        if self.gain_fault[ch]:
-            driven_ua = amp_ua + amp_ua // 2 + 5000
-        delivered = self._loads[ch].delivered_ua(driven_ua)
-        self.last_commanded_ua[ch] = amp_ua
+        # The driver clamps to what the stage can do, whatever it is asked.
+        if amp1_ua > self.hw_max_amp_ua:
+            amp1_ua = self.hw_max_amp_ua
+        if amp2_ua > self.hw_max_amp_ua:
+            amp2_ua = self.hw_max_amp_ua
+        if amp1_ua < 0:
+            amp1_ua = 0
+        if amp2_ua < 0:
+            amp2_ua = 0
+        if phase1_us > self.hw_max_phase_us:
+            phase1_us = self.hw_max_phase_us
+        if phase2_us > self.hw_max_phase_us:
+            phase2_us = self.hw_max_phase_us
+        driven_ua = amp1_ua
+        if self.overshoot[ch]:
+            driven_ua = amp1_ua + amp1_ua // 2 + 5000
+        load = self._loads[ch]
+        delivered = load.drive(driven_ua, phase1_us)
+        self.last_commanded_ua[ch] = amp1_ua
         self.last_delivered_ua[ch] = delivered
+        self.last_at_compliance[ch] = load.at_compliance
         self.pulse_count[ch] += 1
+        self.row_pulses[ch] += 1
+        charge_pc = amp1_ua * phase1_us
+        if charge_pc > self.row_max_charge_pc[ch]:
+            self.row_max_charge_pc[ch] = charge_pc
+        self.row_net_pc[ch] += charge_pc - amp2_ua * phase2_us
+        self.row_delivered_ua[ch] = delivered
         if self.recorder is not None:
-            self.recorder(ch, start_us, amp_ua, phase_us, gap_us, delivered)
+            self.recorder(ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us, delivered)
         return True
 
     def off(self):
         for ch in range(self.channels):
             self.last_commanded_ua[ch] = 0
             self.last_delivered_ua[ch] = 0
+            self.last_at_compliance[ch] = False
 
     def take_delivered(self, ch):
         """The current of the last pulse since the previous call (0 if none)."""
@@ -58,17 +82,30 @@ class SimPulseOutput:
         self.last_delivered_ua[ch] = 0
         return value
 
+    def reset_row(self, ch):
+        self.row_pulses[ch] = 0
+        self.row_max_charge_pc[ch] = 0
+        self.row_net_pc[ch] = 0
+        self.row_delivered_ua[ch] = 0
+
 
 class SimOutputSense:
     def __init__(self, pulse_out, adc):
         self._pulse_out = pulse_out
         self._adc = adc
         self.broken = False  # injected: the ADC read raises
+        self._compliance = [False] * pulse_out.channels
 
     def read_ua(self, ch):
         if self.broken:
             raise OSError("output-sense ADC not responding")
+        self._compliance[ch] = self._pulse_out.last_at_compliance[ch]
+        self._pulse_out.last_at_compliance[ch] = False
         return self._adc.measure_ua(self._pulse_out.take_delivered(ch))
+
+    def at_compliance(self, ch):
+        """Whether the last pulse read by read_ua hit the compliance voltage."""
+        return self._compliance[ch]
 
 
 class SimSerial:
@@ -100,20 +137,22 @@ class SimSerial:
         self._rx.extend(data)
 
     def host_read(self):
+        if not self._tx:
+            return b""
         data = bytes(self._tx)
         self._tx = bytearray()
         return data
 
 
 class SimBoard:
-    def __init__(self, seed=1, start_ms=0, channels=1, resistance_ohm=1000):
+    def __init__(self, seed=1, start_ms=0, channels=2):
         self.rng = Rng(seed)
         self.clock = VirtualClock(start_ms)
-        self.loads = [ElectrodeLoad(resistance_ohm) for _ in range(channels)]
+        self.loads = [ElectrodeLoad() for _ in range(channels)]
+        self.nominal_series_ohm = self.loads[0].series_ohm
         self.pulse_out = SimPulseOutput(self.loads, channels)
         self.sense = SimOutputSense(self.pulse_out, SenseAdc(self.rng))
         self.serial = SimSerial()
-        self.nominal_resistance_ohm = resistance_ohm
         self.active_faults = []
 
     def build_device(self, device_id="pulsewarm-sim-0"):

@@ -82,7 +82,7 @@ def run(scenario, trace_path, runtime):
 def list_faults():
     """List the faults the simulator can inject."""
     for name in faults.names():
-        click.echo("%-18s %s" % (name, faults.describe(name)))
+        click.echo("%-20s %s" % (name, faults.describe(name)))
 
 
 def main():

@@ -1,58 +1,85 @@
 """Faults the simulator can inject: each changes the simulated hardware.
 
-Every entry: name -> (one-line description, function(board, active)). A fault
-is injected with active=True and cleared with active=False.
+Channel faults are named `KIND:CH` (e.g. `electrode_off:1`); the others are
+plain names. Every kind: name -> (one-line description, function(board, ch, active)).
 """
 
 from sim.models import OPEN_CIRCUIT
 
-
-def _lead_off(board, active):
-    for load in board.loads:
-        load.resistance_ohm = OPEN_CIRCUIT if active else board.nominal_resistance_ohm
+PARTIAL_SERIES_OHM = 40000  # a half-detached electrode: 40 kohm
 
 
-def _high_impedance(board, active):
-    # Dry electrodes: 20 kOhm limits a 100 V stage to 5 mA.
-    for load in board.loads:
-        load.resistance_ohm = 20000 if active else board.nominal_resistance_ohm
+def _electrode_off(board, ch, active):
+    board.loads[ch].series_ohm = OPEN_CIRCUIT if active else board.nominal_series_ohm
 
 
-def _output_overshoot(board, active):
-    for ch in range(board.pulse_out.channels):
-        board.pulse_out.gain_fault[ch] = active
+def _electrode_partial(board, ch, active):
+    board.loads[ch].series_ohm = PARTIAL_SERIES_OHM if active else board.nominal_series_ohm
 
 
-def _sense_adc_error(board, active):
+def _overcurrent(board, ch, active):
+    board.pulse_out.overshoot[ch] = active
+
+
+def _sense_adc_error(board, ch, active):
     board.sense.broken = active
 
 
-def _pulse_queue_full(board, active):
+def _pulse_queue_full(board, ch, active):
     board.pulse_out.queue_full = active
 
 
-FAULTS = {
-    "lead_off": ("electrode contact lost on every channel (open circuit)", _lead_off),
-    "high_impedance": ("dry electrodes: 20 kOhm load, the stage cannot reach high amplitudes", _high_impedance),
-    "output_overshoot": ("output stage delivers 1.5x the commanded current + 5 mA", _output_overshoot),
+CHANNEL_FAULTS = {
+    "electrode_off": ("electrode contact lost on channel CH (open circuit)", _electrode_off),
+    "electrode_partial": (
+        "electrode half off on channel CH: the load rises to 40 kohm, a 100 V stage tops out near 2.5 mA",
+        _electrode_partial,
+    ),
+    "overcurrent": ("output stage of channel CH delivers 1.5x the commanded current + 5 mA", _overcurrent),
+}
+DEVICE_FAULTS = {
     "sense_adc_error": ("output-sense ADC read raises OSError (a driver exception in the tick)", _sense_adc_error),
     "pulse_queue_full": ("pulse FIFO refuses every pulse (CPU outran the PIO)", _pulse_queue_full),
 }
 
 
-def names():
-    return sorted(FAULTS)
+def names(channels=2):
+    out = []
+    for kind in sorted(CHANNEL_FAULTS):
+        for ch in range(channels):
+            out.append("%s:%d" % (kind, ch))
+    return out + sorted(DEVICE_FAULTS)
+
+
+def _parse(name, channels):
+    if isinstance(name, str) and name in DEVICE_FAULTS:
+        return DEVICE_FAULTS[name][1], 0
+    if isinstance(name, str) and ":" in name:
+        kind, _, ch_text = name.partition(":")
+        if kind in CHANNEL_FAULTS and ch_text.isdigit() and int(ch_text) < channels:
+            return CHANNEL_FAULTS[kind][1], int(ch_text)
+    raise KeyError("unknown fault %r; known: %s" % (name, ", ".join(names(channels))))
+
+
+def is_known(name, channels=2):
+    try:
+        _parse(name, channels)
+    except KeyError:
+        return False
+    return True
 
 
 def describe(name):
-    return FAULTS[name][0]
+    if name in DEVICE_FAULTS:
+        return DEVICE_FAULTS[name][0]
+    kind, _, ch_text = name.partition(":")
+    return CHANNEL_FAULTS[kind][0].replace("CH", ch_text)
 
 
 def set_fault(board, name, active):
     """Inject (active=True) or clear a fault; KeyError names the known faults."""
-    if name not in FAULTS:
-        raise KeyError("unknown fault %r; known: %s" % (name, ", ".join(names())))
-    FAULTS[name][1](board, active)
+    apply, ch = _parse(name, board.pulse_out.channels)
+    apply(board, ch, active)
     if active and name not in board.active_faults:
         board.active_faults.append(name)
     if not active and name in board.active_faults:

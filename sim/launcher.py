@@ -283,7 +283,7 @@ class SimServer:
 
 
 def start_server(
-    runtime="cpython", speed=1.0, pty=True, listen=None, seed=1, start_ms=0, channels=1, device_id="pulsewarm-sim-0"
+    runtime="cpython", speed=1.0, pty=True, listen=None, seed=1, start_ms=0, channels=2, device_id="pulsewarm-sim-0"
 ):
     """Start one simulated device; returns a SimServer (use as a context manager)."""
     if runtime not in RUNTIMES:

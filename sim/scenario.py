@@ -52,13 +52,13 @@ def normalize(scenario):
     duration_ms = _number(scenario["duration_s"], "duration_s", 0.01, MAX_DURATION_S)
     seed = _int(scenario.get("seed", 1), "seed", 0, 0xFFFFFFFF)
     start_ms = _int(scenario.get("start_ms", 0), "start_ms", 0, (1 << 30) - 1)
-    channels = _int(scenario.get("channels", 1), "channels", 1, 2)
+    channels = _int(scenario.get("channels", 2), "channels", 1, 2)
     steps = scenario.get("steps", [])
     if not isinstance(steps, list):
         raise ScenarioError("steps must be a list")
     out = []
     for index in range(len(steps)):
-        out.append(_normalize_step(steps[index], "steps[%d]" % index, duration_ms))
+        out.append(_normalize_step(steps[index], "steps[%d]" % index, duration_ms, channels))
     # Stable sort by time: steps at the same time keep their file order.
     order = sorted(range(len(out)), key=lambda i: (out[i]["at_ms"], i))
     return {
@@ -70,7 +70,7 @@ def normalize(scenario):
     }
 
 
-def _normalize_step(step, where, duration_ms):
+def _normalize_step(step, where, duration_ms, channels):
     if not isinstance(step, dict):
         raise ScenarioError("%s must be an object" % where)
     if "at_s" not in step:
@@ -94,8 +94,10 @@ def _normalize_step(step, where, duration_ms):
         if not isinstance(value, str):
             raise ScenarioError("%s.raw must be a string of bytes to write to the serial line" % where)
     else:
-        if value not in faults.FAULTS:
-            raise ScenarioError("%s.%s: unknown fault %r; known: %s" % (where, kind, value, ", ".join(faults.names())))
+        if not faults.is_known(value, channels):
+            raise ScenarioError(
+                "%s.%s: unknown fault %r; known: %s" % (where, kind, value, ", ".join(faults.names(channels)))
+            )
     return {"at_ms": at_ms, kind: value}
 
 

@@ -11,7 +11,7 @@ TICK_MS = 10
 
 
 class ServedDevice:
-    def __init__(self, seed=1, start_ms=0, channels=1, device_id="pulsewarm-sim-0"):
+    def __init__(self, seed=1, start_ms=0, channels=2, device_id="pulsewarm-sim-0"):
         self.board = SimBoard(seed=seed, start_ms=start_ms, channels=channels)
         self.device = self.board.build_device(device_id)
 

@@ -10,7 +10,7 @@ from firmware.compat import const
 from firmware.protocols.jsondec import NonInteger
 
 PROTO_MAJOR = const(0)
-PROTO_MINOR = const(1)
+PROTO_MINOR = const(2)
 PROTO_VERSION = "%d.%d" % (PROTO_MAJOR, PROTO_MINOR)
 SUPPORTED_MAJORS = (PROTO_MAJOR,)
 
@@ -20,9 +20,30 @@ OP_HELLO = "hello"
 OP_STATUS = "status"
 OP_START = "start"
 OP_STOP = "stop"
+OP_ESTOP = "estop"
+OP_PAUSE = "pause"
+OP_RESUME = "resume"
 OP_SET_AMP = "set_amp"
+OP_AMP_STEP = "amp_step"
+OP_SET_STIM = "set_stim"
+OP_GET_STIM = "get_stim"
+OP_KEEPALIVE = "keepalive"
 OP_CLEAR_FAULT = "clear_fault"
-OPS = (OP_HELLO, OP_STATUS, OP_START, OP_STOP, OP_SET_AMP, OP_CLEAR_FAULT)
+OPS = (
+    OP_HELLO,
+    OP_STATUS,
+    OP_START,
+    OP_STOP,
+    OP_ESTOP,
+    OP_PAUSE,
+    OP_RESUME,
+    OP_SET_AMP,
+    OP_AMP_STEP,
+    OP_SET_STIM,
+    OP_GET_STIM,
+    OP_KEEPALIVE,
+    OP_CLEAR_FAULT,
+)
 
 # Error codes. Stable strings: hosts and scripts branch on them.
 E_BAD_FRAME = "bad_frame"  # line started like a frame but is malformed
@@ -35,9 +56,10 @@ E_BAD_FIELD = "bad_field"  # missing field or wrong type
 E_OUT_OF_RANGE = "out_of_range"  # value beyond a limit
 E_BAD_STATE = "bad_state"  # not allowed in the current state
 E_VERSION = "version"  # protocol major version not spoken
+E_ENVELOPE = "envelope"  # a setting or amplitude outside the safety envelope
 
 EV_RX_ERROR = "rx_error"  # a damaged line was dropped; no id can be trusted
-EV_STATE = "state"  # the supervisor changed state
+EV_STATE = "state"  # the supervisor changed state (with the reason)
 
 
 class RequestError(Exception):
