@@ -142,6 +142,7 @@ class Device:
                 idle = False
         if self.stopping and idle:
             self.stopping = False
+            self._outputs_off()  # leaving RUNNING: the driver is off in the same tick, as on every other exit
             reason = self.supervisor.reason
             self.supervisor.to_idle(reason if reason == "session_end" else "stop")
 
@@ -199,9 +200,9 @@ class Device:
                     "host speaks protocol %d.%d; this device speaks %s (majors %s)"
                     % (major, minor, msg.PROTO_VERSION, list(msg.SUPPORTED_MAJORS)),
                 )
-        if self.supervisor.running():
-            # A host (re)connected mid-session: an interruption, so output ramps again from zero.
-            self._outputs_off()
+        # A hello does not disturb a running session: observers (tensctl status) connect
+        # freely. A controlling host that was gone longer than its lease finds the session
+        # PAUSED (lease_expired), and resuming ramps from zero.
         return {
             "proto": msg.PROTO_VERSION,
             "proto_majors": list(msg.SUPPORTED_MAJORS),
@@ -228,6 +229,8 @@ class Device:
                     "mode": channel.setting.mode,
                     "phase_us": channel.phase_us,
                     "rate_hz": channel.rate_hz,
+                    # the output indicator (IEC 60601-2-10): lit above 10 mA r.m.s. or 10 mJ into 1 kohm
+                    "indicator": channel.amp_ua > 0 and envelope.Envelope(channel.setting, channel.amp_ua).indicator,
                 }
             )
         left_ms = self.session_ms - self.session_run_ms if self.supervisor.state in (sup.RUNNING, sup.PAUSED) else 0
@@ -322,6 +325,11 @@ class Device:
         return {"state": self.supervisor.state_name}
 
     def _set_target(self, channel, amp_ua):
+        if self.stopping and amp_ua > channel.target_ua:
+            # a stop (or the session timer) is ramping down: raising now would undo it
+            raise msg.RequestError(
+                msg.E_BAD_STATE, "cannot raise amplitude: stopping (%s), ramping down to IDLE" % self.supervisor.reason
+            )
         envelope.check(channel.setting, amp_ua)
         channel.set_target(amp_ua)
         return {"ch": channel.index, "target_ua": channel.target_ua}
@@ -364,6 +372,7 @@ class Device:
             "max_amp_ua": channel.max_amp_ua,
             "binding_limit": envelope.binding_limit(setting),
             "envelope": envelope.Envelope(setting, channel.target_ua).to_dict(),
+            "envelope_at_max": envelope.Envelope(setting, channel.max_amp_ua).to_dict(),
         }
 
     def _op_clear_fault(self, message):

@@ -49,6 +49,7 @@ _MODE_FIELDS = {
     "strength_duration": ("rate_hz", "sd_rate_hz", "sd_width_pct", "sd_period_ms"),
 }
 ACUPUNCTURE_MAX_HZ = 10  # acupuncture-like TENS is 1-5 Hz clinically; above 10 Hz it is not
+ACUPUNCTURE_DEFAULT_HZ = 2  # the mode's own default rate (the common default, 100 Hz, is not acupuncture-like)
 
 
 class Setting:
@@ -84,6 +85,8 @@ def parse_setting(fields):
     if mode not in MODES:
         raise msg.RequestError(msg.E_BAD_FIELD, "mode %s is not one of %s" % (msg._show(mode), ", ".join(MODES)))
     setting.mode = mode
+    if mode == "acupuncture":
+        setting.rate_hz = ACUPUNCTURE_DEFAULT_HZ
     waveform = fields.get("waveform", "symmetric")
     if waveform not in WAVEFORMS:
         raise msg.RequestError(
@@ -131,8 +134,10 @@ def _check_consistency(s):
             "pulse of %d us (phases and gap) does not fit the %d us period; narrow it or lower the rate" % (pulse_us, period_us),
         )
     if s.mode == "burst":
-        train_us = (s.train_pulses - 1) * (1000000 // s.burst_hz) + pulse_us
-        if train_us >= s.train_ms * 1000:
+        # n whole periods: the next train starts at least one burst period after the last
+        # pulse of this one, so no two pulses come closer than the burst rate allows
+        train_us = s.train_pulses * (1000000 // s.burst_hz)
+        if train_us > s.train_ms * 1000:
             raise msg.RequestError(
                 msg.E_OUT_OF_RANGE,
                 "a train of %d pulses lasts %d us, longer than train_ms %d" % (s.train_pulses, train_us, s.train_ms),
@@ -195,6 +200,15 @@ def isqrt(n):
     return x
 
 
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def _ceil_sqrt(n):
+    r = isqrt(n)
+    return r + 1 if r * r < n else r
+
+
 class Envelope:
     """The figures of one setting at one amplitude, at the cycle's worst corner."""
 
@@ -204,14 +218,16 @@ class Envelope:
         phase2 = phase1 * s.ratio
         i2t = amp1 * amp1 * phase1 + amp2 * amp2 * phase2  # uA^2.us per pulse
         pps = pulses_per_s(s)
+        # Every figure is rounded up (never below the exact value): a pulse may then reach
+        # each limit but not pass it by a fraction of a unit.
         self.peak_ua = amp1
-        self.phase_charge_nc = amp1 * phase1 // 1000
+        self.phase_charge_nc = _ceil_div(amp1 * phase1, 1000)
         self.net_charge_nc = (amp1 * phase1 - amp2 * phase2) // 1000
         self.pulses_per_s = pps
-        self.rms_ua = isqrt(i2t * pps // 1000000)
-        self.energy_uj = L.REFERENCE_LOAD_OHM * i2t // 1000000000000
-        self.current_density_ua_cm2 = self.rms_ua // s.area_cm2
-        self.power_density_uw_cm2 = L.REFERENCE_LOAD_OHM * i2t * pps // 1000000000000 // s.area_cm2
+        self.rms_ua = _ceil_sqrt(_ceil_div(i2t * pps, 1000000))
+        self.energy_uj = _ceil_div(L.REFERENCE_LOAD_OHM * i2t, 1000000000000)
+        self.current_density_ua_cm2 = _ceil_div(self.rms_ua, s.area_cm2)
+        self.power_density_uw_cm2 = _ceil_div(L.REFERENCE_LOAD_OHM * i2t * pps, 1000000000000 * s.area_cm2)
         energy_1k_uj = L.INDICATOR_LOAD_OHM * i2t // 1000000000000
         self.indicator = self.rms_ua > L.INDICATOR_RMS_UA or energy_1k_uj > L.INDICATOR_ENERGY_UJ
 

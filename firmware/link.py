@@ -85,7 +85,10 @@ class Link:
                 reply = msg.reply_ok(request_id, handler(message))
             except msg.RequestError as err:
                 reply = msg.reply_error(request_id, err.code, err.message)
-        data = frame.encode_frame(reply)
+        try:
+            data = frame.encode_frame(reply)
+        except ValueError as err:  # a reply that cannot be framed: say so, never drop the request silently
+            data = frame.encode_frame(msg.reply_error(request_id, msg.E_INTERNAL, msg.clip(str(err), 80)))
         if op != msg.OP_HELLO:
             self._reply_cache.append((request_id, message, data))
             if len(self._reply_cache) > REPLY_CACHE:

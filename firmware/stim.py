@@ -63,8 +63,11 @@ class Channel:
         if amp_ua > self.max_amp_ua:
             amp_ua = self.max_amp_ua
         self.target_ua = amp_ua
-        if amp_ua > 0:
-            self.ramp_step_ua = ramp_step_for(amp_ua, self.ramp_ms)
+        # The step spans the larger of where the output is and where it goes, so
+        # turning down from 80 mA to 1 mA takes one ramp time, not 80.
+        span_ua = amp_ua if amp_ua > self.amp_ua else self.amp_ua
+        if span_ua > 0:
+            self.ramp_step_ua = ramp_step_for(span_ua, self.ramp_ms)
 
     def off(self):
         """Output to zero now, target kept: the next pulses ramp up from zero."""

@@ -6,16 +6,27 @@ alike (integer units there: amp_ua, uptime_ms). With `--port sim` every
 invocation starts its own embedded simulator, so nothing carries over from one
 tensctl command to the next; serve one with `tens-sim serve` to keep state.
 
+Every invocation opens the port and says `hello` (the version check); a hello
+does not disturb a running session. Options that wait (`start --wait`,
+`stop --wait`, `resume --wait`) keep one connection while they poll.
+
+Emergency stop: `tensctl estop` (output zero at once, no ramp).
+
 Exit codes:
   0  ok
-  1  the device replied with an error (e.g. start while a fault is latched)
-  2  usage error (unknown option, bad amplitude, amplitude over the device limit)
+  1  the device replied with an error (e.g. start while a fault is latched, a
+     setting outside the safety envelope), or left the expected state while
+     --wait waited
+  2  usage error (unknown option, bad amplitude, amplitude over the device limit,
+     unreadable setting)
   3  cannot open the port, lost the port, or no device found
   4  no response from the device, or it speaks another protocol version
 """
 
 import json
+import re
 import sys
+import time
 from contextlib import contextmanager
 
 import click
@@ -23,11 +34,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from firmware import limits as L
+from firmware.protocols import frame, jsondec
 from firmware.protocols import messages as msg
 from host import ports
-from host.client import DEFAULT_TIMEOUT_S, Client, DeviceError, NoResponse, ProtocolError, VersionMismatch
+from host.client import DEFAULT_TIMEOUT_S, RETRIES, Client, DeviceError, NoResponse, ProtocolError, VersionMismatch
 from host.transport import TransportError, open_port
-from host.units import AmpParseError, format_ma, parse_ma
+from host.units import AmpParseError, format_duration_ms, format_ma, format_milli, parse_ma
 
 EXIT_OK = 0
 EXIT_DEVICE_ERROR = 1
@@ -36,10 +49,13 @@ EXIT_PORT = 3
 EXIT_NO_RESPONSE = 4
 
 EPILOG = """\b
+Emergency stop: tensctl estop  (output zero at once, no ramp)
+
+\b
 Exit codes:
   0  ok
-  1  the device replied with an error
-  2  usage error (bad option, bad amplitude, over the device limit)
+  1  the device replied with an error (or left the expected state during --wait)
+  2  usage error (bad option, bad amplitude, over the device limit, bad setting)
   3  cannot open the port, lost it, or no device found
   4  no response from the device, or protocol version mismatch
 
@@ -52,12 +68,14 @@ sim:micropython runs it in the MicroPython VM)."""
 class CliFailure(Exception):
     """Ends a command with a message, an exit code and a stable kind for --json."""
 
-    def __init__(self, exit_code, kind, message, code=None):
+    def __init__(self, exit_code, kind, message, code=None, details=None, hint=None):
         Exception.__init__(self, message)
         self.exit_code = exit_code
         self.kind = kind
         self.message = message
         self.code = code
+        self.details = details or {}  # extra fields for the --json error object
+        self.hint = hint  # one more line for people: what to do about it
 
 
 class Settings:
@@ -71,8 +89,15 @@ class Settings:
 
 
 def _console():
-    """Made per command so it writes to whatever sys.stdout is now (CliRunner swaps it)."""
-    return Console(highlight=False, soft_wrap=True)
+    """Made per command so it writes to whatever sys.stdout is now (CliRunner swaps it).
+
+    Piped output (no terminal, so no width to follow) gets 120 columns: the
+    envelope table stays one row per figure instead of wrapping at 80.
+    """
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=True, width=120)
+    return console
 
 
 def _emit_json(document):
@@ -85,9 +110,35 @@ def _fail(settings_or_json, failure):
         error = {"kind": failure.kind, "message": failure.message}
         if failure.code is not None:
             error["code"] = failure.code
+        error.update(failure.details)
+        if failure.hint:
+            error["hint"] = failure.hint
         _emit_json({"ok": False, "exit_code": failure.exit_code, "error": error})
     click.echo("Error: %s" % failure.message, err=True)
+    if failure.hint:
+        click.echo("Hint: %s" % failure.hint, err=True)
     sys.exit(failure.exit_code)
+
+
+# An envelope refusal from the device: "phase_charge 28000 nC exceeds the limit 25000 nC at ..."
+_ENVELOPE_TEXT = re.compile(r"^([a-z_]+) (-?\d+) (\S+) exceeds the limit (-?\d+) ")
+
+
+def _device_failure(err, hint=None):
+    """A DeviceError as a CliFailure (exit 1); an envelope refusal names its limit up front."""
+    details = {}
+    text = str(err)
+    if err.code == msg.E_ENVELOPE:
+        text = "device refused %s, outside the safety envelope: %s" % (err.op, err.message)
+        found = _ENVELOPE_TEXT.match(err.message)
+        if found:
+            details = {
+                "limit": found.group(1),
+                "value": int(found.group(2)),
+                "limit_value": int(found.group(4)),
+                "unit": found.group(3),
+            }
+    return CliFailure(EXIT_DEVICE_ERROR, "device_error", text, err.code, details, hint)
 
 
 # ---- the device session ---------------------------------------------------------------
@@ -116,7 +167,7 @@ def _pick_port(settings):
 
 
 @contextmanager
-def _session(settings):
+def _session(settings, retries=RETRIES):
     """An open port with a client that has already said hello (version checked)."""
     url = _pick_port(settings)
     try:
@@ -124,23 +175,23 @@ def _session(settings):
     except TransportError as err:
         raise CliFailure(EXIT_PORT, "port", err.message)
     try:
-        client = Client(transport, timeout_s=settings.timeout_s)
+        client = Client(transport, timeout_s=settings.timeout_s, retries=retries)
         client.hello()
         yield client
     finally:
         transport.close()
 
 
-def _run(settings, action):
+def _run(settings, action, retries=RETRIES):
     """Run action(client) -> (json fields, render(console)); map failures to exit codes."""
     try:
-        with _session(settings) as client:
+        with _session(settings, retries) as client:
             fields, render = action(client)
             port = client.transport.url
     except CliFailure as failure:
         _fail(settings, failure)
     except DeviceError as err:
-        _fail(settings, CliFailure(EXIT_DEVICE_ERROR, "device_error", str(err), err.code))
+        _fail(settings, _device_failure(err))
     except TransportError as err:
         _fail(settings, CliFailure(EXIT_PORT, "port", err.message))
     except NoResponse as err:
@@ -237,8 +288,76 @@ class TensctlGroup(click.Group):
 @click.version_option(package_name="pulsewarm", message="tensctl %(version)s, protocol " + msg.PROTO_VERSION)
 @click.pass_context
 def cli(ctx, port, as_json, timeout):
-    """Control a pulsewarm TENS + heat device over USB serial, a socket, or the simulator."""
+    """Control a pulsewarm TENS + heat device over USB serial, a socket, or the simulator.
+
+    Emergency stop: tensctl estop (every output to zero at once, no ramp)."""
     ctx.obj = Settings(port, as_json, timeout)
+
+
+# ---- waiting on the device (one connection: no reconnect, no ramp restart) ------------
+
+WAIT_POLL_S = 0.05  # wall time between status polls while waiting
+WAIT_MARGIN_MS = 3000  # device time allowed beyond the ramp
+
+
+def _seconds_text(ms):
+    """3000 -> '3 s', 2500 -> '2.5 s'."""
+    return "%d s" % (ms // 1000) if ms % 1000 == 0 else format_milli(ms, "s")
+
+
+def _ramped(status):
+    return all(channel.get("amp_ua") == channel.get("target_ua") for channel in status.get("ch") or [])
+
+
+def _state_text(status):
+    text = str(status.get("state"))
+    if status.get("faults"):
+        text += " (%s: %s)" % (", ".join(status["faults"]), status.get("fault_msg") or "")
+    elif status.get("reason"):
+        text += " (reason: %s)" % status["reason"]
+    return text
+
+
+def _wait(client, what, done, keep_states, budget_ms):
+    """Poll status until done(status); returns it.
+
+    Fails (exit 1) when the device leaves keep_states first (a fault, a pause,
+    the session timer) or when done() does not hold within budget_ms of the
+    device's own time (its uptime), so a slow machine waits longer, never less.
+    """
+    status = client.status()
+    first_ms = status.get("uptime_ms", 0)
+    wall_deadline = time.monotonic() + 10 + budget_ms / 100.0  # only if the device clock stalls
+    while not done(status):
+        if status.get("state") not in keep_states:
+            raise CliFailure(
+                EXIT_DEVICE_ERROR, "wait", "stopped waiting for %s: the device is %s" % (what, _state_text(status))
+            )
+        waited_ms = status.get("uptime_ms", 0) - first_ms
+        if waited_ms > budget_ms or time.monotonic() > wall_deadline:
+            raise CliFailure(
+                EXIT_DEVICE_ERROR,
+                "wait",
+                "%s did not finish within %s of device time; the device is %s"
+                % (what, _seconds_text(waited_ms), _state_text(status)),
+            )
+        client.poll(WAIT_POLL_S)
+        status = client.status()
+    return status
+
+
+def _wait_ramped(client, budget_ms):
+    return _wait(client, "the ramp up", lambda s: s.get("state") == "RUNNING" and _ramped(s), ("RUNNING",), budget_ms)
+
+
+def _wait_stopped(client):
+    return _wait(
+        client,
+        "the ramp down",
+        lambda s: s.get("state") == "IDLE",
+        ("RUNNING",),
+        L.RAMP_MAX_MS + WAIT_MARGIN_MS,
+    )
 
 
 # ---- commands -------------------------------------------------------------------------
@@ -261,6 +380,12 @@ def info(settings):
             table.add_row("Protocol", "%s (host speaks %s)" % (escape(str(device.get("proto"))), msg.PROTO_VERSION))
             table.add_row("Channels", str(device.get("channels")))
             table.add_row("Amplitude limit", format_ma(device.get("amp_limit_ua", 0)))
+            if "amp_step_ua" in device:
+                table.add_row("Amplitude step", format_ma(device["amp_step_ua"]))
+            if "lease_ms" in device:
+                table.add_row("Default lease", _seconds_text(device["lease_ms"]))
+            if "session_max_ms" in device:
+                table.add_row("Longest session", "%d min" % (device["session_max_ms"] // 60000))
             table.add_row("Tick", "%s ms" % device.get("tick_ms"))
             table.add_row("Port", escape(client.port_name))
             console.print(table)
@@ -270,12 +395,25 @@ def info(settings):
     _run(settings, action)
 
 
-_STATE_STYLE = {"IDLE": "cyan", "RUNNING": "green", "FAULT": "bold red"}
+_STATE_STYLE = {"IDLE": "cyan", "RUNNING": "green", "PAUSED": "yellow", "FAULT": "bold red"}
+_REASONS = {
+    "request": "paused on request",
+    "lease_expired": "paused: the host lease expired (no request in time)",
+    "session_end": "the session timer ran out",
+    "estop": "emergency stop",
+    "stop": "stopped",
+    "clear_fault": "fault cleared",
+}
 
 
 def _render_status(console, status):
     state = str(status.get("state"))
     line = "[%s]%s[/]" % (_STATE_STYLE.get(state, "bold"), escape(state))
+    if status.get("stopping"):
+        line += " [yellow](stopping: ramping down to zero)[/]"
+    elif state in ("PAUSED", "IDLE") and status.get("reason") and status.get("reason") != "start":
+        reason = str(status["reason"])
+        line += " (%s)" % escape(_REASONS.get(reason, reason))
     faults = status.get("faults") or []
     if faults:
         line += "  faults: [red]%s[/]" % escape(", ".join(faults))
@@ -286,25 +424,45 @@ def _render_status(console, status):
     uptime_ms = int(status.get("uptime_ms", 0))
     line += "  uptime: %d.%03d s" % (uptime_ms // 1000, uptime_ms % 1000)
     console.print(line)
+    if state in ("RUNNING", "PAUSED"):
+        session = "session left: %s" % format_duration_ms(status.get("session_left_ms", 0))
+        lease_ms = status.get("lease_ms", 0)
+        if lease_ms:
+            session += "  lease: %s (pauses without a request that often)" % _seconds_text(lease_ms)
+        else:
+            session += "  lease: none (the device times the session)"
+        console.print(session)
     table = Table(box=None, pad_edge=False)
-    table.add_column("ch", justify="right")
-    table.add_column("amplitude", justify="right")
-    table.add_column("target", justify="right")
-    table.add_column("measured", justify="right")
-    for index, channel in enumerate(status.get("ch") or []):
-        table.add_row(
+    for title in ("ch", "mode", "amplitude", "target", "max", "delivered", "phase", "rate"):
+        table.add_column(title, justify="left" if title == "mode" else "right")
+    channels = status.get("ch") or []
+    show_indicator = any("indicator" in channel for channel in channels)
+    if show_indicator:
+        table.add_column("indicator")
+    for index, channel in enumerate(channels):
+        phase_us = channel.get("phase_us", 0)
+        rate_hz = channel.get("rate_hz", 0)
+        row = [
             str(index),
+            escape(str(channel.get("mode", "-"))),
             format_ma(channel.get("amp_ua", 0)),
             format_ma(channel.get("target_ua", 0)),
+            format_ma(channel["max_amp_ua"]) if "max_amp_ua" in channel else "-",
             format_ma(channel.get("delivered_ua", 0)),
-        )
+            "%d µs" % phase_us if phase_us else "-",
+            "%d Hz" % rate_hz if rate_hz else "-",
+        ]
+        if show_indicator:
+            row.append("[bold yellow]lit[/]" if channel.get("indicator") else "")
+        table.add_row(*row)
     console.print(table)
 
 
 @cli.command()
 @click.pass_obj
 def status(settings):
-    """State, faults, uptime and per-channel amplitude, target and measured current."""
+    """State, faults, session time left, and per channel: mode, amplitude, target,
+    max, delivered current, phase width and rate."""
 
     def action(client):
         reply = client.status()
@@ -319,8 +477,11 @@ def status(settings):
 @click.option("--minutes", type=click.IntRange(1, 60), default=None, help="Session length; the device stops by itself after it (default 30).")
 @click.option("--lease", "lease_s", type=click.IntRange(0, 30), default=0, show_default=True,
               help="Keepalive lease in seconds: pause unless a request arrives this often. 0: the session runs on the device's own timer.")
+@click.option("--ramp", "ramp_s", type=click.IntRange(1, 30), default=None,
+              help="Soft start: seconds from zero to the target (default 5).")
+@click.option("--wait", is_flag=True, help="Stay connected until every channel has ramped to its target.")
 @click.pass_obj
-def start(settings, amp, ch, minutes, lease_s):
+def start(settings, amp, ch, minutes, lease_s, ramp_s, wait):
     """Start stimulation (always ramps up from zero)."""
     if amp is None and ch != 0:
         _fail(settings, CliFailure(EXIT_USAGE, "usage", "--ch needs --amp (the target for that channel)"))
@@ -336,18 +497,123 @@ def start(settings, amp, ch, minutes, lease_s):
                 for index, channel in enumerate(client.status().get("ch", [])[:ch]):
                     targets[index] = channel.get("target_ua", 0)
             targets[ch] = amp_ua
+        ramp_ms = ramp_s * 1000 if ramp_s else None
         reply = client.start(
-            targets, lease_ms=lease_s * 1000, session_ms=minutes * 60000 if minutes else None
+            targets, lease_ms=lease_s * 1000, session_ms=minutes * 60000 if minutes else None, ramp_ms=ramp_ms
         )
         fields = {"state": reply.get("state")}
         if amp is not None:
             fields.update({"ch": ch, "target_ua": amp[0]})
+        final = None
+        if wait:
+            final = _wait_ramped(client, (ramp_ms or L.RAMP_DEFAULT_MS) + WAIT_MARGIN_MS)
+            fields["status"] = final
 
         def render(console):
             text = "Started: [green]%s[/]" % escape(str(reply.get("state")))
             if amp is not None:
-                text += ", channel %d target %s (ramps up from zero)" % (ch, format_ma(amp[0]))
+                text += ", channel %d target %s" % (ch, format_ma(amp[0]))
+            text += " (ramps up from zero over %d s)" % ((ramp_ms or L.RAMP_DEFAULT_MS) // 1000)
             console.print(text)
+            console.print(
+                "Auto-off after %d min; %s"
+                % (minutes or L.SESSION_DEFAULT_MS // 60000,
+                   "pauses unless a request arrives every %d s" % lease_s if lease_s else "no host lease")
+            )
+            if final is not None:
+                console.print("Ramp done:")
+                _render_status(console, final)
+
+        return fields, render
+
+    _run(settings, action)
+
+
+@cli.command()
+@click.option("--wait", is_flag=True, help="Stay connected until the ramp down has ended (IDLE).")
+@click.pass_obj
+def stop(settings, wait):
+    """Stop stimulation: the device ramps every output down to zero, then goes IDLE.
+
+    For an emergency stop (zero at once, no ramp) use `tensctl estop`."""
+
+    def action(client):
+        reply = client.stop()
+        fields = dict(reply)
+        final = None
+        if wait and reply.get("stopping"):
+            final = _wait_stopped(client)
+            fields["status"] = final
+
+        def render(console):
+            if final is not None:
+                console.print("Stopped: %s (ramped down to zero)" % escape(str(final.get("state"))))
+            elif reply.get("stopping"):
+                console.print("Stopping: %s, ramping down to zero, then IDLE" % escape(str(reply.get("state"))))
+            else:
+                console.print("Stopped: %s (outputs off)" % escape(str(reply.get("state"))))
+
+        return fields, render
+
+    _run(settings, action)
+
+
+@cli.command(short_help="EMERGENCY STOP: output zero at once, no ramp.")
+@click.pass_obj
+def estop(settings):
+    """EMERGENCY STOP: every output to zero at once, no ramp.
+
+    All targets go to zero and the device goes IDLE (a latched fault stays
+    latched). Sent with extra retries. A normal stop ramps down: `tensctl stop`."""
+
+    def action(client):
+        reply = client.estop()
+
+        def render(console):
+            state = str(reply.get("state"))
+            text = "[bold red]EMERGENCY STOP[/]: output zero, targets zero, state %s" % escape(state)
+            if state == "FAULT":
+                text += " (the fault stays latched: clear-fault once its cause is gone)"
+            console.print(text)
+
+        return reply, render
+
+    _run(settings, action, retries=3)
+
+
+@cli.command()
+@click.pass_obj
+def pause(settings):
+    """Pause: output zero at once, targets kept; `resume` ramps up again from zero."""
+
+    def action(client):
+        reply = client.pause()
+        return reply, lambda console: console.print(
+            "Paused: %s (output zero, targets kept; resume ramps up from zero)" % escape(str(reply.get("state")))
+        )
+
+    _run(settings, action)
+
+
+@cli.command()
+@click.option("--wait", is_flag=True, help="Stay connected until every channel has ramped to its target.")
+@click.pass_obj
+def resume(settings, wait):
+    """Resume a paused session: output ramps up from zero to the targets."""
+
+    def action(client):
+        reply = client.resume()
+        fields = dict(reply)
+        final = None
+        if wait:
+            final = _wait_ramped(client, L.RAMP_MAX_MS + WAIT_MARGIN_MS)
+            fields["status"] = final
+
+        def render(console):
+            console.print("Resumed: %s (ramps up from zero)" % escape(str(reply.get("state"))))
+            if final is not None:
+                console.print("Ramp done:")
+                _render_status(console, final)
 
         return fields, render
 
@@ -356,14 +622,12 @@ def start(settings, amp, ch, minutes, lease_s):
 
 @cli.command()
 @click.pass_obj
-def stop(settings):
-    """Stop stimulation: the device ramps every output down to zero, then goes IDLE."""
+def keepalive(settings):
+    """Renew the host keepalive lease (any request does; this one does nothing else)."""
 
     def action(client):
-        reply = client.stop()
-        return reply, lambda console: console.print(
-            "Stopping: %s (%s)" % (escape(str(reply.get("state"))), "ramping down" if reply.get("stopping") else "outputs off")
-        )
+        reply = client.keepalive()
+        return reply, lambda console: console.print("Lease renewed: %s" % escape(str(reply.get("state"))))
 
     _run(settings, action)
 
@@ -382,6 +646,201 @@ def amp(settings, ch, ma):
         reply = client.set_amp(ch, amp_ua)
         target_ua = reply.get("target_ua", amp_ua)
         return reply, lambda console: console.print("Channel %d target: %s" % (reply.get("ch", ch), format_ma(target_ua)))
+
+    _run(settings, action)
+
+
+def _step_command(name, sign, verb):
+    @cli.command(name, help="%s channel CH's target by --steps steps of 0.5 mA (the output ramps to it)." % verb)
+    @click.argument("ch", type=click.IntRange(min=0))
+    @click.option("--steps", type=click.IntRange(1, L.AMP_STEPS_MAX), default=1, show_default=True,
+                  help="How many 0.5 mA steps (at most %d per call)." % L.AMP_STEPS_MAX)
+    @click.pass_obj
+    def command(settings, ch, steps):
+        def action(client):
+            _check_channel(client, ch)
+            reply = client.amp_step(ch, sign * steps)
+            step_ua = client.device.get("amp_step_ua", L.AMP_STEP_UA)
+
+            def render(console):
+                console.print(
+                    "Channel %d target: %s (%s %d × %s)"
+                    % (reply.get("ch", ch), format_ma(reply.get("target_ua", 0)), name, steps, format_ma(step_ua))
+                )
+
+            return reply, render
+
+        _run(settings, action)
+
+    return command
+
+
+up = _step_command("up", 1, "Raise")
+down = _step_command("down", -1, "Lower")
+
+
+# ---- stimulation settings ----------------------------------------------------------------
+
+_FIELD_UNITS = (("_us", "µs"), ("_hz", "Hz"), ("_ms", "ms"), ("_pct", "%"), ("_cm2", "cm²"))
+
+# (label, envelope key, limit name, format(value) -> text)
+_FIGURES = (
+    ("peak current", "peak_ua", "peak_current", lambda v: format_milli(v, "mA")),
+    ("r.m.s. current", "rms_ua", "rms_current", lambda v: format_milli(v, "mA r.m.s.")),
+    ("phase charge", "phase_charge_nc", "phase_charge", lambda v: format_milli(v, "µC")),
+    ("net charge", "net_charge_nc", "net_charge", lambda v: format_milli(v, "µC")),
+    ("energy per pulse (500 Ω)", "energy_uj", "energy_per_pulse", lambda v: format_milli(v, "mJ")),
+    ("current density", "current_density_ua_cm2", "current_density", lambda v: format_milli(v, "mA/cm² r.m.s.")),
+    ("power density", "power_density_uw_cm2", "power_density", lambda v: format_milli(v, "mW/cm²")),
+)
+# The envelope's limits (firmware/limits.py; docs/protocol.md lists them too).
+_LIMITS = {
+    "peak_current": L.AMP_LIMIT_UA,
+    "rms_current": L.RMS_LIMIT_UA,
+    "phase_charge": L.PHASE_CHARGE_LIMIT_NC,
+    "net_charge": 0,
+    "energy_per_pulse": L.ENERGY_LIMIT_UJ,
+    "current_density": L.CURRENT_DENSITY_LIMIT_UA_CM2,
+    "power_density": L.POWER_DENSITY_LIMIT_UW_CM2,
+}
+
+
+def _field_text(name, value):
+    for suffix, unit in _FIELD_UNITS:
+        if name.endswith(suffix):
+            return "%s %s" % (value, unit) if unit != "%" else "%s %%" % value
+    return str(value)
+
+
+def _render_stim(console, reply):
+    ch = reply.get("ch")
+    setting = dict(reply.get("stim") or {})
+    mode = setting.pop("mode", "?")
+    waveform = setting.pop("waveform", "?")
+    console.print("[bold]Channel %s[/]: %s, %s biphasic" % (ch, escape(str(mode)), escape(str(waveform))))
+    if setting:
+        grid = Table.grid(padding=(0, 2))
+        names = sorted(setting)
+        per_row = 3
+        for _ in range(per_row):
+            grid.add_column(style="dim")
+            grid.add_column()
+        for first in range(0, len(names), per_row):
+            cells = []
+            for name in names[first : first + per_row]:
+                cells += [escape(name), escape(_field_text(name, setting[name]))]
+            grid.add_row(*cells)
+        console.print(grid)
+    binding = reply.get("binding_limit")
+    console.print(
+        "Max amplitude: [bold]%s[/] (set by the %s limit)"
+        % (format_ma(reply.get("max_amp_ua", 0)), escape(str(binding).replace("_", " ")))
+    )
+    at_target = reply.get("envelope") or {}
+    at_max = reply.get("envelope_at_max")
+    table = Table(box=None, pad_edge=False)
+    table.add_column("envelope")
+    table.add_column("at target %s" % format_ma(at_target.get("peak_ua", 0)), justify="right")
+    if at_max is not None:
+        table.add_column("at max %s" % format_ma(at_max.get("peak_ua", 0)), justify="right")
+    table.add_column("limit", justify="right")
+    for label, key, limit_name, show in _FIGURES:
+        row = [label, show(at_target.get(key, 0))]
+        if at_max is not None:
+            row.append(show(at_max.get(key, 0)))
+        row.append(show(_LIMITS[limit_name]))
+        if limit_name == binding:
+            row = ["[bold]%s[/]" % cell for cell in row]
+            row[0] += " [bold](binding)[/]"
+        table.add_row(*row)
+    pps = [str(at_target.get("pulses_per_s", "-"))] + ([str(at_max.get("pulses_per_s", "-"))] if at_max is not None else [])
+    table.add_row("pulses in 1 s (at most)", *pps, "")
+    lit = ["lit" if at_target.get("indicator") else "off"]
+    if at_max is not None:
+        lit.append("lit" if at_max.get("indicator") else "off")
+    table.add_row("output indicator", *lit, "lit > 10 mA r.m.s. / 10 mJ")
+    console.print(table)
+
+
+def _load_setting(text, ch):
+    """A stim object from inline JSON, a file, or - (stdin); CliFailure(usage) when it is not one."""
+    source = str(text)
+    if source.strip().startswith("{"):
+        body, where = source, "the --set JSON"
+    elif source == "-":
+        body, where = sys.stdin.read(), "the setting on stdin"
+    else:
+        try:
+            with open(source, encoding="utf-8") as handle:
+                body = handle.read()
+        except (OSError, UnicodeDecodeError) as err:
+            raise CliFailure(
+                EXIT_USAGE, "usage", "cannot read the setting file %s: %s (give a file, - for stdin, or a JSON object)"
+                % (source, getattr(err, "strerror", None) or err)
+            )
+        where = "setting file %s" % source
+    try:
+        setting = jsondec.decode(body.strip())
+    except jsondec.JsonError as err:
+        raise CliFailure(EXIT_USAGE, "usage", "%s is not valid JSON: %s" % (where, err))
+    if not isinstance(setting, dict):
+        raise CliFailure(
+            EXIT_USAGE, "usage", '%s must be a JSON object of setting fields, e.g. {"mode": "burst", "phase_us": 200}' % where
+        )
+    for name, value in setting.items():
+        if isinstance(value, jsondec.NonInteger):
+            raise CliFailure(
+                EXIT_USAGE, "usage",
+                "%s: %s is %s; the device takes whole numbers (µs, Hz, ms, %%, cm²)" % (where, name, value.text),
+            )
+    try:
+        frame.encode_frame(msg.request(msg.MAX_REQUEST_ID, msg.OP_SET_STIM, {"ch": ch, "stim": setting}))
+    except ValueError as err:
+        raise CliFailure(EXIT_USAGE, "usage", "%s cannot be sent: %s" % (where, err))
+    return setting
+
+
+@cli.command()
+@click.argument("ch", type=click.IntRange(min=0))
+@click.option("--set", "source", metavar="FILE_OR_JSON",
+              help='Apply a setting: a JSON object (\'{"mode": "burst"}\'), a file holding one, or - for stdin. '
+                   "Fields left out take their defaults; while RUNNING the channel restarts from zero.")
+@click.pass_obj
+def stim(settings, ch, source):
+    """Show channel CH's stimulation setting, its max amplitude, the limit that sets it,
+    and the safety-envelope figures (mA, mA r.m.s., µC, mJ, mA/cm², mW/cm²).
+
+    With --set, validate and apply a new setting first; the device refuses one
+    outside the envelope at the channel's target and names the limit."""
+    setting = None
+    if source is not None:
+        try:
+            setting = _load_setting(source, ch)
+        except CliFailure as failure:
+            _fail(settings, failure)
+
+    def action(client):
+        _check_channel(client, ch)
+        if setting is None:
+            reply = client.get_stim(ch)
+        else:
+            try:
+                reply = client.set_stim(ch, setting)
+            except DeviceError as err:
+                hint = None
+                if err.code == msg.E_ENVELOPE:
+                    hint = (
+                        "the envelope is checked at channel %d's target amplitude: lower it (tensctl amp %d MA) "
+                        "or choose a gentler setting; tensctl stim %d shows the figures" % (ch, ch, ch)
+                    )
+                raise _device_failure(err, hint)
+
+        def render(console):
+            if setting is not None:
+                console.print("Setting applied to channel %d." % ch)
+            _render_stim(console, reply)
+
+        return reply, render
 
     _run(settings, action)
 

@@ -25,9 +25,20 @@ def parse_ma(text):
     return int(whole) * 1000 + int((fraction + "000")[:3])
 
 
+def format_milli(value, unit):
+    """An integer count of thousandths of `unit`, exactly: (12500, "mA") -> '12.5 mA'."""
+    sign = "-" if value < 0 else ""
+    value = abs(int(value))
+    fraction = ("%03d" % (value % 1000)).rstrip("0") or "0"
+    return "%s%d.%s %s" % (sign, value // 1000, fraction, unit)
+
+
 def format_ma(amp_ua):
     """12500 -> '12.5 mA', 40 -> '0.04 mA', 15000 -> '15.0 mA' (exact, no float)."""
-    sign = "-" if amp_ua < 0 else ""
-    amp_ua = abs(int(amp_ua))
-    fraction = ("%03d" % (amp_ua % 1000)).rstrip("0") or "0"
-    return "%s%d.%s mA" % (sign, amp_ua // 1000, fraction)
+    return format_milli(amp_ua, "mA")
+
+
+def format_duration_ms(ms):
+    """125000 -> '2:05' (minutes:seconds, rounded down); 3600000 -> '60:00'."""
+    seconds = max(0, int(ms)) // 1000
+    return "%d:%02d" % (seconds // 60, seconds % 60)

@@ -1,16 +1,23 @@
 """`make bench`: measure the simulator and print one table.
 
-Rows: simulated seconds per wall-clock second for a 30-minute single-channel
-session (start, ramp to 20 mA, hold, stop) with its 100 ms trace, under each
-runtime. The best of a few repeats is reported: it is the least disturbed by
-other work on the machine.
+Rows:
+- simulated seconds per wall-clock second for a 30-minute single-channel
+  session (start, ramp to 20 mA, hold, stop) with its 100 ms trace, each runtime;
+- firmware tick cost (two channels at 100 Hz, steady), heap bytes allocated per
+  steady tick, and fault latency from the first pulse into an open electrode to
+  zero output, from `sim/bench_tick.py` run under each runtime.
+The best of a few repeats is reported: it is the least disturbed by other work
+on the machine.
 """
 
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 
-from sim import runner
+from sim import launcher, runner
 from sim.scenario import normalize
 
 SESSION_S = 30 * 60
@@ -21,9 +28,10 @@ def session_scenario(duration_s=SESSION_S):
         {
             "duration_s": duration_s,
             "seed": 7,
+            "channels": 1,
             "steps": [
                 {"at_s": 0.1, "send": {"op": "hello", "proto": "0.1"}},
-                {"at_s": 0.5, "send": {"op": "start", "amp_ua": [20000]}},
+                {"at_s": 0.5, "send": {"op": "start", "amp_ua": [20000], "lease_ms": 0}},
                 {"at_s": duration_s - 10, "send": {"op": "stop"}},
             ],
         }
@@ -43,8 +51,42 @@ def measure_session(runtime, repeats):
     return best_s
 
 
+def tick_figures(runtime):
+    script = os.path.join(launcher.project_root(), "sim", "bench_tick.py")
+    if runtime == "micropython":
+        command = [launcher.micropython_executable(), script]
+        env = launcher.micropython_env()
+    else:
+        command = [sys.executable, script]
+        env = dict(os.environ, PYTHONPATH=launcher.project_root())
+    best = None
+    for _ in range(3):
+        out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
+        figures = json.loads(out)
+        if best is None or figures["tick_us"] < best["tick_us"]:
+            best = figures
+    return best
+
+
 def main():
     rows = []
+    for runtime in ("micropython", "cpython"):
+        figures = tick_figures(runtime)
+        rows.append(
+            ("firmware tick, 2 ch at 100 Hz, %s" % runtime, "%.1f us / tick" % figures["tick_us"], "best of 3, 3000 ticks")
+        )
+        if runtime == "micropython":
+            rows.append(
+                ("heap allocated per steady tick, micropython", "%.3f bytes" % figures["heap_bytes_per_tick"], "goal 0")
+            )
+            for mode in ("continuous", "acupuncture", "burst"):
+                rows.append(
+                    (
+                        "electrode off -> zero output, %s" % mode,
+                        "%d tick(s)" % figures["latency_%s_ticks" % mode],
+                        "from the first pulse into the open electrode; goal <= 1",
+                    )
+                )
     for runtime, repeats in (("cpython", 3), ("micropython", 2)):
         wall_s = measure_session(runtime, repeats)
         rows.append(

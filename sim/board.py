@@ -33,10 +33,14 @@ class SimPulseOutput:
         self.row_delivered_ua = [0] * channels
         self.overshoot = [False] * channels  # injected: the stage delivers more than commanded
         self.queue_full = False  # injected: every fire() is refused
+        self.refused = [0] * channels  # fire() calls refused (queue full), per channel, cumulative
         self.recorder = None  # optional callable(ch, start_us, amp1, phase1, gap, amp2, phase2, delivered)
 
     def fire(self, ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us):
-        if self.queue_full or ch < 0 or ch >= self.channels:
+        if ch < 0 or ch >= self.channels:
+            return False
+        if self.queue_full:
+            self.refused[ch] += 1
             return False
         # The driver clamps to what the stage can do, whatever it is asked.
         if amp1_ua > self.hw_max_amp_ua:

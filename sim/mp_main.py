@@ -1,6 +1,10 @@
 """Entry point of a simulated device inside one `micropython` process.
 
     micropython sim/mp_main.py run SCENARIO.norm.json     trace lines on stdout
+    micropython sim/mp_main.py runmany
+        normalized scenarios on stdin, one JSON object a line; for each, its trace
+        lines and one audit line per tick (sim.scenario.ScenarioRun audit) in run
+        order, then a line "END"; "ERROR <text>" before END if the run raised
     micropython sim/mp_main.py serve SPEED_PERMILLE SEED START_MS CHANNELS DEVICE_ID
         stdin/stdout are the device's serial line; speed in thousandths of
         real time (1000 = real time), 0 = as fast as possible
@@ -35,6 +39,31 @@ def run_scenario(path):
     ScenarioRun(normalized, emit).run()
 
 
+def run_many():
+    """Many scenarios in one process (tests replay hypothesis-made sequences this way)."""
+    out = sys.stdout
+
+    def emit(line):
+        out.write(line)
+        out.write("\n")
+
+    while True:
+        text = sys.stdin.readline()
+        if not text:
+            return
+        text = text.strip()
+        if not text:
+            continue
+        try:
+            normalized = jsondec.decode(text, 64)
+            ScenarioRun(normalized, emit, emit).run()
+        except Exception as exc:  # reported to the caller, then the next scenario
+            out.write("ERROR %s: %s\n" % (type(exc).__name__, exc))
+        out.write("END\n")
+        if hasattr(out, "flush"):
+            out.flush()
+
+
 def serve(speed_permille, seed, start_ms, channels, device_id):
     served = ServedDevice(seed, start_ms, channels, device_id)
     stdin = sys.stdin.buffer
@@ -67,8 +96,10 @@ def serve(speed_permille, seed, start_ms, channels, device_id):
 
 
 def main(argv):
-    if len(argv) >= 2 and argv[1] == "run":
+    if len(argv) >= 3 and argv[1] == "run":
         run_scenario(argv[2])
+    elif len(argv) >= 2 and argv[1] == "runmany":
+        run_many()
     elif len(argv) >= 7 and argv[1] == "serve":
         serve(int(argv[2]), int(argv[3]), int(argv[4]), int(argv[5]), argv[6])
     else:

@@ -8,6 +8,7 @@ same integers.
 """
 
 from firmware.protocols import frame
+from sim import audit as audit_mod
 from sim import faults
 from sim.board import SimBoard
 from sim.trace import trace_line
@@ -102,17 +103,28 @@ def _normalize_step(step, where, duration_ms, channels):
 
 
 class ScenarioRun:
-    """Runs a normalized scenario; `emit(line)` receives each trace line (no newline)."""
+    """Runs a normalized scenario; `emit(line)` receives each trace line (no newline).
 
-    def __init__(self, normalized, emit):
+    `audit(line)`, if given, receives one compact JSON line per tick (before that
+    tick's trace line, if any): the record of `sim.audit`, for safety checks that
+    need every tick. The trace is the same with or without an audit.
+    """
+
+    def __init__(self, normalized, emit, audit=None):
         self.scenario = normalized
         self.emit = emit
+        self.audit = audit
         self.board = SimBoard(
             seed=normalized["seed"], start_ms=normalized["start_ms"], channels=normalized["channels"]
         )
         self.device = self.board.build_device()
         self._reader = frame.LineReader(frame.MAX_LINE_BYTES)
         self._next_id = AUTO_ID_BASE
+        self._tracker = None  # audit only: which replies ran their request
+        self._pulses = []
+        if audit is not None:
+            self._tracker = audit_mod.ReplyTracker()
+            self.board.pulse_out.recorder = self._record_pulse
 
     def run(self):
         steps = self.scenario["steps"]
@@ -125,7 +137,10 @@ class ScenarioRun:
                 self._apply(steps[index])
                 index += 1
             self.device.tick()
+            seen = len(received)
             self._collect(received)
+            if self.audit is not None:
+                self.audit(self._audit_line(t_ms, received, seen))
             if t_ms % TRACE_EVERY_MS == 0:
                 self.emit(trace_line(t_ms, self.device, self.board, received))
                 received = []
@@ -138,6 +153,8 @@ class ScenarioRun:
             if "id" not in request:
                 self._next_id += 1
                 request["id"] = self._next_id
+            if self._tracker is not None:
+                self._tracker.sent(request)
             self.board.serial.host_write(frame.encode_frame(request))
         elif "raw" in step:
             self.board.serial.host_write(step["raw"].encode())
@@ -159,3 +176,17 @@ class ScenarioRun:
                 message = {"host_rx_error": True}
             if message is not None:
                 received.append(message)
+
+    # ---- audit -----------------------------------------------------------------
+
+    def _record_pulse(self, ch, start_us, amp1, phase1, gap, amp2, phase2, delivered):
+        self._pulses.append([ch, start_us, amp1, phase1, gap, amp2, phase2])
+
+    def _audit_line(self, t_ms, received, seen):
+        replies = []
+        for index in range(seen, len(received)):
+            if "ok" in received[index]:
+                replies.append(audit_mod.reply_entry(self._tracker, received[index]))
+        pulses = self._pulses
+        self._pulses = []
+        return audit_mod.encode(audit_mod.record(t_ms, self.device, self.board.pulse_out, pulses, replies))

@@ -14,6 +14,7 @@ Exit status 0 only when nothing failed and at least one test ran. Written in the
 subset MicroPython and CPython share (tests/test_micropython_vm.py parses it).
 """
 
+import gc
 import sys
 
 try:
@@ -92,6 +93,7 @@ def run(names, out):
             fn = getattr(module, attr)
             if not callable(fn):
                 continue
+            gc.collect()  # the VM's heap is small: start every test from a compacted one
             try:
                 fn()
             except Exception as exc:  # noqa: BLE001 - reported

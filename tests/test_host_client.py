@@ -99,6 +99,50 @@ def make_client(line, **kwargs):
     return Client(line, clock=line.clock, **kwargs)
 
 
+# ---- known firmware defects (reported; the marks lift themselves once the device answers) ------
+# A reply longer than a frame (512 bytes) raises in the device's Link: no reply at all, and the
+# exception latches internal_error. Two replies of protocol 0.2 can be that long.
+
+
+def _stim_reply_arrives():
+    """get_stim answers (its reply, with envelope_at_max, was 571 bytes)."""
+    client = make_client(ServedLine())
+    try:
+        client.get_stim(0)
+    except NoResponse:
+        return False
+    return True
+
+
+def _fault_status_arrives():
+    """status answers in FAULT (two channels plus a no_load fault message was 572 bytes)."""
+    line = ServedLine()
+    client = make_client(line)
+    client.start([12000], ramp_ms=1000)
+    client.poll(1.5)
+    line.served.set_fault("electrode_off:0", True)
+    client.poll(0.1)
+    try:
+        client.status()
+    except NoResponse:
+        return False
+    return True
+
+
+needs_stim_reply = pytest.mark.xfail(
+    not _stim_reply_arrives(),
+    reason="firmware: the get_stim/set_stim reply exceeds the 512-byte frame, so the device never answers "
+    "and latches internal_error (repro: tensctl --port sim stim 0)",
+    strict=True,
+)
+needs_fault_status = pytest.mark.xfail(
+    not _fault_status_arrives(),
+    reason="firmware: the status reply in FAULT (2 channels + fault_msg) exceeds the 512-byte frame, so status "
+    "gets no reply while a fault is latched and internal_error latches too",
+    strict=True,
+)
+
+
 def decoded(line):
     try:
         return frame.decode_line(line)
@@ -235,6 +279,16 @@ def test_retries_zero_gives_up_after_one_timeout():
 # ---- events and noise ---------------------------------------------------------------
 
 
+def poll_until(client, predicate, seconds=10.0):
+    """Poll status (the device ticks while the client reads) until predicate(status) holds."""
+    for _ in range(int(seconds / 0.05)):
+        status = client.status()
+        if predicate(status):
+            return status
+        client.poll(0.05)
+    raise AssertionError("never reached; last status %r" % (status,))
+
+
 def test_events_go_to_the_callback_and_the_last_ones_are_kept():
     seen = []
     line = ServedLine()
@@ -243,7 +297,7 @@ def test_events_go_to_the_callback_and_the_last_ones_are_kept():
     client.start([1000])
     client.status()
     client.stop()
-    client.status()
+    poll_until(client, lambda s: s["state"] == "IDLE")
     states = [e["state"] for e in seen if e["ev"] == "state"]
     assert states == ["RUNNING", "IDLE"]
     assert client.last_state["state"] == "IDLE"
@@ -255,17 +309,19 @@ def test_fault_event_is_seen_and_start_then_fails_with_a_device_error():
     client = make_client(line)
     client.hello()
     client.start([5000])
-    line.served.set_fault("lead_off", True)
+    line.served.set_fault("electrode_off:1", True)  # channel 1 is not stimulating: no fault
+    line.served.set_fault("electrode_off:0", True)
     for _ in range(300):
         client.poll(0.05)
         if client.last_state and client.last_state["state"] == "FAULT":
             break
     assert client.last_state["state"] == "FAULT"
-    assert client.last_state["faults"] == ["no_load"]
+    assert client.last_state["faults"] == ["no_load:0"]
+    assert "channel 0" in client.last_state["fault_msg"]
     with pytest.raises(DeviceError) as caught:
         client.start()
-    assert caught.value.code == msg.E_BAD_STATE
-    line.served.set_fault("lead_off", False)
+    assert caught.value.code == msg.E_BAD_STATE and "no_load:0" in caught.value.message
+    line.served.set_fault("electrode_off:0", False)
     assert client.clear_fault()["state"] == "IDLE"
 
 
@@ -324,11 +380,19 @@ def test_device_refusing_our_version_is_a_version_mismatch_with_both_versions():
 @pytest.mark.parametrize(
     "call, code, words",
     [
-        (lambda c: c.set_amp(0, 999999), msg.E_OUT_OF_RANGE, "exceeds the limit 60000"),
+        (lambda c: c.set_amp(0, 999999), msg.E_OUT_OF_RANGE, "exceeds the limit 80000"),
         (lambda c: c.set_amp(4, 1000), msg.E_OUT_OF_RANGE, "ch 4"),
         (lambda c: c.clear_fault(), msg.E_BAD_STATE, "no fault to clear"),
         (lambda c: c.request("dance"), msg.E_UNKNOWN_OP, "unknown op"),
-        (lambda c: c.start([70000]), msg.E_OUT_OF_RANGE, "60000"),
+        (lambda c: c.start([90000]), msg.E_OUT_OF_RANGE, "80000"),
+        (lambda c: c.start(lease_ms=100), msg.E_OUT_OF_RANGE, "lease_ms 100 is below the minimum 500"),
+        (lambda c: c.start(session_ms=3600001), msg.E_OUT_OF_RANGE, "session_ms 3600001 exceeds the limit 3600000"),
+        (lambda c: c.pause(), msg.E_BAD_STATE, "cannot pause"),
+        (lambda c: c.resume(), msg.E_BAD_STATE, "not PAUSED"),
+        (lambda c: c.amp_step(0, 11), msg.E_OUT_OF_RANGE, "steps 11 exceeds the limit 10"),
+        (lambda c: c.set_stim(0, {"phase_us": 401}), msg.E_OUT_OF_RANGE, "phase_us 401 exceeds the limit 400"),
+        (lambda c: c.set_stim(0, {"mode": "burst", "rate_hz": 80}), msg.E_BAD_FIELD, "does not apply to mode burst"),
+        (lambda c: c.get_stim(2), msg.E_OUT_OF_RANGE, "ch 2"),
     ],
 )
 def test_error_replies_raise_device_error_with_code_and_message(call, code, words):
@@ -346,3 +410,130 @@ def test_start_refuses_non_integer_amplitudes_before_sending():
     with pytest.raises(TypeError):
         client.start([1.5])
     assert line.sent == []
+
+
+def test_start_sends_lease_session_and_ramp_only_when_given():
+    line = ServedLine()
+    client = make_client(line)
+    client.hello()
+    client.start([1000], lease_ms=0, session_ms=60000, ramp_ms=2000)
+    client.estop()
+    client.start()
+    starts = [m for m in line.sent if m["op"] == "start"]
+    assert starts[0] == {"id": 2, "op": "start", "amp_ua": [1000], "lease_ms": 0, "session_ms": 60000, "ramp_ms": 2000}
+    assert starts[1] == {"id": 4, "op": "start"}
+
+
+# ---- the session operations of protocol 0.2 ----------------------------------------------
+
+
+def running_at(target_ua=4000, **start_fields):
+    """A client whose device is RUNNING with channel 0 ramped to target_ua."""
+    line = ServedLine()
+    client = make_client(line)
+    client.hello()
+    start_fields.setdefault("ramp_ms", 1000)
+    client.start([target_ua], **start_fields)
+    poll_until(client, lambda s: s["ch"][0]["amp_ua"] == target_ua)
+    return line, client
+
+
+def test_stop_ramps_down_while_running_then_goes_idle():
+    line, client = running_at(4000)
+    reply = client.stop()
+    assert reply == {"state": "RUNNING", "stopping": True}
+    status = client.status()
+    assert status["state"] == "RUNNING" and status["stopping"] is True
+    assert 0 < status["ch"][0]["amp_ua"] < 4000, "a normal stop ramps down, it does not cut"
+    status = poll_until(client, lambda s: s["state"] == "IDLE")
+    assert status["stopping"] is False and status["reason"] == "stop"
+    assert status["ch"][0]["amp_ua"] == 0
+
+
+def test_estop_zeroes_output_at_once_without_a_ramp():
+    line, client = running_at(4000)
+    assert client.estop() == {"state": "IDLE"}
+    status = client.status()  # the very next answer: no ramp down in between
+    assert status["state"] == "IDLE" and status["reason"] == "estop" and status["stopping"] is False
+    assert [ch["amp_ua"] for ch in status["ch"]] == [0, 0]
+    assert [ch["target_ua"] for ch in status["ch"]] == [0, 0]
+    assert line.served.device.pulse_out.last_commanded_ua == [0, 0]
+
+
+def test_pause_keeps_targets_and_resume_ramps_up_from_zero():
+    line, client = running_at(4000)
+    assert client.pause() == {"state": "PAUSED"}
+    status = client.status()
+    assert status["state"] == "PAUSED" and status["reason"] == "request"
+    assert status["ch"][0]["amp_ua"] == 0 and status["ch"][0]["target_ua"] == 4000
+    assert client.resume() == {"state": "RUNNING"}
+    status = client.status()
+    assert 0 < status["ch"][0]["amp_ua"] < 4000, "resume ramps from zero"
+    poll_until(client, lambda s: s["ch"][0]["amp_ua"] == 4000)
+
+
+def test_keepalive_holds_the_lease_and_silence_pauses():
+    line, client = running_at(2000, lease_ms=500)
+    for _ in range(10):  # 2 s of device time, a keepalive every 0.2 s
+        assert client.keepalive() == {"state": "RUNNING"}
+        client.poll(0.2)
+    assert client.status()["state"] == "RUNNING"
+    client.poll(0.6)  # silence for longer than the lease
+    status = client.status()
+    assert status["state"] == "PAUSED" and status["reason"] == "lease_expired"
+    assert status["ch"][0]["amp_ua"] == 0 and status["lease_ms"] == 500
+
+
+def test_session_timer_stops_by_itself():
+    line, client = running_at(2000, session_ms=2000)
+    status = poll_until(client, lambda s: s["state"] == "IDLE")
+    assert status["reason"] == "session_end" and status["session_left_ms"] == 0
+
+
+def test_amp_step_moves_the_target_in_half_milliamp_steps_never_below_zero():
+    client = make_client(ServedLine())
+    client.hello()
+    assert client.amp_step(1, 3) == {"ch": 1, "target_ua": 1500}
+    assert client.amp_step(1, -1) == {"ch": 1, "target_ua": 1000}
+    assert client.amp_step(1, -10) == {"ch": 1, "target_ua": 0}
+    assert client.status()["ch"][1]["target_ua"] == 0
+
+
+@needs_stim_reply
+def test_set_and_get_stim_round_trip_with_the_envelope():
+    client = make_client(ServedLine())
+    client.hello()
+    reply = client.set_stim(1, {"mode": "burst", "phase_us": 150})
+    assert reply["ch"] == 1 and reply["stim"]["mode"] == "burst" and reply["stim"]["phase_us"] == 150
+    assert reply["max_amp_ua"] > 0 and reply["binding_limit"]
+    assert set(reply["envelope"]) >= {"peak_ua", "rms_ua", "phase_charge_nc", "net_charge_nc", "energy_uj"}
+    assert client.get_stim(1) == reply
+    assert client.get_stim(0)["stim"]["mode"] == "continuous"
+    assert client.status()["ch"][1]["mode"] == "burst"
+
+
+@needs_stim_reply
+def test_out_of_envelope_requests_name_the_limit_value_and_limit():
+    client = make_client(ServedLine())
+    client.hello()
+    client.set_stim(0, {"phase_us": 400})
+    with pytest.raises(DeviceError) as caught:
+        client.set_amp(0, 70000)
+    assert caught.value.code == msg.E_ENVELOPE
+    assert caught.value.message.startswith("phase_charge 28000 nC exceeds the limit 25000 nC at 70000 uA")
+    client.set_stim(0, {})  # back to the defaults: 70 mA fits
+    assert client.set_amp(0, 70000)["target_ua"] == 70000
+    with pytest.raises(DeviceError) as caught:
+        client.set_stim(0, {"phase_us": 400})  # checked at the channel's target
+    assert caught.value.code == msg.E_ENVELOPE and "phase_charge" in caught.value.message
+    assert client.status()["ch"][0]["phase_us"] == 0 and client.get_stim(0)["stim"]["phase_us"] == 200
+
+
+@needs_fault_status
+def test_status_answers_while_a_fault_is_latched():
+    line, client = running_at(12000)
+    line.served.set_fault("electrode_off:0", True)
+    client.poll(0.1)
+    status = client.status()
+    assert status["state"] == "FAULT" and status["faults"] == ["no_load:0"]
+    assert "electrode off" in status["fault_msg"]

@@ -15,6 +15,7 @@ import pytest
 
 from firmware.protocols import messages as msg
 from sim.launcher import start_server
+from tests.test_host_client import needs_fault_status
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +67,7 @@ def wait_for_status(url, predicate, wait_s=10.0):
         assert time.monotonic() < deadline, "status never satisfied the condition; last: %r" % status
 
 
-def test_session_over_served_device(server):
+def test_session_over_served_device(server, tmp_path):
     url = server.url
     if server.front.__class__.__name__ == "SocketFront":
         assert url.startswith("socket://127.0.0.1:")
@@ -75,45 +76,74 @@ def test_session_over_served_device(server):
 
     info = tensctl_json(url, "info")
     assert info["device_id"] == server.device_id and info["proto"] == msg.PROTO_VERSION
+    assert info["channels"] == 2 and info["amp_limit_ua"] == 80000
     assert tensctl_json(url, "status")["state"] == "IDLE"
 
-    assert tensctl_json(url, "start", "--amp", "3")["target_ua"] == 3000
-    status = wait_for_status(url, lambda s: s["ch"][0]["amp_ua"] == 3000)
+    # start and watch the ramp in the same connection (a new tensctl call is a host reconnect)
+    started = tensctl_json(url, "start", "--amp", "3", "--ramp", "1", "--wait")
+    assert started["target_ua"] == 3000
+    status = started["status"]
     assert status["state"] == "RUNNING" and status["faults"] == []
-    assert abs(status["ch"][0]["sense_ua"] - 3000) < 300
+    assert [ch["amp_ua"] for ch in status["ch"]] == [3000, 0]
+    assert abs(status["ch"][0]["delivered_ua"] - 3000) < 300
 
     human = tensctl(url, "amp", "0", "2.5")
     assert human.returncode == 0 and "2.5 mA" in human.stdout
-    assert tensctl_json(url, "status")["ch"][0]["target_ua"] == 2500
+    assert tensctl_json(url, "up", "0", "--steps", "2")["target_ua"] == 3500
+    assert tensctl_json(url, "status")["ch"][0]["target_ua"] == 3500
 
-    assert tensctl_json(url, "stop")["state"] == "IDLE"
+    stopped = tensctl_json(url, "stop", "--wait")
+    assert stopped["stopping"] is True and stopped["status"]["state"] == "IDLE"
     # a new invocation must really run this start (not be answered from the device's reply cache)
     assert tensctl_json(url, "start", "--amp", "1")["state"] == "RUNNING"
     assert tensctl_json(url, "status")["state"] == "RUNNING"
 
     over = tensctl(url, "amp", "0", "999")
-    assert over.returncode == 2 and "60.0 mA" in over.stderr
-    assert tensctl_json(url, "stop")["state"] == "IDLE"
+    assert over.returncode == 2 and "80.0 mA" in over.stderr
+
+    # a setting outside the safety envelope at the channel's target: refused, naming the limit
+    assert tensctl_json(url, "amp", "0", "70")["target_ua"] == 70000
+    setting = tmp_path / "wide.json"
+    setting.write_text('{"mode": "continuous", "phase_us": 400}\n', encoding="utf-8")
+    refused = tensctl(url, "stim", "0", "--set", str(setting))
+    assert refused.returncode == 1, refused.stderr
+    assert "outside the safety envelope" in refused.stderr
+    assert "phase_charge 28000 nC exceeds the limit 25000 nC at 70000 uA" in refused.stderr
+    assert refused.stdout == ""
+    error = tensctl_json(url, "stim", "0", "--set", '{"phase_us": 400}', expect_code=1)["error"]
+    assert error["code"] == "envelope" and error["limit"] == "phase_charge" and error["limit_value"] == 25000
+    status = tensctl_json(url, "status")
+    assert status["state"] == "RUNNING" and status["ch"][0]["target_ua"] == 70000
+
+    estopped = tensctl(url, "estop")
+    assert estopped.returncode == 0 and "EMERGENCY STOP" in estopped.stdout
+    status = tensctl_json(url, "status")
+    assert status["state"] == "IDLE" and status["reason"] == "estop"
+    assert [(ch["amp_ua"], ch["target_ua"]) for ch in status["ch"]] == [(0, 0), (0, 0)]
 
 
+@needs_fault_status
 @pytest.mark.parametrize("front", ["pty", "socket"])
 def test_fault_latches_and_clears_through_tensctl(front):
     """cpython runtime only: fault injection reaches into the in-process device."""
     listen = "127.0.0.1:0" if front == "socket" else None
     with start_server(runtime="cpython", speed=SPEED, pty=listen is None, listen=listen) as served:
         url = served.url
-        tensctl_json(url, "start", "--amp", "5")
-        served.served.set_fault("lead_off", True)
+        tensctl_json(url, "start", "--amp", "5", "--ramp", "1", "--wait")
+        served.served.set_fault("electrode_off:0", True)
         status = wait_for_status(url, lambda s: s["state"] == "FAULT")
-        assert status["faults"] == ["no_load"] and status["ch"][0]["amp_ua"] == 0
+        assert status["faults"] == ["no_load:0"] and status["ch"][0]["amp_ua"] == 0
+        assert "channel 0" in status["fault_msg"]
+        human = tensctl(url, "status")
+        assert human.returncode == 0 and "FAULT" in human.stdout and "no_load:0" in human.stdout
         refused = tensctl_json(url, "start", expect_code=1)
         assert refused["error"]["code"] == "bad_state"
-        served.served.set_fault("lead_off", False)
+        served.served.set_fault("electrode_off:0", False)
         assert tensctl_json(url, "clear-fault")["state"] == "IDLE"
 
 
 def test_start_on_a_second_channel_keeps_the_first_channels_target():
-    with start_server(runtime="cpython", speed=SPEED, pty=True, channels=2) as served:
+    with start_server(runtime="cpython", speed=SPEED, pty=True) as served:
         url = served.url
         assert tensctl_json(url, "info")["channels"] == 2
         assert tensctl_json(url, "amp", "0", "2")["target_ua"] == 2000  # allowed while IDLE

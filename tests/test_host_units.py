@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from host.units import AmpParseError, format_ma, parse_ma
+from host.units import AmpParseError, format_duration_ms, format_ma, format_milli, parse_ma
 
 
 @pytest.mark.parametrize(
@@ -36,3 +36,16 @@ def test_format(amp_ua, text):
 def test_round_trip(amp_ua):
     assert parse_ma(format_ma(amp_ua)) == amp_ua
     assert parse_ma("%d.%03d" % (amp_ua // 1000, amp_ua % 1000)) == amp_ua
+
+
+@pytest.mark.parametrize(
+    "value, unit, text",
+    [(28000, "µC", "28.0 µC"), (25, "mJ", "0.025 mJ"), (2000, "mA/cm²", "2.0 mA/cm²"), (-1500, "µC", "-1.5 µC")],
+)
+def test_format_milli_is_exact_in_any_unit(value, unit, text):
+    assert format_milli(value, unit) == text
+
+
+@pytest.mark.parametrize("ms, text", [(0, "0:00"), (59999, "0:59"), (125000, "2:05"), (3600000, "60:00"), (-5, "0:00")])
+def test_format_duration_ms(ms, text):
+    assert format_duration_ms(ms) == text

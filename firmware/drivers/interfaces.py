@@ -17,19 +17,31 @@ PulseOutput  (all TENS channels of one device)
     channels -> int              number of channels
     hw_max_amp_ua -> int         what the output stage can do; fire() clamps to it
     hw_max_phase_us -> int       longest phase the stage allows; fire() clamps to it
-    fire(ch, start_us, amp_ua, phase_us, gap_us) -> bool
-        Queue one symmetric biphasic pulse on channel `ch`, starting `start_us`
-        after the start of the next tick window: a phase of `phase_us` at
-        +amp_ua, an interphase gap of `gap_us`, then a phase of `phase_us` at
-        -amp_ua. Returns False when the queue is full (the pulse is dropped,
-        which is the safe direction). A pulse not fed is a pulse not fired.
+    fire(ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us) -> bool
+        Queue one biphasic pulse on channel `ch`, starting `start_us` after
+        the start of the next tick window: a first phase of `phase1_us` at
+        +amp1_ua, an interphase gap of `gap_us`, then a second phase of
+        `phase2_us` at -amp2_ua. The caller balances the charge exactly
+        (amp1_ua * phase1_us == amp2_ua * phase2_us): symmetric pulses have
+        equal phases, asymmetric ones a longer second phase at a fraction of
+        the current. Amplitudes and widths are clamped to hw_max_amp_ua and
+        hw_max_phase_us. Returns False when the queue is full (the pulse is
+        dropped, which is the safe direction; the caller treats it as an
+        interruption). A pulse not fed is a pulse not fired.
     off()
         Stop every channel now and drop queued pulses. Idempotent; called at
         boot, on every tick outside RUNNING, on any fault and on any exception.
 
 OutputSense
-    read_ua(ch) -> int           peak current measured during channel ch's
-                                 last pulse, µA; 0 when nothing flowed
+    read_ua(ch) -> int           current delivered during channel ch's last
+                                 pulse (first phase), µA; 0 when nothing
+                                 flowed or no pulse was fired since the last
+                                 read. May raise OSError when the ADC fails
+                                 (the tick turns that into a latched fault).
+    at_compliance(ch) -> bool    whether that pulse (the one the last read_ua(ch)
+                                 reported) drove the stage to its compliance
+                                 voltage: with little current delivered, the
+                                 electrode is off or nearly so
 
 Serial  (USB CDC on the board, a pty/socket/pipe in the simulator)
     read_into(buf) -> int        bytes copied into bytearray buf; 0 if none

@@ -10,7 +10,7 @@ newline and reported once, so garbage can never grow a buffer.
 from firmware.compat import const
 from firmware.protocols import jsondec, jsonenc
 
-MAX_LINE_BYTES = const(512)
+MAX_LINE_BYTES = const(1024)
 SYNC = const(0x40)  # '@'
 _STAR = const(0x2A)  # '*'
 _LBRACE = const(0x7B)  # '{'

@@ -6,7 +6,28 @@ the types the protocol allows (no floats: the device speaks integers).
 """
 
 
+_CACHE = {}  # short strings seen before (keys, state names): encoded once
+_CACHE_MAX = 64
+_CACHE_TEXT_MAX = 24
+
+
 def _escape(text):
+    hit = _CACHE.get(text)
+    if hit is not None:
+        return hit
+    for ch in text:
+        code = ord(ch)
+        if code < 0x20 or code > 0x7E or ch == '"' or ch == "\\":
+            break
+    else:
+        out = '"' + text + '"'
+        if len(text) <= _CACHE_TEXT_MAX and len(_CACHE) < _CACHE_MAX:
+            _CACHE[text] = out
+        return out
+    return _escape_slow(text)
+
+
+def _escape_slow(text):
     out = []
     for ch in text:
         code = ord(ch)

@@ -57,6 +57,7 @@ E_OUT_OF_RANGE = "out_of_range"  # value beyond a limit
 E_BAD_STATE = "bad_state"  # not allowed in the current state
 E_VERSION = "version"  # protocol major version not spoken
 E_ENVELOPE = "envelope"  # a setting or amplitude outside the safety envelope
+E_INTERNAL = "internal"  # the device could not build its reply (a firmware bug; nothing was lost)
 
 EV_RX_ERROR = "rx_error"  # a damaged line was dropped; no id can be trusted
 EV_STATE = "state"  # the supervisor changed state (with the reason)

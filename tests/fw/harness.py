@@ -1,37 +1,53 @@
 """A Device over simulated drivers (sim.board.SimBoard), driven like a host would.
 
-Every tick is checked against the safety invariants, so each device test also
-checks them (portable: runs under CPython and MicroPython):
+Every tick is checked against the safety invariants of tests/fw/invariants.py
+(the same checker that reads the audit lines of scenario runs), so each device
+test also checks them (portable: runs under CPython and MicroPython):
 
-- outputs are zero (driver and channel) whenever the state after a tick is not RUNNING;
-- no pulse is fired during a tick that began outside RUNNING or with a fault latched;
-- no pulse and no channel amplitude above limits.AMP_LIMIT_UA;
-- amplitude rises at most RAMP_UA_PER_TICK per tick, and falls by at most that or to zero.
+- outputs (channel amplitude and driver) are zero whenever the state is not RUNNING,
+  and no pulse fires in a tick that began outside RUNNING;
+- amplitude and target never above the channel's max_amp_ua;
+- the base amplitude rises by at most ramp_step_ua per tick and falls by at most
+  that, except straight to zero (an interruption: the safe direction);
+- every pulse: amp1 * phase1 == amp2 * phase2 (zero net charge), amp1 <= max_amp_ua,
+  phase1 <= the setting's phase_us, gap and ratio as set, phase charge under the
+  hard limit, and no more than one ramp step above the base amplitude before it;
+- after any interruption (pause, fault, estop, electrode off, set_stim, start,
+  resume, clear_fault, a refused pulse) amplitude is zero, so the next pulses start
+  from the bottom of the ramp (a hello is not an interruption: see Device._op_hello);
+- FAULT is latched until a successful clear_fault; r.m.s. over any 1 s under the hard limit.
 """
 
 from firmware import limits
-from firmware import supervisor as sup
 from firmware.protocols import frame
 from sim import faults
 from sim.board import SimBoard
+from sim.audit import ReplyTracker, record, reply_entry
+from tests.fw.invariants import InvariantChecker
 
 TICK_MS = 10
 
 
 class Harness:
-    def __init__(self, seed=1, start_ms=0, channels=1, serial=None):
+    def __init__(self, seed=1, start_ms=0, channels=2, serial=None):
         self.board = SimBoard(seed=seed, start_ms=start_ms, channels=channels)
         if serial is not None:
             self.board.serial = serial
         self.device = self.board.build_device()
         self.reader = frame.LineReader()
         self.inbox = []  # every decoded message from the device, in order
-        self.raw = b""  # every byte from the device
+        self._raw = []  # every chunk of bytes from the device (see `raw`)
         self.host_errors = 0  # damaged lines from the device (should stay 0)
-        self.pulses = []  # (tick, ch, start_us, amp_ua, phase_us, gap_us, delivered_ua)
+        # (tick, ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us, delivered_ua)
+        self.pulses = []
         self.board.pulse_out.recorder = self._record
         self.next_id = 1
+        self.sent_ops = {}  # request id -> op of the last request sent with it
+        self.tracker = ReplyTracker()  # which replies ran their request (not from the reply cache)
         self.check_invariants = True
+        self.checker = InvariantChecker(channels)
+        self.records = 0  # ticks recorded
+        self.kept = None  # set to [] to keep every tick's record
 
     # ---- host side -------------------------------------------------------------
 
@@ -44,11 +60,15 @@ class Harness:
         if fields:
             for key in fields:
                 message[key] = fields[key]
-        self.board.serial.host_write(frame.encode_frame(message))
+        self.sent_ops[request_id] = op
+        self.send_message(message)
         return request_id
 
     def send_message(self, message):
-        self.board.serial.host_write(frame.encode_frame(message))
+        data = frame.encode_frame(message)
+        if "ev" not in message and "ok" not in message:
+            self.tracker.sent(message)
+        self.board.serial.host_write(data)
 
     def send_raw(self, data):
         self.board.serial.host_write(data)
@@ -61,6 +81,12 @@ class Harness:
         found = [m for m in self.inbox[start:] if m.get("id") == request_id and "ok" in m]
         assert len(found) == 1, "expected one reply to %s id %d, got %r" % (op, request_id, found)
         return found[0]
+
+    def ok(self, op, fields=None, ticks=1):
+        """A request that must succeed; returns the reply."""
+        reply = self.request(op, fields, ticks)
+        assert reply["ok"] is True, "%s %r failed: %r" % (op, fields, reply)
+        return reply
 
     def fault(self, name, active=True):
         faults.set_fault(self.board, name, active)
@@ -78,11 +104,20 @@ class Harness:
             self._tick_once()
 
     def tick_until(self, predicate, limit=10000):
+        """Tick until predicate() holds; returns the number of ticks it took."""
         for n in range(limit):
             if predicate():
                 return n
             self._tick_once()
         raise AssertionError("condition not reached in %d ticks" % limit)
+
+    @property
+    def raw(self):
+        """Every byte from the device so far. Kept as chunks: one growing buffer would need
+        an ever larger contiguous block, which the VM's small, fragmented heap may not have."""
+        if len(self._raw) > 1:
+            self._raw = [b"".join(self._raw)]
+        return self._raw[0] if self._raw else b""
 
     @property
     def state(self):
@@ -95,28 +130,48 @@ class Harness:
     def amps(self):
         return [c.amp_ua for c in self.device.channels]
 
+    def ch(self, index):
+        return self.device.channels[index]
+
+    def pulses_on(self, ch, since=0):
+        return [p for p in self.pulses[since:] if p[1] == ch]
+
     # ---- internals ------------------------------------------------------------------
 
-    def _record(self, ch, start_us, amp_ua, phase_us, gap_us, delivered_ua):
-        self.pulses.append((self.device.ticks, ch, start_us, amp_ua, phase_us, gap_us, delivered_ua))
+    def _record(self, ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us, delivered_ua):
+        self.pulses.append((self.device.ticks, ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us, delivered_ua))
 
     def _tick_once(self):
-        device = self.device
-        began = device.supervisor.state
-        began_faulted = len(device.supervisor.faults) > 0
-        amps_before = self.amps()
         pulses_before = len(self.pulses)
-        device.tick()
+        inbox_before = len(self.inbox)
+        self.device.tick()
         self._collect()
+        record = self.audit_record(pulses_before, inbox_before)
         if self.check_invariants:
-            self._check(began, began_faulted, amps_before, pulses_before)
+            self.checker.step(record)
+        else:
+            self.checker.prev = record
+        self.records += 1
+        if self.kept is not None:
+            self.kept.append(record)
         self.board.clock.advance(TICK_MS)
+
+    def audit_record(self, pulses_before, inbox_before):
+        """This tick as an audit record (sim/audit.py; checked by tests/fw/invariants.py)."""
+        pulses = []
+        for p in self.pulses[pulses_before:]:
+            pulses.append([p[1], p[2], p[3], p[4], p[5], p[6], p[7]])
+        replies = []
+        for m in self.inbox[inbox_before:]:
+            if "ok" in m:
+                replies.append(reply_entry(self.tracker, m))
+        return record(self.board.clock.elapsed_ms, self.device, self.board.pulse_out, pulses, replies)
 
     def _collect(self):
         data = self.board.serial.host_read()
         if not data:
             return
-        self.raw += data
+        self._raw.append(data)
         for line in self.reader.feed(data):
             if line is None:
                 self.host_errors += 1
@@ -129,22 +184,10 @@ class Harness:
             if message is not None:
                 self.inbox.append(message)
 
-    def _check(self, began, began_faulted, amps_before, pulses_before):
-        device = self.device
-        where = "tick %d (state %s, faults %s)" % (device.ticks, self.state, self.faults)
-        new_pulses = self.pulses[pulses_before:]
-        if began != sup.RUNNING or began_faulted:
-            assert not new_pulses, "pulse fired in a tick that began outside RUNNING: " + where
-        for pulse in new_pulses:
-            assert 0 < pulse[3] <= limits.AMP_LIMIT_UA, "pulse amplitude %d: %s" % (pulse[3], where)
-            assert pulse[4] == limits.PHASE_US and pulse[5] == limits.GAP_US, where
-        if device.supervisor.state != sup.RUNNING:
-            for ch in range(len(device.channels)):
-                assert device.channels[ch].amp_ua == 0, "channel amplitude not zero: " + where
-                assert self.board.pulse_out.last_commanded_ua[ch] == 0, "driver output not zero: " + where
-        amps = self.amps()
-        for ch in range(len(amps)):
-            assert 0 <= amps[ch] <= limits.AMP_LIMIT_UA, where
-            step = amps[ch] - amps_before[ch]
-            assert step <= limits.RAMP_UA_PER_TICK, "rose by %d: %s" % (step, where)
-            assert step >= -limits.RAMP_UA_PER_TICK or amps[ch] == 0, "fell by %d: %s" % (-step, where)
+
+def ramp_ticks(amp_ua, ramp_ms=limits.RAMP_DEFAULT_MS):
+    """Ticks a ramp from zero to amp_ua takes with the step the channel computes."""
+    from firmware.stim import ramp_step_for
+
+    step = ramp_step_for(amp_ua, ramp_ms)
+    return (amp_ua + step - 1) // step

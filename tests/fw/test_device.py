@@ -1,31 +1,37 @@
-"""firmware.device.Device over simulated drivers (sim.board.SimBoard).
+"""firmware.device.Device over simulated drivers (sim.board.SimBoard): requests and protocol.
 
-The harness checks the safety invariants after every tick (see harness.py).
+The harness checks the safety invariants after every tick (see harness.py and
+invariants.py). The TENS engine and supervisor behaviour of issue 3 (modes,
+timers, lease, output monitoring) is in test_safety.py.
 """
 
 import firmware
+from firmware import envelope
 from firmware import limits
-from firmware import device as device_mod
+from firmware import link as link_mod
 from firmware.clock import TICKS_MAX
 from firmware.protocols import frame
 from firmware.protocols import messages as msg
 from sim.board import SimSerial
-from tests.fw.harness import Harness
+from tests.fw.harness import Harness, ramp_ticks
 from tests.fw.portable import Lcg
 
-RAMP = limits.RAMP_UA_PER_TICK
+FAST_RAMP_MS = limits.RAMP_MIN_MS  # 1 s: any target in 100 ticks
 
 
-def _ramp_ticks(amp_ua):
-    return (amp_ua + RAMP - 1) // RAMP
-
-
-def _running(h, amp_ua=2000):
-    reply = h.request("start", {"amp_ua": [amp_ua]})
+def running(h=None, amps=(2000,), lease_ms=0):
+    """A harness RUNNING at `amps` (reached), with no host lease unless asked."""
+    if h is None:
+        h = Harness()
+    reply = h.request("start", {"amp_ua": list(amps), "lease_ms": lease_ms, "ramp_ms": FAST_RAMP_MS})
     assert reply["ok"] is True, reply
-    h.tick(_ramp_ticks(amp_ua) + 2)
-    assert h.amps() == [amp_ua]
+    h.tick(ramp_ticks(max(amps), FAST_RAMP_MS) + 2)
+    assert h.amps()[: len(amps)] == list(amps), h.amps()
     return h
+
+
+def settle(h, predicate, limit=2000):
+    return h.tick_until(predicate, limit)
 
 
 # ---- boot and hello ---------------------------------------------------------------
@@ -37,17 +43,21 @@ def test_boots_idle_with_outputs_off():
     assert h.state == "IDLE" and h.faults == []
     assert h.pulses == []
     assert h.inbox == []  # nothing said unprompted
+    assert h.board.pulse_out.last_commanded_ua == [0, 0]
 
 
 def test_hello():
-    h = Harness(channels=2)
+    h = Harness()
     reply = h.request("hello", {"proto": msg.PROTO_VERSION})
     assert reply["ok"] is True
-    assert reply["proto"] == msg.PROTO_VERSION
+    assert reply["proto"] == msg.PROTO_VERSION == "0.2"
     assert reply["fw"] == firmware.FIRMWARE_VERSION
     assert reply["channels"] == 2
     assert reply["amp_limit_ua"] == limits.AMP_LIMIT_UA
+    assert reply["amp_step_ua"] == limits.AMP_STEP_UA
     assert reply["tick_ms"] == limits.TICK_MS
+    assert reply["lease_ms"] == limits.LEASE_DEFAULT_MS
+    assert reply["session_max_ms"] == limits.SESSION_MAX_MS
     assert reply["device_id"] == "pulsewarm-sim-0"
     assert h.request("hello")["ok"] is True  # proto is optional
     assert h.request("hello", {"proto": "%d.99" % msg.PROTO_MAJOR})["ok"] is True  # newer minor is fine
@@ -69,17 +79,30 @@ def test_hello_bad_proto_field():
 
 
 def test_status_fields():
-    h = Harness(channels=2)
+    h = Harness()
     h.tick(10)
     reply = h.request("status")
     assert reply["ok"] is True
     assert reply["state"] == "IDLE" and reply["faults"] == [] and reply["fault_msg"] == ""
+    assert reply["stopping"] is False and reply["session_left_ms"] == 0 and reply["lease_ms"] == 0
     assert len(reply["ch"]) == 2
     for ch in reply["ch"]:
-        assert ch["amp_ua"] == 0 and ch["target_ua"] == 0
-        assert 0 <= ch["sense_ua"] < 100  # ADC noise only
+        assert ch["amp_ua"] == 0 and ch["target_ua"] == 0 and 0 <= ch["delivered_ua"] < 100  # ADC noise only
+        assert ch["max_amp_ua"] == envelope.max_amp_ua(envelope.Setting())
+        assert ch["mode"] == "continuous" and ch["phase_us"] == 0 and ch["rate_hz"] == 0
     assert reply["uptime_ms"] == 10 * limits.TICK_MS
     assert reply["rx_errors"] == 0 and reply["tx_dropped"] == 0
+
+
+def test_status_while_running():
+    h = running(amps=(6000, 3000), lease_ms=2000)
+    status = h.request("status")
+    assert status["state"] == "RUNNING" and status["lease_ms"] == 2000
+    assert status["session_left_ms"] <= limits.SESSION_DEFAULT_MS
+    ch0 = status["ch"][0]
+    assert ch0["amp_ua"] == 6000 and ch0["target_ua"] == 6000 and ch0["phase_us"] == 200 and ch0["rate_hz"] == 100
+    assert abs(ch0["delivered_ua"] - 6000) < 200  # the sense path measured it
+    assert abs(status["ch"][1]["delivered_ua"] - 3000) < 200
 
 
 # ---- start / set_amp / stop ----------------------------------------------------------
@@ -87,51 +110,98 @@ def test_status_fields():
 
 def test_start_ramps_to_target_and_fires():
     h = Harness()
-    reply = h.request("start", {"amp_ua": [3000]})
+    reply = h.request("start", {"amp_ua": [3000], "lease_ms": 0})
     assert reply == {"id": reply["id"], "ok": True, "state": "RUNNING"}
     assert h.events("state")[-1]["state"] == "RUNNING"
-    h.tick(_ramp_ticks(3000) + 10)
-    assert h.amps() == [3000]
-    assert h.pulses, "no pulses while running"
-    assert h.pulses[-1][3] == 3000
-    amps = [p[3] for p in h.pulses]
-    assert amps[0] <= RAMP
+    step = h.ch(0).ramp_step_ua
+    assert step == 10  # 3 mA over the default 5 s soft start
+    h.tick(ramp_ticks(3000) + 10)
+    assert h.amps() == [3000, 0]
+    on0 = h.pulses_on(0)
+    assert on0, "no pulses while running"
+    assert on0[-1][3] == 3000
+    assert on0[0][3] <= step  # from the bottom of the ramp
+    assert h.pulses_on(1) == []  # the other channel has no target
     status = h.request("status")
     assert status["ch"][0]["target_ua"] == 3000
-    assert abs(status["ch"][0]["sense_ua"] - 3000) < 200  # the sense path measured it
+
+
+def test_start_while_running_or_paused_is_refused():
+    h = running()
+    reply = h.request("start", {"amp_ua": [5000]})
+    assert reply["ok"] is False and reply["err"] == msg.E_BAD_STATE and "RUNNING" in reply["msg"]
+    assert h.ch(0).target_ua == 2000
+    h.request("pause")
+    reply = h.request("start")
+    assert reply["ok"] is False and reply["err"] == msg.E_BAD_STATE and "PAUSED" in reply["msg"]
 
 
 def test_start_without_amplitude_fires_nothing():
     h = Harness()
-    assert h.request("start")["state"] == "RUNNING"
+    assert h.request("start", {"lease_ms": 0})["state"] == "RUNNING"
     h.tick(20)
-    assert h.pulses == [] and h.amps() == [0]
+    assert h.pulses == [] and h.amps() == [0, 0]
+
+
+def test_start_field_errors_do_not_start():
+    h = Harness()
+    for fields, code, words in (
+        ({"amp_ua": [limits.AMP_LIMIT_UA + 1]}, msg.E_OUT_OF_RANGE, ("amp_ua", str(limits.AMP_LIMIT_UA))),
+        ({"amp_ua": [100, -1]}, msg.E_OUT_OF_RANGE, ("amp_ua",)),
+        ({"amp_ua": [1, 2, 3]}, msg.E_BAD_FIELD, ("amp_ua", "2")),
+        ({"amp_ua": 1000}, msg.E_BAD_FIELD, ("amp_ua",)),
+        ({"amp_ua": ["1000"]}, msg.E_BAD_FIELD, ("amp_ua",)),
+        ({"amp_ua": [True]}, msg.E_BAD_FIELD, ("amp_ua",)),
+        ({"session_ms": limits.SESSION_MAX_MS + 1}, msg.E_OUT_OF_RANGE, ("session_ms", str(limits.SESSION_MAX_MS))),
+        ({"session_ms": 999}, msg.E_OUT_OF_RANGE, ("session_ms", "1000")),
+        ({"lease_ms": limits.LEASE_MIN_MS - 1}, msg.E_OUT_OF_RANGE, ("lease_ms", str(limits.LEASE_MIN_MS))),
+        ({"lease_ms": limits.LEASE_MAX_MS + 1}, msg.E_OUT_OF_RANGE, ("lease_ms", str(limits.LEASE_MAX_MS))),
+        ({"lease_ms": -1}, msg.E_OUT_OF_RANGE, ("lease_ms",)),
+        ({"lease_ms": False}, msg.E_BAD_FIELD, ("lease_ms",)),
+        ({"ramp_ms": limits.RAMP_MIN_MS - 1}, msg.E_OUT_OF_RANGE, ("ramp_ms", str(limits.RAMP_MIN_MS))),
+        ({"ramp_ms": limits.RAMP_MAX_MS + 1}, msg.E_OUT_OF_RANGE, ("ramp_ms", str(limits.RAMP_MAX_MS))),
+    ):
+        reply = h.request("start", fields)
+        assert reply["ok"] is False and reply["err"] == code, (fields, reply)
+        for word in words:
+            assert word in reply["msg"], (fields, reply["msg"])
+        assert h.state == "IDLE"
+    assert h.pulses == []
+
+
+def test_start_amplitude_outside_the_envelope():
+    h = Harness()
+    assert h.request("set_stim", {"ch": 1, "stim": {"phase_us": 400}})["ok"] is True
+    reply = h.request("start", {"amp_ua": [70000, 70000]})
+    assert reply["ok"] is False and reply["err"] == msg.E_ENVELOPE
+    assert "phase_charge 28000 nC exceeds the limit 25000 nC at 70000 uA" in reply["msg"], reply["msg"]
+    assert h.state == "IDLE" and h.ch(0).target_ua == 0
 
 
 def test_set_amp_while_running_ramps_both_ways():
-    h = _running(Harness(), 1000)
+    h = running(amps=(1000,))
     reply = h.request("set_amp", {"ch": 0, "amp_ua": 2000})
     assert reply["ok"] is True and reply["ch"] == 0 and reply["target_ua"] == 2000
-    h.tick(_ramp_ticks(1000) + 1)
-    assert h.amps() == [2000]
+    h.tick(ramp_ticks(2000) + 1)
+    assert h.amps() == [2000, 0]
     h.request("set_amp", {"ch": 0, "amp_ua": 0})
-    h.tick(_ramp_ticks(2000) + 1)
-    assert h.amps() == [0]
+    h.tick(ramp_ticks(2000) + 1)
+    assert h.amps() == [0, 0]
     assert h.state == "RUNNING"
 
 
 def test_set_amp_in_idle_takes_effect_on_start():
     h = Harness()
-    assert h.request("set_amp", {"ch": 0, "amp_ua": 800})["ok"] is True
+    assert h.request("set_amp", {"ch": 1, "amp_ua": 800})["ok"] is True
     h.tick(10)
-    assert h.amps() == [0] and h.pulses == []
-    h.request("start")
-    h.tick(_ramp_ticks(800) + 1)
-    assert h.amps() == [800]
+    assert h.amps() == [0, 0] and h.pulses == []
+    h.request("start", {"lease_ms": 0})
+    h.tick(ramp_ticks(800) + 1)
+    assert h.amps() == [0, 800]
 
 
 def test_set_amp_errors():
-    h = Harness(channels=2)
+    h = Harness()
     reply = h.request("set_amp", {"ch": 0, "amp_ua": limits.AMP_LIMIT_UA + 1})
     assert reply["ok"] is False and reply["err"] == msg.E_OUT_OF_RANGE
     assert str(limits.AMP_LIMIT_UA + 1) in reply["msg"] and str(limits.AMP_LIMIT_UA) in reply["msg"]
@@ -148,126 +218,158 @@ def test_set_amp_errors():
     assert [c.target_ua for c in h.device.channels] == [0, 0]
 
 
-def test_start_amplitude_errors_do_not_start():
-    h = Harness(channels=2)
-    for bad, code in (
-        ([limits.AMP_LIMIT_UA + 1], msg.E_OUT_OF_RANGE),
-        ([100, -1], msg.E_OUT_OF_RANGE),
-        ([1, 2, 3], msg.E_BAD_FIELD),
-        (1000, msg.E_BAD_FIELD),
-        (["1000"], msg.E_BAD_FIELD),
-        ([True], msg.E_BAD_FIELD),
-    ):
-        reply = h.request("start", {"amp_ua": bad})
-        assert reply["ok"] is False and reply["err"] == code, (bad, reply)
-        assert h.state == "IDLE"
-    assert h.pulses == []
+def test_set_amp_outside_the_envelope_names_the_limit():
+    h = Harness()
+    h.request("set_stim", {"ch": 0, "stim": {"phase_us": 400, "rate_hz": 250, "area_cm2": 10}})
+    top = h.ch(0).max_amp_ua
+    assert h.request("set_amp", {"ch": 0, "amp_ua": top})["ok"] is True
+    reply = h.request("set_amp", {"ch": 0, "amp_ua": top + 1})
+    assert reply["ok"] is False and reply["err"] == msg.E_ENVELOPE
+    assert reply["msg"].startswith("current_density 2001 uA/cm2 exceeds the limit 2000 uA/cm2 at %d uA" % (top + 1))
+    assert h.ch(0).target_ua == top  # unchanged
 
 
-def test_stop_zeroes_outputs_at_once_and_forgets_target():
-    h = _running(Harness(), 2000)
+def test_amp_step():
+    h = Harness()
+    reply = h.request("amp_step", {"ch": 0, "steps": 3})
+    assert reply["ok"] is True and reply["target_ua"] == 3 * limits.AMP_STEP_UA
+    assert h.request("amp_step", {"ch": 0, "steps": -1})["target_ua"] == 2 * limits.AMP_STEP_UA
+    assert h.request("amp_step", {"ch": 0, "steps": -limits.AMP_STEPS_MAX})["target_ua"] == 0  # not below zero
+    reply = h.request("amp_step", {"ch": 0, "steps": limits.AMP_STEPS_MAX + 1})
+    assert reply["err"] == msg.E_OUT_OF_RANGE and "steps" in reply["msg"] and str(limits.AMP_STEPS_MAX) in reply["msg"]
+    reply = h.request("amp_step", {"ch": 0})
+    assert reply["err"] == msg.E_BAD_FIELD and "steps" in reply["msg"]
+    h.request("set_stim", {"ch": 1, "stim": {"phase_us": 400}})  # maximum 62502 uA
+    h.request("set_amp", {"ch": 1, "amp_ua": 62000})
+    reply = h.request("amp_step", {"ch": 1, "steps": 2})
+    assert reply["ok"] is False and reply["err"] == msg.E_ENVELOPE and reply["msg"].startswith("phase_charge ")
+    assert h.request("amp_step", {"ch": 1, "steps": 1})["target_ua"] == 62500
+    h.request("set_stim", {"ch": 0, "stim": {"phase_us": 100}})
+    h.request("set_amp", {"ch": 0, "amp_ua": limits.AMP_LIMIT_UA})
+    reply = h.request("amp_step", {"ch": 0, "steps": 1})
+    assert reply["ok"] is False and reply["err"] == msg.E_OUT_OF_RANGE and str(limits.AMP_LIMIT_UA) in reply["msg"]
+
+
+def test_stop_ramps_down_then_idle():
+    h = running(amps=(4000, 2000))
+    since = len(h.inbox)
     reply = h.request("stop")
-    assert reply["ok"] is True and reply["state"] == "IDLE"
-    assert h.amps() == [0]
-    assert h.device.channels[0].target_ua == 0
+    assert reply["ok"] is True and reply["state"] == "RUNNING" and reply["stopping"] is True
+    assert h.request("status")["stopping"] is True
+    assert [c.target_ua for c in h.device.channels] == [0, 0]
+    ticks = settle(h, lambda: h.state == "IDLE")
+    assert ticks > 5  # a ramp, not a cut (the harness checks each step)
+    assert h.amps() == [0, 0]
+    event = h.events("state", since)[-1]
+    assert event["state"] == "IDLE" and event["reason"] == "stop"
     count = len(h.pulses)
     h.tick(50)
     assert len(h.pulses) == count
-    h.request("start")
+    h.request("start", {"lease_ms": 0})
     h.tick(10)
-    assert h.amps() == [0]  # a new start does not bring the old amplitude back
+    assert h.amps() == [0, 0]  # a new start does not bring the old amplitude back
+
+
+def test_amplitude_cannot_be_raised_while_stopping():
+    h = running(amps=(5000,))
+    h.request("stop")
+    reply = h.request("set_amp", {"ch": 0, "amp_ua": 5000})
+    assert reply["ok"] is False and reply["err"] == msg.E_BAD_STATE and "stopping" in reply["msg"]
+    reply = h.request("amp_step", {"ch": 0, "steps": 1})
+    assert reply["ok"] is False and reply["err"] == msg.E_BAD_STATE
+    settle(h, lambda: h.state == "IDLE")
+
+
+def test_stop_when_idle_or_paused():
+    h = Harness()
+    reply = h.request("stop")
+    assert reply["ok"] is True and reply["state"] == "IDLE" and reply["stopping"] is False
+    running(h, amps=(3000,))
+    h.request("pause")
+    reply = h.request("stop")
+    assert reply["state"] == "IDLE" and reply["stopping"] is False  # nothing to ramp
 
 
 def test_two_channels_independent():
-    h = Harness(channels=2)
-    h.request("start", {"amp_ua": [400, 1200]})
-    h.tick(_ramp_ticks(1200) + 1)
+    h = Harness()
+    h.request("start", {"amp_ua": [400, 1200], "lease_ms": 0})
+    h.tick(ramp_ticks(1200) + 1)
     assert h.amps() == [400, 1200]
     h.request("set_amp", {"ch": 1, "amp_ua": 0})
-    h.tick(_ramp_ticks(1200) + 1)
+    h.tick(ramp_ticks(1200) + 1)
     assert h.amps() == [400, 0]
 
 
-# ---- faults ----------------------------------------------------------------------------
+# ---- faults and exceptions --------------------------------------------------------------
 
 
-def test_lead_off_latches_no_load_and_outputs_stop():
-    h = _running(Harness(), 5000)
-    h.fault("lead_off")
-    h.tick_until(lambda: h.state == "FAULT", limit=20)
-    assert h.faults == ["no_load"]
-    assert h.amps() == [0]
-    event = h.events("state")[-1]
-    assert event["state"] == "FAULT" and event["faults"] == ["no_load"]
-    assert "electrode" in event["fault_msg"]
-    count = len(h.pulses)
-    h.fault("lead_off", False)  # electrode back on: the fault stays latched
-    h.tick(100)
-    assert h.state == "FAULT" and len(h.pulses) == count
-
-
-def test_latched_fault_refuses_start_and_set_amp():
-    h = _running(Harness(), 5000)
-    h.fault("lead_off")
-    h.tick(20)
-    h.fault("lead_off", False)
-    reply = h.request("start", {"amp_ua": [1000]})
-    assert reply["ok"] is False and reply["err"] == msg.E_BAD_STATE and "no_load" in reply["msg"]
-    reply = h.request("set_amp", {"ch": 0, "amp_ua": 1000})
-    assert reply["ok"] is False and reply["err"] == msg.E_BAD_STATE
+def test_latched_fault_refuses_stimulation_requests():
+    h = running(amps=(5000,))
+    h.fault("electrode_off:0")
+    h.tick(3)
+    h.fault("electrode_off:0", False)
+    assert h.faults == ["no_load:0"]
+    for op, fields in (
+        ("start", {"amp_ua": [1000]}),
+        ("set_amp", {"ch": 0, "amp_ua": 1000}),
+        ("amp_step", {"ch": 0, "steps": 1}),
+        ("set_stim", {"ch": 0, "stim": {"rate_hz": 80}}),
+        ("resume", None),
+        ("pause", None),
+    ):
+        reply = h.request(op, fields)
+        assert reply["ok"] is False and reply["err"] == msg.E_BAD_STATE, (op, reply)
+    assert "no_load:0" in h.request("start")["msg"]
     assert h.request("stop")["ok"] is True
+    assert h.request("estop")["ok"] is True
+    assert h.request("get_stim", {"ch": 0})["ok"] is True
+    assert h.request("keepalive")["state"] == "FAULT"
     assert h.state == "FAULT"
 
 
 def test_clear_fault_then_restart_ramps_from_zero():
-    h = _running(Harness(), 5000)
-    h.fault("lead_off")
-    h.tick(20)
-    h.fault("lead_off", False)
+    h = running(amps=(5000,))
+    h.fault("electrode_off:0")
+    h.tick(3)
+    h.fault("electrode_off:0", False)
     reply = h.request("clear_fault")
     assert reply["ok"] is True and reply["state"] == "IDLE"
-    assert h.faults == []
+    assert h.faults == [] and [c.target_ua for c in h.device.channels] == [0, 0]
     assert h.events("state")[-1]["state"] == "IDLE"
     reply = h.request("clear_fault")
     assert reply["ok"] is False and reply["err"] == msg.E_BAD_STATE
     count = len(h.pulses)
-    h.request("start", {"amp_ua": [3000]})
+    h.request("start", {"amp_ua": [3000], "lease_ms": 0})
     h.tick(5)
     restarted = h.pulses[count:]
-    assert restarted and restarted[0][3] <= RAMP
-    h.tick(_ramp_ticks(3000))
-    assert h.amps() == [3000] and h.state == "RUNNING"
+    assert restarted and restarted[0][3] <= h.ch(0).ramp_step_ua
+    h.tick(ramp_ticks(3000))
+    assert h.amps() == [3000, 0] and h.state == "RUNNING"
 
 
-def test_fault_while_lead_still_off_comes_back():
-    h = _running(Harness(), 5000)
-    h.fault("lead_off")
-    h.tick(20)
-    h.request("clear_fault")
-    h.request("start", {"amp_ua": [5000]})
-    h.tick_until(lambda: h.state == "FAULT", limit=400)
-    assert h.faults == ["no_load"]
-
-
-def test_output_overshoot_latches_overcurrent():
-    h = _running(Harness(), 4000)
-    h.fault("output_overshoot")
-    h.tick_until(lambda: h.state == "FAULT", limit=10)
-    assert h.faults == ["overcurrent"]
-    assert h.amps() == [0]
+def test_fault_while_electrode_still_off_comes_back():
+    h = running(amps=(5000,))
+    h.fault("electrode_off:0")
+    h.tick(3)
+    assert h.request("clear_fault")["ok"] is True  # nothing flows with the output off: the sense cannot tell
+    h.request("start", {"amp_ua": [5000], "lease_ms": 0})
+    settle(h, lambda: h.state == "FAULT", limit=400)
+    assert h.faults == ["no_load:0"]
+    # it came back as soon as the ramp passed the dead band, not at the old amplitude
+    assert h.pulses[-1][3] < limits.SENSE_MIN_CHECK_UA + h.ch(0).ramp_step_ua + 1
 
 
 def test_driver_exception_turns_outputs_off_and_latches_internal_error():
-    h = _running(Harness(), 2000)
+    h = running(amps=(2000, 3000))
     h.fault("sense_adc_error")
     h.tick()
     assert h.state == "FAULT" and h.faults == ["internal_error"]
-    assert h.amps() == [0] and h.board.pulse_out.last_commanded_ua == [0]
+    assert h.amps() == [0, 0] and h.board.pulse_out.last_commanded_ua == [0, 0]
     assert "OSError" in h.device.supervisor.fault_msg
 
 
 def test_driver_exception_keeps_the_host_informed():
-    h = _running(Harness(), 2000)
+    h = running(amps=(2000,))
     since = len(h.inbox)
     h.fault("sense_adc_error")
     h.tick(3)
@@ -282,57 +384,68 @@ def test_driver_exception_keeps_the_host_informed():
 
 
 def test_exception_in_fire_latches_and_stops():
-    h = _running(Harness(), 2000)
+    h = running(amps=(2000,))
 
-    def broken_fire(ch, start_us, amp_ua, phase_us, gap_us):
+    def broken_fire(ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us):
         raise RuntimeError("PIO stalled")
 
     h.board.pulse_out.fire = broken_fire
     h.tick()
     assert h.faults == ["internal_error"] and "PIO stalled" in h.device.supervisor.fault_msg
-    assert h.amps() == [0]
+    assert h.amps() == [0, 0]
 
 
 def test_exception_while_handling_a_request_latches_and_is_announced():
-    h = _running(Harness(), 2000)
+    h = running(amps=(2000,))
 
     def broken(message):
         raise KeyError("bug")
 
-    h.device._ops["status"] = broken
+    h.device.link.ops["status"] = broken
     h.send("status")
     h.tick()
-    assert h.state == "FAULT" and h.faults == ["internal_error"] and h.amps() == [0]
+    assert h.state == "FAULT" and h.faults == ["internal_error"] and h.amps() == [0, 0]
     assert h.events("state")[-1]["state"] == "FAULT"
 
 
 def test_pulse_queue_full_fires_nothing_and_stays_safe():
     h = Harness()
     h.fault("pulse_queue_full")
-    h.request("start", {"amp_ua": [2000]})
+    h.request("start", {"amp_ua": [2000, 2000], "lease_ms": 0})
     h.tick(100)
     assert h.pulses == []
-    assert h.board.pulse_out.last_commanded_ua == [0]
+    assert h.board.pulse_out.last_commanded_ua == [0, 0]
+    assert h.board.pulse_out.refused[0] > 50
 
 
 def test_refused_pulses_restart_the_ramp_from_zero():
     """A queue that refuses pulses is an interruption: when it recovers, output starts small."""
     h = Harness()
     h.fault("pulse_queue_full")
-    h.request("start", {"amp_ua": [20000]})
+    h.request("start", {"amp_ua": [20000], "lease_ms": 0})
     h.tick(600)  # long enough for the ramp to have reached the target had it kept going
-    assert h.amps() == [0]
+    assert h.amps() == [0, 0]
     h.fault("pulse_queue_full", False)
     h.tick(3)
     assert h.pulses, "stimulation resumes once the queue accepts pulses"
-    assert h.pulses[0][3] <= 2 * RAMP, h.pulses[0]
+    assert h.pulses[0][3] <= 2 * h.ch(0).ramp_step_ua, h.pulses[0]
 
 
 def test_sense_failure_shows_no_stale_reading():
-    h = _running(Harness(), 5000)
+    h = running(amps=(5000,))
     h.fault("sense_adc_error")
     h.tick(3)
-    assert h.request("status")["ch"][0]["sense_ua"] == 0
+    assert h.request("status")["ch"][0]["delivered_ua"] == 0
+
+
+def test_envelope_breach_guard_latches():
+    h = running(amps=(6000,))
+    h.ch(0).max_amp_ua = 5000  # as if the approved maximum were corrupted under a running channel
+    h.check_invariants = False  # the invariant checker would (rightly) object to the corruption itself
+    h.tick()
+    h.check_invariants = True
+    assert h.state == "FAULT" and h.faults == ["envelope_breach:0"]
+    assert "envelope" in h.device.supervisor.fault_msg and h.amps() == [0, 0]
 
 
 # ---- protocol robustness --------------------------------------------------------------
@@ -340,11 +453,12 @@ def test_sense_failure_shows_no_stale_reading():
 
 def test_retried_request_is_not_run_twice():
     h = Harness()
-    first = h.request("start", {"amp_ua": [1000]}, request_id=42)
+    first = h.request("start", {"amp_ua": [1000], "lease_ms": 0}, request_id=42)
     h.tick(5)
-    assert h.request("stop")["ok"] is True
+    h.request("stop")
+    settle(h, lambda: h.state == "IDLE")
     start = len(h.raw)
-    again = h.request("start", {"amp_ua": [1000]}, request_id=42)
+    again = h.request("start", {"amp_ua": [1000], "lease_ms": 0}, request_id=42)
     assert again == first
     assert h.state == "IDLE"  # answered from the cache, not executed
     assert frame.encode_frame(first) in h.raw[start:]
@@ -353,15 +467,16 @@ def test_retried_request_is_not_run_twice():
 def test_hello_starts_a_new_session_so_old_ids_do_not_replay():
     h = Harness()
     h.request("hello", request_id=1)
-    h.request("stop", request_id=2)
+    h.request("estop", request_id=2)
     h.request("hello", request_id=1)  # a new host session, numbering from 1 again
-    h.request("start", {"amp_ua": [5000]}, request_id=2)
+    h.request("start", {"amp_ua": [5000], "lease_ms": 0}, request_id=2)
+    h.tick(20)
     h.request("hello", request_id=1)
-    reply = h.request("stop", request_id=2)
+    reply = h.request("estop", request_id=2)
     assert reply["ok"] is True and reply["state"] == "IDLE"
-    assert h.state == "IDLE"  # the stop really ran, it was not answered from an old session
+    assert h.state == "IDLE"  # the estop really ran, it was not answered from an old session
     h.tick(2)
-    assert h.amps() == [0]
+    assert h.amps() == [0, 0]
 
 
 def test_same_id_other_fields_is_a_new_request():
@@ -373,18 +488,18 @@ def test_same_id_other_fields_is_a_new_request():
 
 def test_same_id_other_op_is_a_new_request():
     h = Harness()
-    h.request("start", request_id=7)
-    reply = h.request("stop", request_id=7)
+    h.request("start", {"lease_ms": 0}, request_id=7)
+    reply = h.request("estop", request_id=7)
     assert reply["state"] == "IDLE" and h.state == "IDLE"
 
 
 def test_reply_cache_is_bounded():
     h = Harness()
-    h.request("start", request_id=1)
-    h.request("stop", request_id=2)
-    for i in range(device_mod.REPLY_CACHE):
+    h.request("start", {"lease_ms": 0}, request_id=1)
+    h.request("estop", request_id=2)
+    for i in range(link_mod.REPLY_CACHE):
         h.request("status", request_id=100 + i)
-    h.request("start", request_id=1)  # evicted from the cache: runs again
+    h.request("start", {"lease_ms": 0}, request_id=1)  # evicted from the cache: runs again
     assert h.state == "RUNNING"
 
 
@@ -410,21 +525,23 @@ def test_bad_requests_get_error_replies_with_codes():
         assert reply["ok"] is False and reply["err"] == code and reply["id"] == reply_id, (message, reply)
         assert isinstance(reply["msg"], str) and reply["msg"]
     assert "explode" in [r for r in h.replies() if r["id"] == 5][0]["msg"]
-    assert "set_amp" in [r for r in h.replies() if r["id"] == 5][0]["msg"]  # lists the known ops
+    assert "set_stim" in [r for r in h.replies() if r["id"] == 5][0]["msg"]  # lists the known ops
     assert h.state == "IDLE" and h.faults == []
 
 
 def test_hostile_values_get_bounded_replies_not_faults():
-    h = _running(Harness(), 1000)
+    h = running(amps=(1000,))
     since = len(h.inbox)
     h.send_message({"id": 11, "op": "\U0001F600" * 37})
     h.send_message({"id": 12, "op": "set_amp", "ch": 0, "amp_ua": 10 ** 300})
     h.send_message({"id": "\U0001F600" * 37, "op": "status"})
     h.send_message({"id": 13, "op": "hello", "proto": "\u00e9" * 60})
-    h.tick(5)  # about 1.5 kB: reading is bounded per tick
+    h.send_message({"id": 14, "op": "set_stim", "ch": 0, "stim": {"mode": "\U0001F600" * 30}})
+    h.tick(6)  # about 2 kB: reading is bounded per tick
     replies = h.replies(since)
-    assert len(replies) == 4, replies
-    assert [r["err"] for r in replies] == [msg.E_UNKNOWN_OP, msg.E_OUT_OF_RANGE, msg.E_BAD_REQUEST, msg.E_BAD_FIELD]
+    assert len(replies) == 5, replies
+    assert [r["err"] for r in replies] == [
+        msg.E_UNKNOWN_OP, msg.E_OUT_OF_RANGE, msg.E_BAD_REQUEST, msg.E_BAD_FIELD, msg.E_BAD_FIELD]
     assert h.state == "RUNNING" and h.faults == []
     assert h.host_errors == 0
 
@@ -440,14 +557,14 @@ def test_damaged_frames_give_rx_error_events():
     codes = [e["err"] for e in h.events("rx_error")]
     assert codes == [msg.E_BAD_CHECKSUM, msg.E_BAD_JSON, msg.E_BAD_FRAME]
     assert h.replies() == []
-    assert h.device.rx_errors == 3
+    assert h.device.link.rx_errors == 3
     assert h.request("status")["rx_errors"] == 3
 
 
 def test_overlong_line_gives_one_rx_error_then_resyncs():
     h = Harness()
     h.send_raw(b"@" + b"x" * (frame.MAX_LINE_BYTES * 3) + b"\n")
-    h.tick(5)
+    h.tick(frame.MAX_LINE_BYTES * 3 // (link_mod.RX_CHUNK * link_mod.RX_CHUNKS_PER_TICK) + 2)  # reading is bounded
     events = h.events("rx_error")
     assert len(events) == 1 and events[0]["err"] == msg.E_LINE_TOO_LONG
     assert str(frame.MAX_LINE_BYTES) in events[0]["msg"]
@@ -459,7 +576,7 @@ def test_non_frame_lines_are_ignored_silently():
     h.send_raw(b"MicroPython v1.22.0 on 2024-01-01; Raspberry Pi Pico with RP2040\r\n")
     h.send_raw(b'Type "help()" for more information.\r\n>>> \r\n')
     h.tick(3)
-    assert h.inbox == [] and h.device.rx_errors == 0
+    assert h.inbox == [] and h.device.link.rx_errors == 0
 
 
 def test_own_output_looped_back_is_not_a_request():
@@ -471,7 +588,7 @@ def test_own_output_looped_back_is_not_a_request():
 
 
 def test_device_keeps_running_after_garbage():
-    h = _running(Harness(), 1500)
+    h = running(amps=(1500,))
     rng = Lcg(99)
     for round_ in range(30):
         size = 1 + rng.below(300)
@@ -484,7 +601,7 @@ def test_device_keeps_running_after_garbage():
         h.tick(2)
     h.send_raw(b"\n")
     h.tick(2)
-    assert h.state == "RUNNING" and h.faults == [] and h.amps() == [1500]
+    assert h.state == "RUNNING" and h.faults == [] and h.amps() == [1500, 0]
     reply = h.request("status")
     assert reply["ok"] is True and reply["state"] == "RUNNING"
     assert h.host_errors == 0
@@ -500,11 +617,11 @@ def test_garbage_then_frame_on_the_same_line():
 def test_receive_is_bounded_per_tick_but_everything_is_answered():
     h = Harness()
     for i in range(60):
-        h.send("status", request_id=1000 + i)
+        h.send("keepalive", request_id=1000 + i)
     h.tick()
     first = len(h.replies())
     assert 0 < first < 60
-    h.tick(20)
+    h.tick(30)
     assert sorted([r["id"] for r in h.replies()]) == list(range(1000, 1060))
 
 
@@ -515,18 +632,49 @@ def test_host_not_reading_drops_output_but_never_blocks():
     for _ in range(10):
         h.device.tick()
         h.board.clock.advance(10)
-    assert h.device.tx_dropped > 0
+    assert h.device.link.tx_dropped > 0
     assert h.state == "IDLE" and h.faults == []
+
+
+def test_every_reply_fits_in_a_frame():
+    # the largest replies (status in FAULT with both channels busy, set_stim of the
+    # richest setting) must leave the device as one frame, not as an exception
+    h = running(amps=(limits.AMP_LIMIT_UA - 1, limits.AMP_LIMIT_UA - 1))
+    big = msg.MAX_REQUEST_ID
+    stims = (
+        {"mode": "modulated", "waveform": "asymmetric", "asym_ratio": 4, "mod_amp_pct": 100, "mod_width_pct": 90,
+         "mod_rate_pct": 90, "mod_amp_ms": 60000, "mod_width_ms": 60000, "mod_rate_ms": 60000, "area_cm2": 200},
+        {"mode": "strength_duration", "waveform": "asymmetric", "asym_ratio": 4, "area_cm2": 200},
+        {"mode": "burst", "waveform": "asymmetric", "asym_ratio": 4, "train_ms": 2000, "area_cm2": 200},
+    )
+    for ch in (0, 1):
+        for stim in stims:
+            reply = h.request("set_stim", {"ch": ch, "stim": stim}, request_id=big)
+            assert reply["ok"] is True, reply
+            assert h.request("get_stim", {"ch": ch}, request_id=big)["ok"] is True
+            assert h.faults == []
+    h.request("start", {"amp_ua": [40000, 40000], "ramp_ms": FAST_RAMP_MS}, request_id=big)
+    h.fault("sense_adc_error")
+    h.tick(2)
+    h.fault("sense_adc_error", False)
+    h.fault("overcurrent:1")
+    reply = h.request("status", request_id=big)
+    assert reply["ok"] is True and reply["faults"] == ["internal_error"], reply
+    assert h.device.link.tx_dropped == 0
 
 
 def test_uptime_and_ramp_across_the_clock_wrap():
     h = Harness(start_ms=TICKS_MAX + 1 - 1000)  # one second before the 2^30 ms wrap
-    h.request("start", {"amp_ua": [6000]})
-    h.tick(300)
+    h.request("start", {"amp_ua": [6000], "lease_ms": 1000, "ramp_ms": 2000})
+    for _ in range(6):
+        h.tick(50)
+        h.send("keepalive")
     assert h.board.clock.ticks_ms() < 3000  # wrapped
-    assert h.amps() == [6000] and h.state == "RUNNING"
+    assert h.amps() == [6000, 0] and h.state == "RUNNING"  # the lease held across the wrap
     status = h.request("status")
     assert status["uptime_ms"] == (301 * limits.TICK_MS)
+    h.tick(101)  # no request for more than the lease, after the wrap
+    assert h.state == "PAUSED"
 
 
 def test_same_inputs_same_bytes():
@@ -534,7 +682,8 @@ def test_same_inputs_same_bytes():
     for _ in range(2):
         h = Harness(seed=5)
         h.request("hello")
-        h.request("start", {"amp_ua": [2500]})
+        h.request("set_stim", {"ch": 1, "stim": {"mode": "burst"}})
+        h.request("start", {"amp_ua": [2500, 3000]})
         h.tick(100)
         h.send_raw(b"junk\n@bad\n")
         h.request("status")

@@ -15,9 +15,17 @@ def test_version_constants():
 
 
 def test_ops_listed():
-    for op in (msg.OP_HELLO, msg.OP_STATUS, msg.OP_START, msg.OP_STOP, msg.OP_SET_AMP, msg.OP_CLEAR_FAULT):
+    ops = ("hello", "status", "start", "stop", "estop", "pause", "resume", "set_amp", "amp_step", "set_stim",
+           "get_stim", "keepalive", "clear_fault")
+    assert tuple(msg.OPS) == ops
+    for op in (msg.OP_HELLO, msg.OP_STATUS, msg.OP_START, msg.OP_STOP, msg.OP_ESTOP, msg.OP_PAUSE, msg.OP_RESUME,
+               msg.OP_SET_AMP, msg.OP_AMP_STEP, msg.OP_SET_STIM, msg.OP_GET_STIM, msg.OP_KEEPALIVE, msg.OP_CLEAR_FAULT):
         assert op in msg.OPS
-    assert len(msg.OPS) == 6
+
+
+def test_error_codes():
+    assert msg.E_ENVELOPE == "envelope"
+    assert msg.PROTO_VERSION == "0.2"
 
 
 def test_builders():

@@ -1,96 +1,89 @@
-"""firmware.output_check: no-load and over-current detection."""
+"""firmware.output_check: no-load (at compliance) and over-current detection per pulse."""
 
 from firmware import limits
-from firmware import supervisor as sup
-from firmware.output_check import OutputMonitor
+from firmware.output_check import OutputMonitor, overcurrent_allowed_ua
 
 CMD = 10000  # well above SENSE_MIN_CHECK_UA
 
 
-def _run(monitor, pairs):
-    """Feed (commanded, sensed) pairs; return the index and result of the first finding."""
-    for i in range(len(pairs)):
-        found = monitor.check(pairs[i][0], pairs[i][1])
-        if found is not None:
-            return i, found
+def _run(monitor, triples):
+    """Feed (commanded, delivered, at_compliance); return the index of the first finding, or None."""
+    for i in range(len(triples)):
+        if monitor.check(triples[i][0], triples[i][1], triples[i][2]):
+            return i
     return None
 
 
 def test_normal_output_is_fine():
     m = OutputMonitor(0)
-    assert _run(m, [(CMD, CMD)] * 100) is None
-    assert _run(m, [(CMD, CMD - 500), (CMD, CMD + limits.OVERCURRENT_MARGIN_UA)] * 50) is None
+    assert _run(m, [(CMD, CMD, False)] * 100) is None
+    assert _run(m, [(CMD, CMD - 500, False), (CMD, CMD + limits.OVERCURRENT_MARGIN_UA, False)] * 50) is None
+    assert m.fault == "" and m.message == ""
 
 
 def test_nothing_commanded_is_fine():
     m = OutputMonitor(0)
-    assert _run(m, [(0, 0)] * 100) is None
+    assert _run(m, [(0, 0, False)] * 50 + [(0, 0, True)] * 50) is None
 
 
-def test_no_load_latches_after_consecutive_pulses():
-    m = OutputMonitor(2)
-    found = _run(m, [(CMD, 0)] * 20)
-    assert found is not None
-    index, (name, text) = found
-    assert index == limits.NO_LOAD_PULSES - 1
-    assert name == sup.F_NO_LOAD
-    assert "channel 2" in text and "%d uA commanded" % CMD in text
+def test_no_load_latches_on_the_first_pulse_at_compliance():
+    m = OutputMonitor(1)
+    assert _run(m, [(CMD, 0, True)]) == 0
+    assert m.fault == "no_load:1"
+    assert "channel 1" in m.message and "0 uA delivered for %d uA commanded" % CMD in m.message
+    assert "compliance" in m.message
+
+
+def test_no_load_needs_the_compliance_voltage():
+    # little current but the stage is not saturated: a low-impedance load or sense noise, not an open electrode
+    m = OutputMonitor(0)
+    assert _run(m, [(CMD, 0, False)] * 20) is None
 
 
 def test_no_load_threshold_is_a_quarter():
-    m = OutputMonitor(0)
     at_quarter = CMD // limits.NO_LOAD_RATIO_DIV
-    assert _run(m, [(CMD, at_quarter)] * 20) is None
-    assert _run(m, [(CMD, at_quarter - 1)] * 20) is not None
+    assert _run(OutputMonitor(0), [(CMD, at_quarter, True)] * 20) is None
+    assert _run(OutputMonitor(0), [(CMD, at_quarter - 1, True)]) == 0
 
 
-def test_one_good_pulse_resets_the_no_load_count():
-    m = OutputMonitor(0)
-    pattern = [(CMD, 0)] * (limits.NO_LOAD_PULSES - 1) + [(CMD, CMD)]
-    assert _run(m, pattern * 10) is None
-
-
-def test_no_load_not_checked_at_low_amplitude():
-    m = OutputMonitor(0)
+def test_dead_band_never_trips_no_load():
     low = limits.SENSE_MIN_CHECK_UA - 1
-    assert _run(m, [(low, 0)] * 50) is None
+    for commanded in (1, limits.AMP_STEP_UA, low):
+        assert _run(OutputMonitor(0), [(commanded, 0, True)] * 50) is None
+    assert _run(OutputMonitor(0), [(limits.SENSE_MIN_CHECK_UA, 0, True)]) == 0
 
 
-def test_commanded_zero_resets_counts():
-    m = OutputMonitor(0)
-    pattern = [(CMD, 0)] * (limits.NO_LOAD_PULSES - 1) + [(0, 0)]
-    assert _run(m, pattern * 10) is None
+def test_overcurrent_margin():
+    assert overcurrent_allowed_ua(0) == limits.OVERCURRENT_MARGIN_UA
+    assert overcurrent_allowed_ua(CMD) == CMD + limits.OVERCURRENT_MARGIN_UA  # 1/8 of 10 mA is under 2 mA
+    assert overcurrent_allowed_ua(40000) == 45000  # 1/8 above 16 mA
 
 
-def test_relative_overcurrent():
+def test_relative_overcurrent_after_two_pulses():
     m = OutputMonitor(1)
     over = CMD + limits.OVERCURRENT_MARGIN_UA + 1
-    found = _run(m, [(CMD, over)] * 10)
-    assert found is not None
-    index, (name, text) = found
-    assert index == limits.OVERCURRENT_PULSES - 1
-    assert name == sup.F_OVERCURRENT
-    assert "channel 1" in text and str(over) in text and str(CMD + limits.OVERCURRENT_MARGIN_UA) in text
+    assert _run(m, [(CMD, over, False)] * 10) == limits.OVERCURRENT_PULSES - 1 == 1
+    assert m.fault == "overcurrent:1"
+    assert "channel 1" in m.message and str(over) in m.message and str(CMD + limits.OVERCURRENT_MARGIN_UA) in m.message
 
 
 def test_single_spike_is_not_a_fault():
-    m = OutputMonitor(0)
     over = CMD + limits.OVERCURRENT_MARGIN_UA + 1
-    assert _run(m, [(CMD, over), (CMD, CMD)] * 20) is None
+    assert _run(OutputMonitor(0), [(CMD, over, False), (CMD, CMD, False)] * 20) is None
 
 
 def test_absolute_overcurrent_is_immediate_even_when_idle():
     m = OutputMonitor(0)
     over = limits.AMP_LIMIT_UA + limits.OVERCURRENT_MARGIN_UA + 1
-    found = m.check(0, over)
-    assert found is not None and found[0] == sup.F_OVERCURRENT
-    assert str(limits.AMP_LIMIT_UA) in found[1]
+    assert m.check(0, over, False) is True
+    assert m.fault == "overcurrent:0" and str(limits.AMP_LIMIT_UA) in m.message
+    assert OutputMonitor(0).check(0, over - 1, False) is False
 
 
-def test_reset_clears_counts():
+def test_reset_and_zero_command_clear_the_count():
+    over = CMD + limits.OVERCURRENT_MARGIN_UA + 1
     m = OutputMonitor(0)
-    for _ in range(limits.NO_LOAD_PULSES - 1):
-        assert m.check(CMD, 0) is None
-    m.reset()
-    for _ in range(limits.NO_LOAD_PULSES - 1):
-        assert m.check(CMD, 0) is None
+    for _ in range(20):
+        assert m.check(CMD, over, False) is False
+        m.reset()
+    assert _run(OutputMonitor(0), [(CMD, over, False), (0, 0, False)] * 20) is None
