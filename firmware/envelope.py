@@ -13,6 +13,7 @@ path allocates long integers and is not the control hot path.
 """
 
 from firmware import limits as L
+from firmware.intmath import isqrt  # noqa: F401  (also used as module.isqrt)
 from firmware.protocols import messages as msg
 
 E_ENVELOPE = msg.E_ENVELOPE
@@ -187,17 +188,6 @@ def phase_amps(s, amp_ua):
     ratio = s.ratio
     amp2 = amp_ua // ratio
     return amp2 * ratio, amp2
-
-
-def isqrt(n):
-    if n <= 0:
-        return 0
-    x = n
-    y = (x + 1) // 2
-    while y < x:
-        x = y
-        y = (x + n // x) // 2
-    return x
 
 
 def _ceil_div(a, b):

@@ -25,22 +25,12 @@ the end of the run (exact, only a little slower on the board).
 from firmware.compat import const
 from firmware.clock import ticks_diff
 from firmware.heat.config import RULE_ZIEGLER_NICHOLS
+from firmware.intmath import isqrt  # noqa: F401  (also used as module.isqrt)
 
 RUNNING = const(0)
 DONE = const(1)
 FAILED = const(2)
 
-
-def isqrt(n):
-    """Floor of the square root of a non-negative integer (Newton's method)."""
-    if n <= 0:
-        return 0
-    x = n
-    y = (x + 1) // 2
-    while y < x:
-        x = y
-        y = (x + n // x) // 2
-    return x
 
 
 def gains_from_ultimate(ku_x10, tu_ms, rule):
