@@ -88,6 +88,13 @@ class Settings:
 # ---- output -----------------------------------------------------------------------
 
 
+def _render_final(console, final):
+    """The status a --wait ended on, when there was one."""
+    if final is not None:
+        console.print("Ramp done:")
+        _render_status(console, final)
+
+
 def _console():
     """Made per command so it writes to whatever sys.stdout is now (CliRunner swaps it).
 
@@ -520,9 +527,7 @@ def start(settings, amp, ch, minutes, lease_s, ramp_s, wait):
                 % (minutes or L.SESSION_DEFAULT_MS // 60000,
                    "pauses unless a request arrives every %d s" % lease_s if lease_s else "no host lease")
             )
-            if final is not None:
-                console.print("Ramp done:")
-                _render_status(console, final)
+            _render_final(console, final)
 
         return fields, render
 
@@ -611,9 +616,7 @@ def resume(settings, wait):
 
         def render(console):
             console.print("Resumed: %s (ramps up from zero)" % escape(str(reply.get("state"))))
-            if final is not None:
-                console.print("Ramp done:")
-                _render_status(console, final)
+            _render_final(console, final)
 
         return fields, render
 
