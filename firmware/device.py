@@ -17,11 +17,18 @@ from firmware.protocols import messages as msg
 from firmware.stim import BREACH, Channel
 
 WINDOW_US = L.TICK_MS * 1000
+INTERLOCKS = ("concurrent", "alternate")  # alternate: never heat while any channel stimulates
 
 
 class Device:
-    def __init__(self, clock, pulse_out, sense, serial, device_id="pulsewarm-0000"):
+    def __init__(self, clock, pulse_out, sense, serial, device_id="pulsewarm-0000", heater=None, thermistor=None):
         pulse_out.off()  # outputs off at boot, before anything else
+        self.heat = None  # a HeatController when the board has a pad (it turns the heater off at once)
+        if heater is not None:
+            from firmware.heat.heat import HeatController
+
+            self.heat = HeatController(heater, thermistor)
+        self.interlock = "concurrent"
         self.clock = clock
         self.pulse_out = pulse_out
         self.sense = sense
@@ -55,6 +62,7 @@ class Device:
                 msg.OP_GET_STIM: self._op_get_stim,
                 msg.OP_KEEPALIVE: self._op_keepalive,
                 msg.OP_CLEAR_FAULT: self._op_clear_fault,
+                msg.OP_HEAT: self._op_heat,
             },
         )
         self.link.on_request = self._renew_lease
@@ -73,6 +81,7 @@ class Device:
             self.uptime.update(now)
             self.ticks += 1
             self._check_outputs()
+            self._check_heat(now)
             self._check_timers(now)
             self._control()
         except Exception as exc:
@@ -93,6 +102,8 @@ class Device:
 
     def _fail_safe(self, fault, message):
         self.pulse_out.off()
+        if self.heat is not None:
+            self.heat.stop()
         for channel in self.channels:
             channel.interrupt()
         self.stopping = False
@@ -101,6 +112,8 @@ class Device:
     def _outputs_off(self):
         """An interruption: output zero now, targets kept, the next start ramps from zero."""
         self.pulse_out.off()
+        if self.heat is not None and self.heat.state != "off" and self.heat.state != "fault":
+            self.heat.stop()
         for channel in self.channels:
             channel.off()
 
@@ -112,6 +125,13 @@ class Device:
             monitor = self.monitors[i]
             if monitor.check(self.channels[i].fired_ua, delivered_ua, self.sense.at_compliance(i)):
                 self._fail_safe(monitor.fault, monitor.message)
+
+    def _check_heat(self, now):
+        heat = self.heat
+        if heat is None:
+            return
+        if heat.tick(now) is not None:
+            self._fail_safe(heat.fault, heat.fault_msg)
 
     def _check_timers(self, now):
         if self.supervisor.state != sup.RUNNING:
@@ -129,6 +149,13 @@ class Device:
         if not self.supervisor.running():
             self._outputs_off()
             return
+        heat = self.heat
+        if heat is not None and self.interlock == "alternate":
+            stimulating = False
+            for channel in self.channels:
+                if channel.amp_ua:
+                    stimulating = True
+            heat.set_allowed(not stimulating)
         idle = True
         for channel in self.channels:
             channel.ramp()
@@ -246,6 +273,8 @@ class Device:
             "ch": channels,
             "rx_errors": self.link.rx_errors,
             "tx_dropped": self.link.tx_dropped,
+            "interlock": self.interlock,
+            "heat": self.heat.status() if self.heat is not None else None,
         }
 
     def _op_status(self, message):
@@ -261,7 +290,13 @@ class Device:
         if not (msg.is_int(lease_ms) and lease_ms == 0):  # 0: no host lease
             lease_ms = msg.int_field(message, "lease_ms", L.LEASE_MIN_MS, L.LEASE_MAX_MS, L.LEASE_DEFAULT_MS)
         ramp_ms = msg.int_field(message, "ramp_ms", L.RAMP_MIN_MS, L.RAMP_MAX_MS, L.RAMP_DEFAULT_MS)
+        interlock = message.get("interlock", "concurrent")
+        if interlock not in INTERLOCKS:
+            raise msg.RequestError(
+                msg.E_BAD_FIELD, "interlock %s is not one of %s" % (msg._show(interlock), ", ".join(INTERLOCKS))
+            )
         self.supervisor.start()
+        self.interlock = interlock
         self.session_ms = session_ms
         self.session_run_ms = 0
         self.lease_ms = lease_ms
@@ -375,11 +410,33 @@ class Device:
             "envelope_at_max": envelope.Envelope(setting, channel.max_amp_ua).to_dict(),
         }
 
+    def _op_heat(self, message):
+        """Heat on (a level or a target, optional minutes) or off; heat runs only in RUNNING."""
+        heat = self.heat
+        if heat is None:
+            raise msg.RequestError(msg.E_BAD_STATE, "this device has no heat pad")
+        if message.get("off") is True:
+            heat.stop()
+            return heat.status()
+        self._refuse_in_fault("heat")
+        if "level" in message:
+            heat.set_level(message["level"])
+        elif "target_mc" in message:
+            heat.set_target_mc(message["target_mc"])
+        minutes = msg.int_field(message, "minutes", 1, 120, 30)
+        if not self.supervisor.running():
+            raise msg.RequestError(msg.E_BAD_STATE, "heat runs in a session: start one first (state %s)" % self.supervisor.state_name)
+        if heat.state == "off":
+            heat.start(self.clock.ticks_ms(), minutes * 60000)
+        return heat.status()
+
     def _op_clear_fault(self, message):
         if self.supervisor.state == sup.FAULT:
             cause = self.fault_cause()
             if cause is not None:
                 raise msg.RequestError(msg.E_BAD_STATE, "cannot clear the fault yet: " + cause)
+            if self.heat is not None and self.heat.fault:
+                self.heat.clear_fault()  # refused (RequestError) while the pad is still too hot
         self.supervisor.clear()
         for monitor in self.monitors:
             monitor.reset()

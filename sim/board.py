@@ -7,9 +7,12 @@ byte queues. Faults are injected by changing the hardware state (see
 measurements of a simulated tick measure the firmware.
 """
 
+from firmware.clock import ticks_add, ticks_diff
 from sim.clock import VirtualClock
 from sim.models import ElectrodeLoad, SenseAdc
 from sim.rng import Rng
+from sim.thermal import PadPlant
+from sim.thermistor_model import ThermistorModel
 
 HW_MAX_AMP_UA = 100000
 HW_MAX_PHASE_US = 2000
@@ -148,6 +151,25 @@ class SimSerial:
         return data
 
 
+class SimHeater:
+    """The heater switch as a lease: on only until the lease runs out, like the board's."""
+
+    def __init__(self, clock):
+        self._clock = clock
+        self._until = 0
+        self._leased = False
+
+    def lease(self, duty_permille, lease_ms):
+        self._leased = duty_permille > 0
+        self._until = ticks_add(self._clock.ticks_ms(), lease_ms)
+
+    def off(self):
+        self._leased = False
+
+    def on(self):
+        return self._leased and ticks_diff(self._until, self._clock.ticks_ms()) > 0
+
+
 class SimBoard:
     def __init__(self, seed=1, start_ms=0, channels=2):
         self.rng = Rng(seed)
@@ -157,9 +179,21 @@ class SimBoard:
         self.pulse_out = SimPulseOutput(self.loads, channels)
         self.sense = SimOutputSense(self.pulse_out, SenseAdc(self.rng))
         self.serial = SimSerial()
+        self.heater = SimHeater(self.clock)
+        self.plant = PadPlant()
+        # its own noise stream: adding the pad leaves the output-sense noise as it was
+        self.pad_thermistor = ThermistorModel(rng=Rng(seed + 0x7E3A), plant=self.plant)
         self.active_faults = []
+
+    def advance(self, ms):
+        """Move simulated time: the pad heats for `ms` as the heater switch stands, the sensor follows."""
+        self.plant.step(ms, 1000 if self.heater.on() else 0)
+        self.pad_thermistor.update(ms)
+        self.clock.advance(ms)
 
     def build_device(self, device_id="pulsewarm-sim-0"):
         from firmware.device import Device
 
-        return Device(self.clock, self.pulse_out, self.sense, self.serial, device_id)
+        return Device(
+            self.clock, self.pulse_out, self.sense, self.serial, device_id, heater=self.heater, thermistor=self.pad_thermistor
+        )

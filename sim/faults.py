@@ -5,6 +5,7 @@ plain names. Every kind: name -> (one-line description, function(board, ch, acti
 """
 
 from sim.models import OPEN_CIRCUIT
+from sim.thermal import THERMAL_FAULTS
 
 PARTIAL_SERIES_OHM = 40000  # a half-detached electrode: 40 kohm
 
@@ -41,6 +42,17 @@ DEVICE_FAULTS = {
     "sense_adc_error": ("output-sense ADC read raises OSError (a driver exception in the tick)", _sense_adc_error),
     "pulse_queue_full": ("pulse FIFO refuses every pulse (CPU outran the PIO)", _pulse_queue_full),
 }
+
+
+def _thermal(apply):
+    def set_it(board, ch, active):
+        apply(board.plant, board.pad_thermistor, active)
+
+    return set_it
+
+
+for _name in THERMAL_FAULTS:
+    DEVICE_FAULTS[_name] = (THERMAL_FAULTS[_name][0], _thermal(THERMAL_FAULTS[_name][1]))
 
 
 def names(channels=2):

@@ -144,7 +144,7 @@ class ScenarioRun:
             if t_ms % TRACE_EVERY_MS == 0:
                 self.emit(trace_line(t_ms, self.device, self.board, received))
                 received = []
-            self.board.clock.advance(TICK_MS)
+            self.board.advance(TICK_MS)
             t_ms += TICK_MS
 
     def _apply(self, step):

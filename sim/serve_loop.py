@@ -20,7 +20,7 @@ class ServedDevice:
         if incoming:
             self.board.serial.host_write(incoming)
         self.device.tick()
-        self.board.clock.advance(TICK_MS)
+        self.board.advance(TICK_MS)
         return self.board.serial.host_read()
 
     def set_fault(self, name, active):

@@ -27,15 +27,25 @@ def trace_line(t_ms, device, board, received):
             }
         )
         pulse_out.reset_row(i)
-    body = jsonenc.encode(
-        {
-            "state": device.supervisor.state_name,
-            "faults": list(device.supervisor.faults),
-            "ch": channels,
-            "sim_faults": list(board.active_faults),
-            "rx": received,
+    fields = {
+        "state": device.supervisor.state_name,
+        "faults": list(device.supervisor.faults),
+        "ch": channels,
+        "sim_faults": list(board.active_faults),
+        "rx": received,
+    }
+    heat = device.heat
+    if heat is not None:
+        status = heat.status()
+        fields["heat"] = {
+            "state": status["state"],
+            "target_mc": status["target_mc"],
+            "measured_mc": status["measured_mc"],
+            "pad_true_mc": board.plant.pad_mc,
+            "heater_duty_pct": status["heater_duty_pct"],
+            "cem43_min": status["cem43_ms"] // 60000,
         }
-    )
+    body = jsonenc.encode(fields)
     return '{"t_s":%d.%d,%s' % (t_ms // 1000, (t_ms % 1000) // 100, body[1:])
 
 

@@ -29,6 +29,7 @@ OP_SET_STIM = "set_stim"
 OP_GET_STIM = "get_stim"
 OP_KEEPALIVE = "keepalive"
 OP_CLEAR_FAULT = "clear_fault"
+OP_HEAT = "heat"
 OPS = (
     OP_HELLO,
     OP_STATUS,
@@ -43,6 +44,7 @@ OPS = (
     OP_GET_STIM,
     OP_KEEPALIVE,
     OP_CLEAR_FAULT,
+    OP_HEAT,
 )
 
 # Error codes. Stable strings: hosts and scripts branch on them.
