@@ -17,7 +17,10 @@ from firmware.protocols import messages as msg
 from firmware.stim import BREACH, Channel
 
 WINDOW_US = L.TICK_MS * 1000
-INTERLOCKS = ("concurrent", "alternate")  # alternate: never heat while any channel stimulates
+INTERLOCK_CONCURRENT = "concurrent"  # heat and stimulation together
+INTERLOCK_ALTERNATE = "alternate"  # never heat while any channel stimulates or is about to
+INTERLOCKS = (INTERLOCK_CONCURRENT, INTERLOCK_ALTERNATE)
+HEAT_MINUTES_DEFAULT = 30
 
 
 class Device:
@@ -28,7 +31,8 @@ class Device:
             from firmware.heat.heat import HeatController
 
             self.heat = HeatController(heater, thermistor)
-        self.interlock = "concurrent"
+        self.interlock = INTERLOCK_CONCURRENT
+        self._seen_heat_changes = 0
         self.clock = clock
         self.pulse_out = pulse_out
         self.sense = sense
@@ -88,6 +92,7 @@ class Device:
             self._fail_safe_exception(exc)
         try:
             self.link.receive()
+            self._heat_policy()  # requests of this tick (pause, stop, estop) hold the heater off now
         except Exception as exc:
             self._fail_safe_exception(exc)
         try:
@@ -112,10 +117,34 @@ class Device:
     def _outputs_off(self):
         """An interruption: output zero now, targets kept, the next start ramps from zero."""
         self.pulse_out.off()
-        if self.heat is not None and self.heat.state != "off" and self.heat.state != "fault":
-            self.heat.stop()
         for channel in self.channels:
             channel.off()
+        self._heat_policy()
+
+    def _heat_policy(self):
+        """Heat follows the session: it heats only while RUNNING (and, with the `alternate`
+        interlock, only while no channel stimulates or is about to); PAUSED holds it off
+        with its timer running; IDLE and FAULT end it."""
+        heat = self.heat
+        if heat is None:
+            return
+        state = self.supervisor.state
+        if state == sup.RUNNING:
+            allowed = not (self.interlock == INTERLOCK_ALTERNATE and self._stimulating())
+            if allowed != heat.allowed:
+                heat.set_allowed(allowed)
+        elif state == sup.PAUSED:
+            if heat.allowed:
+                heat.set_allowed(False)
+        else:
+            heat.stop()
+
+    def _stimulating(self):
+        """A channel outputs or is about to (a target while RUNNING ramps up next)."""
+        for channel in self.channels:
+            if channel.amp_ua or channel.target_ua:
+                return True
+        return False
 
     def _check_outputs(self):
         for i in range(len(self.channels)):
@@ -149,13 +178,7 @@ class Device:
         if not self.supervisor.running():
             self._outputs_off()
             return
-        heat = self.heat
-        if heat is not None and self.interlock == "alternate":
-            stimulating = False
-            for channel in self.channels:
-                if channel.amp_ua:
-                    stimulating = True
-            heat.set_allowed(not stimulating)
+        self._heat_policy()  # before any pulse of this tick: `alternate` turns the heater off first
         idle = True
         for channel in self.channels:
             channel.ramp()
@@ -182,6 +205,10 @@ class Device:
         self._lease_from = self.clock.ticks_ms()
 
     def _announce_state(self):
+        heat = self.heat
+        if heat is not None and heat.changes != self._seen_heat_changes:
+            self._seen_heat_changes = heat.changes
+            self.link.send(msg.event(msg.EV_HEAT, self._heat_event(heat)))
         if self.supervisor.changes != self._seen_changes:
             self._seen_changes = self.supervisor.changes
             self.link.send(
@@ -195,6 +222,15 @@ class Device:
                     },
                 )
             )
+
+    def _heat_event(self, heat):
+        return {
+            "state": heat.state,
+            "reason": heat.reason,
+            "target_mc": heat.target_mc,
+            "fault": heat.fault,
+            "fault_msg": heat.fault_msg,
+        }
 
     def fault_cause(self):
         """Why a fault cannot be cleared yet, or None when its causes are gone."""
@@ -295,8 +331,10 @@ class Device:
             raise msg.RequestError(
                 msg.E_BAD_FIELD, "interlock %s is not one of %s" % (msg._show(interlock), ", ".join(INTERLOCKS))
             )
-        self.supervisor.start()
+        self.supervisor.start()  # from IDLE only
         self.interlock = interlock
+        if self.heat is not None and self.heat.state == "off":
+            self.heat.reset_dose()  # the thermal dose is counted per therapy session
         self.session_ms = session_ms
         self.session_run_ms = 0
         self.lease_ms = lease_ms
@@ -344,6 +382,7 @@ class Device:
             channel.interrupt()
         self.stopping = False
         self.supervisor.to_idle("estop")
+        self._heat_policy()  # heat ends with the session, now
         return {"state": self.supervisor.state_name}
 
     def _op_pause(self, message):
@@ -411,23 +450,47 @@ class Device:
         }
 
     def _op_heat(self, message):
-        """Heat on (a level or a target, optional minutes) or off; heat runs only in RUNNING."""
+        """Heat on at a level or a target (optional minutes), or off. Heat runs inside a
+        session: it needs RUNNING to start, and the session's end ends it. A refused
+        request changes nothing."""
         heat = self.heat
         if heat is None:
             raise msg.RequestError(msg.E_BAD_STATE, "this device has no heat pad")
-        if message.get("off") is True:
+        if "off" in message:
+            if message["off"] is not True:
+                raise msg.RequestError(msg.E_BAD_FIELD, "off must be true (heat off), got %s" % msg._show(message["off"]))
             heat.stop()
             return heat.status()
+        if "level" in message and "target_mc" in message:
+            raise msg.RequestError(msg.E_BAD_FIELD, "give level or target_mc, not both")
+        max_minutes = heat.config.auto_off_max_ms // 60000
+        minutes = msg.int_field(message, "minutes", 1, max_minutes, HEAT_MINUTES_DEFAULT)
         self._refuse_in_fault("heat")
+        if not self.supervisor.running():
+            raise msg.RequestError(
+                msg.E_BAD_STATE, "heat runs in a session: start one first (state %s)" % self.supervisor.state_name
+            )
+        heating = heat.state != "off"
+        if heating and "minutes" in message and heat.session_ms + minutes * 60000 > heat.config.auto_off_max_ms:
+            raise msg.RequestError(
+                msg.E_OUT_OF_RANGE,
+                "heat would run %d min in all, beyond the limit %d min"
+                % ((heat.session_ms + minutes * 60000) // 60000, max_minutes),
+            )
+        old_level, old_target_mc = heat.level, heat.target_mc
         if "level" in message:
-            heat.set_level(message["level"])
+            heat.set_level(message["level"])  # validates before it changes anything
         elif "target_mc" in message:
             heat.set_target_mc(message["target_mc"])
-        minutes = msg.int_field(message, "minutes", 1, 120, 30)
-        if not self.supervisor.running():
-            raise msg.RequestError(msg.E_BAD_STATE, "heat runs in a session: start one first (state %s)" % self.supervisor.state_name)
-        if heat.state == "off":
-            heat.start(self.clock.ticks_ms(), minutes * 60000)
+        if heating:
+            if "minutes" in message:
+                heat.duration_ms = heat.session_ms + minutes * 60000  # minutes from now
+        else:
+            try:
+                heat.start(self.clock.ticks_ms(), minutes * 60000)
+            except msg.RequestError:
+                heat.level, heat.target_mc = old_level, old_target_mc
+                raise
         return heat.status()
 
     def _op_clear_fault(self, message):
@@ -436,7 +499,7 @@ class Device:
             if cause is not None:
                 raise msg.RequestError(msg.E_BAD_STATE, "cannot clear the fault yet: " + cause)
             if self.heat is not None and self.heat.fault:
-                self.heat.clear_fault()  # refused (RequestError) while the pad is still too hot
+                self.heat.clear_fault()  # refused (RequestError) while the pad reads at or above the cutoff
         self.supervisor.clear()
         for monitor in self.monitors:
             monitor.reset()

@@ -40,7 +40,16 @@ from firmware.protocols import messages as msg
 from host import ports
 from host.client import DEFAULT_TIMEOUT_S, RETRIES, Client, DeviceError, NoResponse, ProtocolError, VersionMismatch
 from host.transport import TransportError, open_port
-from host.units import AmpParseError, format_duration_ms, format_ma, format_milli, parse_ma
+from host.units import (
+    AmpParseError,
+    CelsiusParseError,
+    format_celsius,
+    format_duration_ms,
+    format_ma,
+    format_milli,
+    parse_celsius,
+    parse_ma,
+)
 
 EXIT_OK = 0
 EXIT_DEVICE_ERROR = 1
@@ -256,6 +265,25 @@ class MilliAmps(click.ParamType):
 MILLIAMPS = MilliAmps()
 
 
+class Celsius(click.ParamType):
+    """A decimal temperature in °C, parsed exactly to integer milli-°C (see host.units)."""
+
+    name = "C"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_celsius(value)
+        except CelsiusParseError as err:
+            self.fail(str(err), param, ctx)
+
+
+CELSIUS = Celsius()
+HEAT_LEVELS = ("low", "medium", "high")
+INTERLOCKS = ("concurrent", "alternate")
+
+
 class TensctlGroup(click.Group):
     """Keeps `--json` true to its word for usage errors too: one JSON document on stdout."""
 
@@ -439,6 +467,9 @@ def _render_status(console, status):
         else:
             session += "  lease: none (the device times the session)"
         console.print(session)
+    heat = status.get("heat")
+    if heat:
+        console.print(_heat_text(heat, status.get("interlock")))
     table = Table(box=None, pad_edge=False)
     for title in ("ch", "mode", "amplitude", "target", "max", "delivered", "phase", "rate"):
         table.add_column(title, justify="left" if title == "mode" else "right")
@@ -465,6 +496,29 @@ def _render_status(console, status):
     console.print(table)
 
 
+def _heat_text(heat, interlock=None):
+    """One line: heat state and target, pad temperature, heater duty, dose, time left."""
+    state = str(heat.get("state"))
+    style = {"heating": "yellow", "holding": "green", "fault": "bold red"}.get(state, "cyan")
+    line = "heat: [%s]%s[/]" % (style, escape(state))
+    if state in ("heating", "holding", "autotune"):
+        line += " to %s" % format_celsius(heat.get("target_mc", 0))
+        if heat.get("level"):
+            line += " (%s)" % escape(str(heat["level"]))
+        line += ", %s left" % format_duration_ms(heat.get("time_left_ms", 0))
+        if heat.get("allowed") is False:
+            line += " [yellow](held off: %s)[/]" % ("stimulating, interlock alternate" if interlock == "alternate" else "paused")
+    elif heat.get("reason"):
+        line += " (%s)" % escape(str(heat["reason"]))
+    measured_mc = heat.get("measured_mc")
+    line += "  pad: %s" % (format_celsius(measured_mc) if measured_mc is not None else "no reading")
+    line += "  heater: %d %%" % heat.get("heater_duty_pct", 0)
+    line += "  dose: %s CEM43 min" % format_milli(heat.get("cem43_ms", 0) // 60, "").strip()
+    if interlock:
+        line += "  interlock: %s" % escape(str(interlock))
+    return line
+
+
 @cli.command()
 @click.pass_obj
 def status(settings):
@@ -486,10 +540,14 @@ def status(settings):
               help="Keepalive lease in seconds: pause unless a request arrives this often. 0: the session runs on the device's own timer.")
 @click.option("--ramp", "ramp_s", type=click.IntRange(1, 30), default=None,
               help="Soft start: seconds from zero to the target (default 5).")
+@click.option("--interlock", type=click.Choice(INTERLOCKS), default=None,
+              help="Heat with stimulation: concurrent (default) or alternate (never heat while a channel stimulates).")
+@click.option("--heat", "heat_level", type=click.Choice(HEAT_LEVELS), default=None,
+              help="Also turn heat on at this level (38 / 40 / 42 °C).")
 @click.option("--wait", is_flag=True, help="Stay connected until every channel has ramped to its target.")
 @click.pass_obj
-def start(settings, amp, ch, minutes, lease_s, ramp_s, wait):
-    """Start stimulation (always ramps up from zero)."""
+def start(settings, amp, ch, minutes, lease_s, ramp_s, interlock, heat_level, wait):
+    """Start a session: stimulation (always ramps up from zero), and heat with --heat."""
     if amp is None and ch != 0:
         _fail(settings, CliFailure(EXIT_USAGE, "usage", "--ch needs --amp (the target for that channel)"))
 
@@ -506,11 +564,16 @@ def start(settings, amp, ch, minutes, lease_s, ramp_s, wait):
             targets[ch] = amp_ua
         ramp_ms = ramp_s * 1000 if ramp_s else None
         reply = client.start(
-            targets, lease_ms=lease_s * 1000, session_ms=minutes * 60000 if minutes else None, ramp_ms=ramp_ms
+            targets, lease_ms=lease_s * 1000, session_ms=minutes * 60000 if minutes else None, ramp_ms=ramp_ms,
+            interlock=interlock,
         )
         fields = {"state": reply.get("state")}
         if amp is not None:
             fields.update({"ch": ch, "target_ua": amp[0]})
+        heat_reply = None
+        if heat_level is not None:
+            heat_reply = client.heat(level=heat_level)
+            fields["heat"] = heat_reply
         final = None
         if wait:
             final = _wait_ramped(client, (ramp_ms or L.RAMP_DEFAULT_MS) + WAIT_MARGIN_MS)
@@ -527,6 +590,8 @@ def start(settings, amp, ch, minutes, lease_s, ramp_s, wait):
                 % (minutes or L.SESSION_DEFAULT_MS // 60000,
                    "pauses unless a request arrives every %d s" % lease_s if lease_s else "no host lease")
             )
+            if heat_reply is not None:
+                console.print(_heat_text(heat_reply, interlock))
             _render_final(console, final)
 
         return fields, render
@@ -649,6 +714,32 @@ def amp(settings, ch, ma):
         reply = client.set_amp(ch, amp_ua)
         target_ua = reply.get("target_ua", amp_ua)
         return reply, lambda console: console.print("Channel %d target: %s" % (reply.get("ch", ch), format_ma(target_ua)))
+
+    _run(settings, action)
+
+
+@cli.command()
+@click.argument("level", type=click.Choice(HEAT_LEVELS + ("off",)), required=False)
+@click.option("--target", "target_mc", type=CELSIUS, metavar="C",
+              help="Explicit target in °C, e.g. 41.5 (30 to 43; instead of LEVEL).")
+@click.option("--minutes", type=click.IntRange(1, 120), default=None,
+              help="Heat for this long from now (default 30; heat also ends with the session).")
+@click.pass_obj
+def heat(settings, level, target_mc, minutes):
+    """Heat on at LEVEL (low 38, medium 40, high 42 °C) or --target, or `off`. Needs a running session."""
+    if level is not None and target_mc is not None:
+        _fail(settings, CliFailure(EXIT_USAGE, "usage", "give LEVEL or --target, not both"))
+    if level is None and target_mc is None and minutes is None:
+        _fail(settings, CliFailure(EXIT_USAGE, "usage", "say what heat should do: LEVEL, off, --target C or --minutes N"))
+    if level == "off" and (target_mc is not None or minutes is not None):
+        _fail(settings, CliFailure(EXIT_USAGE, "usage", "`heat off` takes no --target or --minutes"))
+
+    def action(client):
+        if level == "off":
+            reply = client.heat(off=True)
+        else:
+            reply = client.heat(level=level, target_mc=target_mc, minutes=minutes)
+        return reply, lambda console: console.print(_heat_text(reply))
 
     _run(settings, action)
 

@@ -255,14 +255,16 @@ class Client:
     def status(self):
         return self.request(msg.OP_STATUS)
 
-    def start(self, amp_ua=None, lease_ms=None, session_ms=None, ramp_ms=None):
+    def start(self, amp_ua=None, lease_ms=None, session_ms=None, ramp_ms=None, interlock=None):
         """Start stimulation. amp_ua: None (targets as they are) or target µA per channel from channel 0.
 
         lease_ms: the host keepalive lease (device default when None; 0 for a
-        session the device times alone); session_ms: auto-off; ramp_ms: soft start.
+        session the device times alone); session_ms: auto-off; ramp_ms: soft start;
+        interlock: "concurrent" or "alternate" (never heat while stimulating).
         """
         fields = {}
-        for name, value in (("lease_ms", lease_ms), ("session_ms", session_ms), ("ramp_ms", ramp_ms)):
+        for name, value in (("lease_ms", lease_ms), ("session_ms", session_ms), ("ramp_ms", ramp_ms),
+                            ("interlock", interlock)):
             if value is not None:
                 fields[name] = value
         if amp_ua is not None:
@@ -303,6 +305,16 @@ class Client:
 
     def clear_fault(self):
         return self.request(msg.OP_CLEAR_FAULT)
+
+    def heat(self, level=None, target_mc=None, minutes=None, off=False):
+        """Heat on at a level (low/medium/high) or a target in milli-°C, for `minutes`; or off."""
+        if off:
+            return self.request(msg.OP_HEAT, off=True)
+        fields = {}
+        for name, value in (("level", level), ("target_mc", target_mc), ("minutes", minutes)):
+            if value is not None:
+                fields[name] = value
+        return self.request(msg.OP_HEAT, **fields)
 
     def close(self):
         self.transport.close()

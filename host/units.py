@@ -8,10 +8,15 @@ parsed digit by digit and printed back the same way: exact both ways.
 import re
 
 _MA_TEXT = re.compile(r"^\s*(\d{1,6})(?:\.(\d+))?\s*(?:mA)?\s*$")
+_C_TEXT = re.compile(r"^\s*(\d{1,3})(?:\.(\d+))?\s*(?:°?C)?\s*$")
 
 
 class AmpParseError(ValueError):
     """The text is not a plain decimal amount of mA with at most 3 decimals."""
+
+
+class CelsiusParseError(ValueError):
+    """The text is not a plain decimal temperature in °C with at most 3 decimals."""
 
 
 def parse_ma(text):
@@ -42,3 +47,19 @@ def format_duration_ms(ms):
     """125000 -> '2:05' (minutes:seconds, rounded down); 3600000 -> '60:00'."""
     seconds = max(0, int(ms)) // 1000
     return "%d:%02d" % (seconds // 60, seconds % 60)
+
+
+def parse_celsius(text):
+    """'41.5' -> 41500 (milli-°C). Accepts an optional 'C' or '°C'; rejects signs, exponents, >3 decimals."""
+    match = _C_TEXT.match(str(text))
+    if not match:
+        raise CelsiusParseError("%r is not a temperature in °C (expected a number like 40 or 41.5)" % (text,))
+    whole, fraction = match.group(1), match.group(2) or ""
+    if len(fraction) > 3:
+        raise CelsiusParseError("%r has more than 3 decimals: the device resolves 0.001 °C" % (text,))
+    return int(whole) * 1000 + int((fraction + "000")[:3])
+
+
+def format_celsius(temp_mc):
+    """41500 -> '41.5 °C' (exact, no float)."""
+    return format_milli(temp_mc, "°C")

@@ -2,13 +2,15 @@
 
 Portable (CPython and the MicroPython VM). A record is the device after one tick:
 
-    [t_ms, state, faults, chans, pulses, replies]
+    [t_ms, state, faults, chans, pulses, replies, heat]
 
     chans    per channel [amp_ua, target_ua, max_amp_ua, ramp_step_ua, setting phase_us,
              setting gap_us, phase ratio, driver's last commanded uA, refused fires (cumulative)]
     pulses   the tick's pulses [ch, start_us, amp1, phase1, gap, amp2, phase2]
     replies  the tick's replies [op, ok, ch]: op is the request's op if it ran, "" if it was
              answered from the reply cache or is unknown; ch -1 when the reply names none
+    heat     [heat state, heater switch on (0/1) at the end of the tick, interlock alternate (0/1)];
+             [] on a device without a heat pad
 
 `sim.scenario.ScenarioRun(..., audit=...)` writes one as a JSON line per tick; the
 test harness builds the same records in process. tests/fw/invariants.py checks them.
@@ -76,9 +78,19 @@ def channel_entries(device, pulse_out):
     return chans
 
 
+def heat_entry(device):
+    heat = device.heat
+    if heat is None:
+        return []
+    return [heat.state, 1 if heat.heater.on() else 0, 1 if device.interlock == "alternate" else 0]
+
+
 def record(t_ms, device, pulse_out, pulses, replies):
     supervisor = device.supervisor
-    return [t_ms, supervisor.state_name, list(supervisor.faults), channel_entries(device, pulse_out), pulses, replies]
+    return [
+        t_ms, supervisor.state_name, list(supervisor.faults), channel_entries(device, pulse_out), pulses, replies,
+        heat_entry(device),
+    ]
 
 
 def encode(record):
@@ -97,5 +109,6 @@ def encode(record):
         first = False
     out.append("],")
     out.append(jsonenc.encode(record[5]) if record[5] else "[]")
-    out.append("]")
+    heat = record[6]
+    out.append(',["%s",%d,%d]]' % (heat[0], heat[1], heat[2]) if heat else ",[]]")
     return "".join(out)

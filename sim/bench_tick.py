@@ -126,13 +126,13 @@ def fault_latency_ticks(stim):
     board.serial.host_write(frame.encode_frame({"id": 2, "op": "start", "amp_ua": [0, 20000], "lease_ms": 0}))
     for _ in range(800):
         device.tick()
-        board.clock.advance(10)
+        board.advance(10)
     faults.set_fault(board, "electrode_off:1", True)
     first_pulse_tick = -1
     for tick in range(1, 1000):
         before = board.pulse_out.pulse_count[1]
         device.tick()
-        board.clock.advance(10)
+        board.advance(10)
         fired = board.pulse_out.pulse_count[1] > before
         if first_pulse_tick < 0 and fired:
             first_pulse_tick = tick

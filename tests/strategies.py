@@ -129,6 +129,32 @@ def start_request(draw):
     ramp = draw(_RAMPS)
     if ramp is not None:
         fields["ramp_ms"] = ramp
+    interlock = draw(_INTERLOCKS)
+    if interlock is not None:
+        fields["interlock"] = interlock
+    return fields
+
+
+_INTERLOCKS = st.one_of(st.none(), st.none(), st.sampled_from(["concurrent", "alternate"]),
+                        st.sampled_from(["both", 1, None]))
+_HEAT_TARGETS = st.one_of(st.integers(30000, 43000), st.sampled_from([29999, 43001, 45000, "40000", [40000], True]))
+
+
+@st.composite
+def heat_request(draw):
+    """A heat request: on at a level or a target (valid or not), or off."""
+    fields = {"op": "heat"}
+    kind = draw(st.sampled_from(["level", "level", "target_mc", "target_mc", "off", "both", "none"]))
+    if kind == "off":
+        fields["off"] = draw(st.sampled_from([True, True, False, 1]))
+        return fields
+    if kind in ("level", "both"):
+        fields["level"] = draw(st.sampled_from(["low", "medium", "high", "high", "scalding", 3]))
+    if kind in ("target_mc", "both"):
+        fields["target_mc"] = draw(_HEAT_TARGETS)
+    minutes = draw(st.one_of(st.none(), st.none(), st.integers(1, 120), st.sampled_from([0, 121, -1])))
+    if minutes is not None:
+        fields["minutes"] = minutes
     return fields
 
 
@@ -163,6 +189,7 @@ _REQUESTS = st.one_of(
     _AMP_STEP, _AMP_STEP,
     _SET_STIM, _SET_STIM, _SET_STIM,
     st.builds(lambda ch: {"op": "get_stim", "ch": ch}, channels),
+    heat_request(), heat_request(),
 )
 
 

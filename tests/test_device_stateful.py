@@ -23,9 +23,11 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from firmware import envelope
 from firmware import limits as L
 from firmware import supervisor as sup
+from firmware.heat import faults as heat_faults
 from sim import faults
+from sim.thermal import THERMAL_FAULTS
 from tests.fw.harness import Harness
-from tests.strategies import garbage, requests, settings as stim_settings
+from tests.strategies import garbage, heat_request, requests, settings as stim_settings
 
 # 200 examples of 50 steps (issue 3's acceptance), derandomized: the same sequences on every run.
 EXAMPLES = 200
@@ -44,7 +46,23 @@ def causes_of(fault):
         return {"overcurrent:" + ch}
     if kind == sup.F_INTERNAL:
         return {"sense_adc_error"}
-    return set()  # envelope_breach: nothing may cause it
+    if kind in HEAT_CAUSES:
+        return HEAT_CAUSES[kind]
+    return set()  # envelope_breach, lease_expired: nothing the simulator injects may cause them
+
+
+_ANY_THERMAL = set(THERMAL_FAULTS)
+HEAT_CAUSES = {
+    heat_faults.F_SENSOR_OPEN: {"thermistor_open"},
+    heat_faults.F_SENSOR_SHORT: {"thermistor_short"},
+    heat_faults.F_SENSOR_JUMP: {"thermistor_open", "thermistor_short"},
+    # the plant-level checks: a detached bead, a dead or weak heater, a stuck switch, a draught
+    heat_faults.F_HEAT_SLOW: _ANY_THERMAL,
+    heat_faults.F_RUNAWAY: _ANY_THERMAL,
+    heat_faults.F_STUCK_ON: _ANY_THERMAL,
+    heat_faults.F_OVER_TEMP: _ANY_THERMAL,
+    heat_faults.F_SENSOR_FROZEN: _ANY_THERMAL,
+}
 
 
 class DeviceMachine(RuleBasedStateMachine):
@@ -137,6 +155,34 @@ class DeviceMachine(RuleBasedStateMachine):
         self._send("start", fields)
         self._tick(1)
 
+    # ---- heat -------------------------------------------------------------------------------
+
+    @rule(request=heat_request())
+    def heat(self, request):
+        fields = dict(request)
+        fields.pop("op")
+        self._send("heat", fields)
+        self._tick(2)
+
+    @rule(level=st.sampled_from(["low", "medium", "high"]), interlock=st.sampled_from(["concurrent", "alternate"]),
+          amps=st.lists(st.sampled_from([0, 0, 6000]), min_size=2, max_size=2),
+          ticks=st.integers(min_value=100, max_value=1500))
+    def heat_for_a_while(self, level, interlock, amps, ticks):
+        """A host that wants heat (with or without stimulation) for up to 15 s, keepalives every second."""
+        if self.h.state == "FAULT":
+            self._send("clear_fault")
+            self._tick(1)
+        if self.h.state != "IDLE":
+            self._send("estop")
+            self._tick(1)
+        self._send("start", {"amp_ua": amps, "lease_ms": L.LEASE_DEFAULT_MS, "interlock": interlock})
+        self._tick(1)
+        self._send("heat", {"level": level})
+        while ticks > 0:
+            self._tick(min(ticks, 100))
+            ticks -= 100
+            self._send("keepalive")
+
     @rule(ch=st.integers(0, 1), permille=st.integers(0, 1000))
     def set_amp_inside(self, ch, permille):
         self._send("set_amp", {"ch": ch, "amp_ua": self.h.ch(ch).max_amp_ua * permille // 1000})
@@ -219,6 +265,15 @@ class DeviceMachine(RuleBasedStateMachine):
             assert ch.max_amp_ua == envelope.max_amp_ua(ch.setting)
             assert 0 <= ch.amp_ua <= ch.max_amp_ua and 0 <= ch.target_ua <= ch.max_amp_ua
             envelope.check(ch.setting, ch.target_ua)
+
+    @invariant()
+    def heater_follows_the_session(self):
+        device = self.h.device
+        heat = device.heat
+        if heat.heater.on():
+            assert device.supervisor.state == sup.RUNNING and heat.state in ("heating", "holding")
+        if device.supervisor.state in (sup.IDLE, sup.FAULT):
+            assert heat.state in ("off", "fault") and not heat.heater.on()
 
     @invariant()
     def fault_state_consistent(self):

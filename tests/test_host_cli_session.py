@@ -174,3 +174,30 @@ def test_start_wait_stops_waiting_when_the_device_faults(run, served):
     assert error["code"] == "bad_state" and "no_load:0" in error["message"]
     served.served.set_fault("electrode_off:0", False)
     assert as_json(run, "clear-fault")["state"] == "IDLE"
+
+
+def test_heat_on_a_level_shows_in_status_and_goes_off(run):
+    document = as_json(run, "start", "--interlock", "alternate", "--heat", "medium")
+    assert document["state"] == "RUNNING" and document["heat"]["state"] == "heating"
+    assert document["heat"]["target_mc"] == 40000
+    human = run("status").stdout
+    assert "heat: heating to 40.0 °C (medium)" in human and "interlock: alternate" in human
+    document = as_json(run, "heat", "--target", "41.25", "--minutes", "10")
+    assert document["target_mc"] == 41250 and document["level"] is None
+    assert 9 * 60000 < document["time_left_ms"] <= 10 * 60000
+    assert "heat: off (stop)" in run("heat", "off").stdout
+    run("stop", "--wait")
+
+
+def test_heat_refusals_name_the_limit(run):
+    result = run("heat", "high", expect=1)  # no session
+    assert "start one first" in result.stderr
+    run("start")
+    result = run("--json", "heat", "--target", "43.5", expect=1)
+    error = json.loads(result.stdout)["error"]
+    assert error["code"] == "out_of_range" and "43500" in error["message"] and "43000" in error["message"]
+    result = run("heat", "--target", "hot", expect=2)
+    assert "not a temperature" in result.stderr
+    result = run("heat", "low", "--target", "40", expect=2)
+    assert "not both" in result.stderr
+    run("stop", "--wait")

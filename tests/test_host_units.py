@@ -4,7 +4,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from host.units import AmpParseError, format_duration_ms, format_ma, format_milli, parse_ma
+from host.units import (
+    AmpParseError,
+    CelsiusParseError,
+    format_celsius,
+    format_duration_ms,
+    format_ma,
+    format_milli,
+    parse_celsius,
+    parse_ma,
+)
 
 
 @pytest.mark.parametrize(
@@ -49,3 +58,16 @@ def test_format_milli_is_exact_in_any_unit(value, unit, text):
 @pytest.mark.parametrize("ms, text", [(0, "0:00"), (59999, "0:59"), (125000, "2:05"), (3600000, "60:00"), (-5, "0:00")])
 def test_format_duration_ms(ms, text):
     assert format_duration_ms(ms) == text
+
+
+@pytest.mark.parametrize("text, temp_mc", [("40", 40000), ("41.5", 41500), ("42.125 °C", 42125), ("38C", 38000),
+                                           (" 0.001 ", 1)])
+def test_parse_celsius_is_exact(text, temp_mc):
+    assert parse_celsius(text) == temp_mc
+    assert parse_celsius(format_celsius(temp_mc)) == temp_mc
+
+
+@pytest.mark.parametrize("text", ["", "-1", "4e1", "41.0001", "hot", "1000", "40 F"])
+def test_parse_celsius_rejects_anything_but_plain_decimals(text):
+    with pytest.raises(CelsiusParseError):
+        parse_celsius(text)

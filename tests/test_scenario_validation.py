@@ -120,12 +120,14 @@ def test_channel_faults_must_name_a_channel_of_the_scenario():
 
 
 def test_fault_names():
+    thermal = ["ambient_step", "heater_open", "heater_stuck_on", "supply_sag", "thermistor_detached",
+               "thermistor_open", "thermistor_short"]
     assert faults.names() == [
         "electrode_off:0", "electrode_off:1", "electrode_partial:0", "electrode_partial:1",
-        "overcurrent:0", "overcurrent:1", "pulse_queue_full", "sense_adc_error",
-    ]
-    assert faults.names(1) == ["electrode_off:0", "electrode_partial:0", "overcurrent:0", "pulse_queue_full",
-                               "sense_adc_error"]
+        "overcurrent:0", "overcurrent:1",
+    ] + sorted(thermal + ["pulse_queue_full", "sense_adc_error"])
+    assert faults.names(1) == ["electrode_off:0", "electrode_partial:0", "overcurrent:0"] + sorted(
+        thermal + ["pulse_queue_full", "sense_adc_error"])
     for name in faults.names():
         assert faults.is_known(name) and faults.describe(name)
     for bad in ("electrode_off", "electrode_off:", "electrode_off:x", "electrode_off:-1", "lead_off", 3, None):
@@ -160,10 +162,11 @@ def test_audit_leaves_the_trace_unchanged():
 
 def test_audit_encoder_matches_jsonenc():
     records = [
-        [0, "IDLE", [], [[0, 0, 80000, 10, 200, 50, 1, 0, 0]], [], []],
+        [0, "IDLE", [], [[0, 0, 80000, 10, 200, 50, 1, 0, 0]], [], [], []],
+        [10, "RUNNING", [], [[0, 0, 80000, 10, 200, 50, 1, 0, 0]], [], [], ["holding", 1, 0]],
         [12340, "FAULT", ["no_load:1", "internal_error"], [[1, 2, 3, 4, 5, 6, 2, 8, 9], [0, 0, 0, 10, 20, 0, 4, 0, 0]],
          [[0, 9990, 62500, 400, 50, 31250, 800], [1, 0, 1, 20, 0, 0, 80]],
-         [["clear_fault", True, -1], ["\u00e9\u2603 op", False, 1], ["", True, 0]]],
+         [["clear_fault", True, -1], ["\u00e9\u2603 op", False, 1], ["", True, 0]], ["fault", 0, 1]],
     ]
     for record in records:
         assert audit.encode(record) == jsonenc.encode(record)

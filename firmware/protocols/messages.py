@@ -63,6 +63,7 @@ E_INTERNAL = "internal"  # the device could not build its reply (a firmware bug;
 
 EV_RX_ERROR = "rx_error"  # a damaged line was dropped; no id can be trusted
 EV_STATE = "state"  # the supervisor changed state (with the reason)
+EV_HEAT = "heat"  # the heat controller changed state (heating, holding, off with the reason, fault)
 
 
 class RequestError(Exception):

@@ -154,7 +154,7 @@ class Harness:
         self.records += 1
         if self.kept is not None:
             self.kept.append(record)
-        self.board.clock.advance(TICK_MS)
+        self.board.advance(TICK_MS)
 
     def audit_record(self, pulses_before, inbox_before):
         """This tick as an audit record (sim/audit.py; checked by tests/fw/invariants.py)."""

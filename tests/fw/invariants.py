@@ -7,7 +7,7 @@ either runtime (sim.scenario.ScenarioRun(..., audit=...), parsed in CPython).
 Portable: plain lists, ints and asserts.
 
 A record (built by sim/audit.py) describes the device *after* one tick (requests
-of that tick handled): [t_ms, state, faults, chans, pulses, replies].
+of that tick handled): [t_ms, state, faults, chans, pulses, replies, heat].
 
 The tick's own inputs are the previous record: states change only inside a
 tick, so the state, amplitudes, ramp step and setting in force while the tick
@@ -21,6 +21,7 @@ RMS_WINDOW_US = 1000000
 # Requests whose success is an interruption: output zero now, the next pulses ramp from zero.
 # (A hello is not one: observers may connect to a running session; see Device._op_hello.)
 INTERRUPTING = ("pause", "estop", "resume", "start", "clear_fault")
+HEATING_STATES = ("heating", "holding", "autotune")
 
 A_AMP = 0
 A_TARGET = 1
@@ -38,7 +39,7 @@ def boot_record(channels):
     chans = []
     for _ in range(channels):
         chans.append([0, 0, 0, 10, 0, 0, 1, 0, 0])
-    return [0, "IDLE", [], chans, [], []]
+    return [0, "IDLE", [], chans, [], [], []]
 
 
 class InvariantChecker:
@@ -136,9 +137,28 @@ class InvariantChecker:
         for reply in replies:
             if reply[1] is True and reply[0] == "set_stim" and 0 <= reply[2] < len(chans):
                 assert chans[reply[2]][A_AMP] == 0, "set_stim did not restart ch %d from zero: %s" % (reply[2], where)
+        if record[6]:
+            self._heat(record[6], state, faults, chans, pulses, where)
         self.prev = record
         self.first = False
         self.ticks += 1
+
+    def _heat(self, heat, state, faults, chans, pulses, where):
+        """The heater switch is on only while a session RUNS with heat on and nothing latched;
+        under the `alternate` interlock, never in a tick with a pulse or a channel's target."""
+        heat_state = heat[0]
+        heater_on = heat[1]
+        where = "heat %s, heater %s: %s" % (heat_state, "on" if heater_on else "off", where)
+        if heat_state == "fault":
+            assert state == "FAULT", "heat fault latched but the device is not in FAULT: " + where
+        if not heater_on:
+            return
+        assert state == "RUNNING" and not faults, "heater on outside RUNNING or with a fault latched: " + where
+        assert heat_state in HEATING_STATES, "heater on while heat is not on: " + where
+        if heat[2]:
+            assert not pulses, "alternate interlock: heater on in a tick with pulses: " + where
+            for c in chans:
+                assert c[A_AMP] == 0 and c[A_TARGET] == 0, "alternate interlock: heater on with a channel on: " + where
 
     def _rms(self, ch, t_us, i2t, what):
         win = self._win[ch]

@@ -631,7 +631,7 @@ def test_host_not_reading_drops_output_but_never_blocks():
         h.send("status", request_id=500 + i)
     for _ in range(10):
         h.device.tick()
-        h.board.clock.advance(10)
+        h.board.advance(10)
     assert h.device.link.tx_dropped > 0
     assert h.state == "IDLE" and h.faults == []
 

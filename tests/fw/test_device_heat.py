@@ -1,0 +1,250 @@
+"""Heat inside the device: the `heat` request, heat following the session, the TENS/heat
+interlock, heat faults latching through the supervisor, and the heat status and events.
+
+The harness checks the per-tick invariants (tests/fw/invariants.py) on every tick, the
+heat ones included: the heater switch is on only while a session RUNS with heat on and
+nothing latched, and under the `alternate` interlock never in a tick with a pulse or a
+channel target. The controller's own behaviour (PID, protections, dose) is tested in
+test_heat_*.py; this file tests how the device wires it in. Portable: runs in the VM too.
+"""
+
+from firmware import limits
+from firmware.device import Device
+from firmware.protocols import messages as msg
+from sim.board import SimBoard
+from tests.fw.harness import Harness, ramp_ticks
+
+FAST_RAMP_MS = limits.RAMP_MIN_MS
+SECOND = 100  # ticks
+
+
+def session(amps=(0,), interlock=None, lease_ms=0, h=None):
+    h = h or Harness()
+    fields = {"amp_ua": list(amps), "lease_ms": lease_ms, "ramp_ms": FAST_RAMP_MS}
+    if interlock is not None:
+        fields["interlock"] = interlock
+    h.ok("start", fields)
+    return h
+
+
+def heater_on(h):
+    return h.device.heat.heater.on()
+
+
+def heat_status(h):
+    return h.ok("status")["heat"]
+
+
+def refused(h, fields, code, *words):
+    """A heat request that must be refused with `code` and a message holding each word; nothing changes."""
+    before = heat_status(h)
+    reply = h.request("heat", fields)
+    assert reply["ok"] is False and reply["err"] == code, reply
+    for word in words:
+        assert word in reply["msg"], (word, reply)
+    after = heat_status(h)
+    for key in ("state", "level", "target_mc", "time_left_ms"):
+        if key != "time_left_ms" or before["state"] == "off":
+            assert after[key] == before[key], (key, before, after)
+    return reply
+
+
+# ---- the request -------------------------------------------------------------------
+
+
+def test_heat_needs_a_session_and_a_refusal_changes_nothing():
+    h = Harness()
+    reply = refused(h, {"level": "high"}, msg.E_BAD_STATE, "start one first", "IDLE")
+    assert heat_status(h)["level"] == "medium"  # the default stays: the refusal changed nothing
+    assert not heater_on(h)
+
+
+def test_bad_heat_fields_name_the_field_and_the_limit():
+    h = session()
+    refused(h, {"level": "scalding"}, msg.E_BAD_FIELD, "scalding", "low", "medium", "high")
+    refused(h, {"target_mc": 43001}, msg.E_OUT_OF_RANGE, "43001", "43000")
+    refused(h, {"target_mc": 29999}, msg.E_OUT_OF_RANGE, "29999", "30000")
+    refused(h, {"target_mc": "41000"}, msg.E_BAD_FIELD, "integer")
+    refused(h, {"level": "low", "target_mc": 40000}, msg.E_BAD_FIELD, "not both")
+    refused(h, {"level": "low", "minutes": 121}, msg.E_OUT_OF_RANGE, "minutes", "120")
+    refused(h, {"level": "low", "minutes": 0}, msg.E_OUT_OF_RANGE, "minutes", "1")
+    refused(h, {"off": False}, msg.E_BAD_FIELD, "off must be true")
+    assert heat_status(h)["state"] == "off"
+
+
+def test_heat_on_at_a_level_then_a_target_then_off():
+    h = session()
+    reply = h.ok("heat", {"level": "high", "minutes": 10})
+    assert reply["state"] == "heating" and reply["target_mc"] == 42000 and reply["level"] == "high"
+    assert reply["time_left_ms"] == 10 * 60000
+    h.tick(5 * SECOND)
+    assert heater_on(h) or h.device.heat.duty_permille > 0
+    reply = h.ok("heat", {"target_mc": 39500})
+    assert reply["target_mc"] == 39500 and reply["level"] is None and reply["state"] in ("heating", "holding")
+    reply = h.ok("heat", {"off": True})
+    assert reply["state"] == "off" and reply["reason"] == "stop" and not heater_on(h)
+    assert h.state == "RUNNING"  # heat off is not a stop of the session
+
+
+def test_minutes_while_heating_set_the_time_from_now_within_the_limit():
+    h = session()
+    h.ok("heat", {"level": "low", "minutes": 5})
+    h.tick(2 * SECOND)
+    reply = h.ok("heat", {"minutes": 20})
+    assert 20 * 60000 - 2 * 10 <= reply["time_left_ms"] <= 20 * 60000, reply
+    refused(h, {"minutes": 120}, msg.E_OUT_OF_RANGE, "120 min")
+
+
+def test_status_and_events_carry_heat():
+    h = session()
+    mark = len(h.inbox)
+    h.ok("heat", {"level": "medium"})
+    h.tick(2 * SECOND)
+    status = heat_status(h)
+    for key in ("state", "target_mc", "measured_mc", "heater_duty_pct", "cem43_ms", "cem43_cap_ms", "time_left_ms"):
+        assert key in status, key
+    assert status["measured_mc"] is not None and 15000 < status["measured_mc"] < 45000, status
+    events = h.events("heat", mark)
+    assert events and events[0]["state"] == "heating" and events[0]["target_mc"] == 40000, events
+    assert h.ok("status")["interlock"] == "concurrent"
+
+
+def test_a_device_without_a_pad_refuses_heat():
+    board = SimBoard()
+    device = Device(board.clock, board.pulse_out, board.sense, board.serial)
+    assert device.heat is None
+    h = Harness()
+    h.device = device
+    h.board = board
+    reply = h.request("heat", {"level": "low"})
+    assert reply["ok"] is False and reply["err"] == msg.E_BAD_STATE and "no heat pad" in reply["msg"], reply
+    assert h.ok("status")["heat"] is None
+
+
+# ---- heat follows the session --------------------------------------------------------
+
+
+def heating(h=None, level="high", **kw):
+    h = session(h=h, **kw)
+    h.ok("heat", {"level": level})
+    h.tick_until(lambda: heater_on(h), 5 * SECOND)
+    return h
+
+
+def test_pause_holds_heat_off_and_resume_brings_it_back():
+    h = heating()
+    reply = h.ok("pause")
+    assert not heater_on(h)  # off in the tick that handled the pause
+    h.tick(3 * SECOND)
+    assert h.device.heat.state in ("heating", "holding") and not h.device.heat.allowed
+    assert h.device.heat.heater.on() is False
+    h.ok("resume")
+    h.tick_until(lambda: heater_on(h), 3 * SECOND)
+
+
+def test_stop_estop_and_session_end_end_heat():
+    for how in ("stop", "estop"):
+        h = heating()
+        h.ok(how)
+        h.tick_until(lambda: h.state == "IDLE", 10 * SECOND)
+        assert not heater_on(h) and h.device.heat.state == "off", how
+        h.tick(SECOND)
+        assert not heater_on(h)
+    h = Harness()
+    h.ok("start", {"amp_ua": [0], "lease_ms": 0, "session_ms": 3000})
+    h.ok("heat", {"level": "high"})
+    h.tick_until(lambda: h.state == "IDLE", 5 * SECOND)
+    assert h.device.heat.state == "off" and not heater_on(h)
+
+
+def test_lease_expiry_pauses_and_holds_heat_off():
+    h = heating(lease_ms=2000)
+    h.tick_until(lambda: h.state == "PAUSED", 3 * SECOND)
+    assert not heater_on(h) and h.device.supervisor.reason == "lease_expired"
+
+
+def test_a_tens_fault_ends_heat():
+    h = heating(amps=(6000,))
+    h.fault("electrode_off:0")
+    h.tick_until(lambda: h.state == "FAULT", 2 * SECOND)
+    assert not heater_on(h) and h.device.heat.state == "off"
+
+
+def test_the_dose_starts_afresh_with_each_session():
+    h = heating()
+    h.device.heat.dose.cem43_ms = 12345  # as if a session had accrued it
+    h.ok("stop")
+    h.tick_until(lambda: h.state == "IDLE", 10 * SECOND)
+    assert heat_status(h)["cem43_ms"] >= 12345
+    session(h=h)
+    assert heat_status(h)["cem43_ms"] < 100
+
+
+# ---- the interlock ---------------------------------------------------------------------
+
+
+def test_alternate_never_heats_while_a_channel_stimulates():
+    h = heating(interlock="alternate")  # no stimulation yet: heat may run
+    assert h.ok("status")["interlock"] == "alternate"
+    h.ok("set_amp", {"ch": 0, "amp_ua": 6000})
+    assert not heater_on(h)  # off in the tick that accepted the amplitude, before any pulse
+    pulses = len(h.pulses)
+    h.tick(ramp_ticks(6000, FAST_RAMP_MS) + 5 * SECOND)  # the checker asserts no pulse with the heater on
+    assert len(h.pulses) > pulses and not heater_on(h)
+    assert h.device.heat.state in ("heating", "holding") and not h.device.heat.allowed
+    h.ok("set_amp", {"ch": 0, "amp_ua": 0})
+    h.tick_until(lambda: heater_on(h), ramp_ticks(6000, FAST_RAMP_MS) + 3 * SECOND)
+    assert h.amps() == [0, 0]
+
+
+def test_concurrent_heats_and_stimulates_together():
+    h = heating(amps=(6000,), interlock="concurrent")
+    h.tick(ramp_ticks(6000, FAST_RAMP_MS))
+    both = 0
+    for _ in range(3 * SECOND):
+        pulses = len(h.pulses)
+        h.tick()
+        if heater_on(h) and len(h.pulses) > pulses:
+            both += 1
+    assert both > 0
+
+
+def test_an_unknown_interlock_is_refused_and_names_the_choices():
+    h = Harness()
+    reply = h.request("start", {"amp_ua": [0], "interlock": "sometimes"})
+    assert reply["ok"] is False and reply["err"] == msg.E_BAD_FIELD, reply
+    assert "concurrent" in reply["msg"] and "alternate" in reply["msg"] and h.state == "IDLE"
+
+
+# ---- heat faults through the device ------------------------------------------------------
+
+
+def test_an_open_thermistor_latches_a_fault_and_turns_the_heater_off():
+    h = heating()
+    h.fault("thermistor_open")
+    ticks = h.tick_until(lambda: h.state == "FAULT", SECOND)
+    assert ticks <= 10 and not heater_on(h), ticks  # 4 readings in a row, filtered
+    assert h.faults == ["sensor_open"] and h.device.heat.state == "fault"
+    status = h.ok("status")
+    assert "pad sensor" in status["fault_msg"] and "min_valid_mc" in status["fault_msg"], status["fault_msg"]
+    assert h.events("heat")[-1]["fault"] == "sensor_open"
+    # refused while latched, and nothing heats
+    reply = h.request("heat", {"level": "low"})
+    assert reply["ok"] is False and reply["err"] == msg.E_BAD_STATE and "sensor_open" in reply["msg"], reply
+    h.fault("thermistor_open", False)
+    h.tick(SECOND)
+    h.ok("clear_fault")
+    assert h.state == "IDLE" and h.device.heat.state == "off" and h.device.heat.fault is None
+    heating(h=h)  # and heat works again
+
+
+def test_a_stuck_heater_latches_stuck_on_while_heat_is_off():
+    h = session()
+    h.board.plant.settle()  # a pad at rest on the back (31.4 C)
+    h.tick(20 * SECOND)
+    assert h.state == "RUNNING"
+    h.fault("heater_stuck_on")  # full power from 31 C: above the 38 C floor in about 2 min
+    h.tick_until(lambda: h.state == "FAULT", 300 * SECOND)
+    assert h.faults == ["stuck_on"], h.faults
+    assert h.board.plant.pad_mc < 43000, h.board.plant.pad_mc  # caught well before a burn
+    assert "stuck" in h.ok("status")["fault_msg"]
