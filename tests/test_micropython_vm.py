@@ -29,7 +29,10 @@ VM_TIMEOUT_S = 300
 # The firmware's own allocation is measured apart (`make bench`: heap bytes per tick).
 VM_TEST_HEAP = "8M"
 
-pytestmark = pytest.mark.micropython
+VM_GROUPS = 2  # the portable tests run in this many VM processes at once (one per core of CI)
+
+# The session fixture below runs the VM once for all tests of the module: the first test pays.
+pytestmark = [pytest.mark.micropython, pytest.mark.timeout(VM_TIMEOUT_S + 60)]
 
 # Modules that only make sense on the RP2040 (they import `machine`/`rp2` and/or run on
 # import). They are compiled by the MicroPython compiler instead of imported.
@@ -85,7 +88,7 @@ def find_micropython():
     return shutil.which("micropython")
 
 
-def _run_vm(args, label):
+def _micropython_or_fail():
     exe = find_micropython()
     if exe is None:
         pytest.fail(
@@ -94,15 +97,55 @@ def _run_vm(args, label):
             % sys.executable,
             pytrace=False,
         )
+    return exe
+
+
+def _vm_env():
     env = dict(os.environ)
     env["MICROPYPATH"] = str(ROOT)
+    return env
+
+
+def _run_vm(args, label):
+    exe = _micropython_or_fail()
     try:
         proc = subprocess.run(
-            [exe, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=VM_TIMEOUT_S
+            [exe, *args], cwd=ROOT, env=_vm_env(), capture_output=True, text=True, timeout=VM_TIMEOUT_S
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail("%s: micropython did not finish within %d s\n%s" % (label, VM_TIMEOUT_S, exc.stdout or ""))
     return proc
+
+
+class _Finished:
+    """What the fixture reads of a VM run: its output, its error output and its exit status."""
+
+    def __init__(self, stdout, stderr, returncode):
+        self.stdout = stdout
+        self.stderr = stderr
+        self.returncode = returncode
+
+
+def _run_vm_groups(groups, label):
+    """Run the runner over each group of modules in its own VM process, all at once."""
+    exe = _micropython_or_fail()
+    procs = []
+    for group in groups:
+        args = [exe, "-X", "heapsize=" + VM_TEST_HEAP, str(RUNNER), *group]
+        procs.append(subprocess.Popen(args, cwd=ROOT, env=_vm_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    outs, errs, status = [], [], 0
+    for proc in procs:
+        try:
+            out, err = proc.communicate(timeout=VM_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            for other in procs:
+                other.kill()
+            pytest.fail("%s: micropython did not finish within %d s" % (label, VM_TIMEOUT_S))
+        outs.append(out)
+        errs.append(err)
+        status = status or proc.returncode
+    return _Finished("".join(outs), "".join(errs), status)
 
 
 # ---- (a) the portable tests inside the VM ----------------------------------------------------
@@ -110,11 +153,13 @@ def _run_vm(args, label):
 
 @pytest.fixture(scope="session")
 def vm_test_results():
-    """One VM run of every tests/fw module; parsed per module."""
-    proc = _run_vm(["-X", "heapsize=" + VM_TEST_HEAP, str(RUNNER), *fw_test_modules()], "tests/mp_runner.py")
+    """Every tests/fw module in the VM (VM_GROUPS processes at once); parsed per module."""
+    modules = fw_test_modules()
+    groups = [modules[i::VM_GROUPS] for i in range(VM_GROUPS)]
+    proc = _run_vm_groups(groups, "tests/mp_runner.py")
     results = {}
     current = None
-    summary = None
+    summaries = []
     for line in proc.stdout.splitlines():
         if line.startswith("PASS "):
             module, _, test = line[5:].rpartition(".")
@@ -134,7 +179,8 @@ def vm_test_results():
         elif line.startswith("  | ") and current is not None:
             current[0][current[1]] += "\n" + line[4:]
         elif line.startswith("SUMMARY "):
-            summary = line
+            summaries.append(line)
+    summary = "; ".join(summaries) if len(summaries) == VM_GROUPS else None
     return {"proc": proc, "modules": results, "summary": summary}
 
 
