@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from sim import launcher, runner
+from sim import bench_heat, launcher, runner
 from sim.scenario import normalize
 
 SESSION_S = 30 * 60
@@ -96,6 +96,7 @@ def main():
                 "%.2f s wall (best of %d)" % (wall_s, repeats),
             )
         )
+    rows.extend(bench_heat.rows())  # heat control vs a bang-bang thermostat (cpython)
     widths = [max(len(row[i]) for row in rows + [("benchmark", "result", "detail")]) for i in range(3)]
     line = "  ".join("%-*s" % (widths[i], ("benchmark", "result", "detail")[i]) for i in range(3))
     print(line)
