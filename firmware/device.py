@@ -15,6 +15,7 @@ from firmware.link import Link
 from firmware.output_check import OutputMonitor
 from firmware.protocols import messages as msg
 from firmware.stim import BREACH, Channel
+from firmware.telemetry import EVERY_MAX_MS, EVERY_MIN_MS, Telemetry
 
 WINDOW_US = L.TICK_MS * 1000
 INTERLOCK_CONCURRENT = "concurrent"  # heat and stimulation together
@@ -33,6 +34,7 @@ class Device:
             self.heat = HeatController(heater, thermistor)
         self.interlock = INTERLOCK_CONCURRENT
         self._seen_heat_changes = 0
+        self.telemetry = Telemetry()
         self.clock = clock
         self.pulse_out = pulse_out
         self.sense = sense
@@ -67,6 +69,7 @@ class Device:
                 msg.OP_KEEPALIVE: self._op_keepalive,
                 msg.OP_CLEAR_FAULT: self._op_clear_fault,
                 msg.OP_HEAT: self._op_heat,
+                msg.OP_TELEMETRY: self._op_telemetry,
             },
         )
         self.link.on_request = self._renew_lease
@@ -97,6 +100,8 @@ class Device:
             self._fail_safe_exception(exc)
         try:
             self._announce_state()
+            if self.telemetry.due(self.clock.ticks_ms()):
+                self.telemetry.count(self.link.send(msg.event(msg.EV_TELEMETRY, self._telemetry_fields())))
         except Exception as exc:
             self._fail_safe_exception(exc)
         self.link.flush()
@@ -263,6 +268,7 @@ class Device:
                     "host speaks protocol %d.%d; this device speaks %s (majors %s)"
                     % (major, minor, msg.PROTO_VERSION, list(msg.SUPPORTED_MAJORS)),
                 )
+        self.telemetry.set_rate(0, self.clock.ticks_ms())  # a new host asks for what it wants
         # A hello does not disturb a running session: observers (tensctl status) connect
         # freely. A controlling host that was gone longer than its lease finds the session
         # PAUSED (lease_expired), and resuming ramps from zero.
@@ -309,9 +315,50 @@ class Device:
             "ch": channels,
             "rx_errors": self.link.rx_errors,
             "tx_dropped": self.link.tx_dropped,
+            "telemetry_ms": self.telemetry.every_ms,
+            "telemetry_dropped": self.telemetry.dropped,
             "interlock": self.interlock,
             "heat": self.heat.status() if self.heat is not None else None,
         }
+
+    def _telemetry_fields(self):
+        """A compact status: what a live view redraws (kept well inside one frame)."""
+        amp_ua = []
+        target_ua = []
+        for channel in self.channels:
+            amp_ua.append(channel.amp_ua)
+            target_ua.append(channel.target_ua)
+        left_ms = self.session_ms - self.session_run_ms if self.supervisor.state in (sup.RUNNING, sup.PAUSED) else 0
+        fields = {
+            "n": self.telemetry.seq,
+            "dropped": self.telemetry.dropped,
+            "uptime_ms": self.uptime.total_ms,
+            "state": self.supervisor.state_name,
+            "faults": list(self.supervisor.faults),
+            "amp_ua": amp_ua,
+            "target_ua": target_ua,
+            "delivered_ua": list(self.delivered_ua),
+            "session_left_ms": left_ms if left_ms > 0 else 0,
+            "heat": None,
+        }
+        heat = self.heat
+        if heat is not None:
+            fields["heat"] = {
+                "state": heat.state,
+                "target_mc": heat.target_mc,
+                "measured_mc": heat.pad.value_mc if heat.pad.valid else None,
+                "heater_duty_pct": heat.duty_permille // 10,
+                "cem43_ms": heat.dose.cem43_ms,
+            }
+        return fields
+
+    def _op_telemetry(self, message):
+        """Periodic telemetry events every `every_ms` (0 turns them off); a hello turns them off."""
+        every_ms = message.get("every_ms")
+        if not (msg.is_int(every_ms) and every_ms == 0):
+            every_ms = msg.int_field(message, "every_ms", EVERY_MIN_MS, EVERY_MAX_MS)
+        self.telemetry.set_rate(every_ms, self.clock.ticks_ms())
+        return {"every_ms": every_ms}
 
     def _op_status(self, message):
         return self.status()

@@ -96,13 +96,15 @@ class Link:
         self._send_bytes(data)
 
     def send(self, message):
-        self._send_bytes(frame.encode_frame(message))
+        """Queue a message; False when it was dropped (the host is not reading)."""
+        return self._send_bytes(frame.encode_frame(message))
 
     def _send_bytes(self, data):
         if len(self._tx) + len(data) > MAX_TX_BYTES:
             self.tx_dropped += 1
-            return
+            return False
         self._tx.extend(data)
+        return True
 
     def flush(self):
         if not self._tx:

@@ -306,6 +306,10 @@ class Client:
     def clear_fault(self):
         return self.request(msg.OP_CLEAR_FAULT)
 
+    def telemetry(self, every_ms):
+        """Ask for a telemetry event every every_ms (0: none); they arrive through on_event / poll."""
+        return self.request(msg.OP_TELEMETRY, every_ms=every_ms)
+
     def heat(self, level=None, target_mc=None, minutes=None, off=False):
         """Heat on at a level (low/medium/high) or a target in milli-°C, for `minutes`; or off."""
         if off:

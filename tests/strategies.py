@@ -190,6 +190,8 @@ _REQUESTS = st.one_of(
     _SET_STIM, _SET_STIM, _SET_STIM,
     st.builds(lambda ch: {"op": "get_stim", "ch": ch}, channels),
     heat_request(), heat_request(),
+    st.builds(lambda every: {"op": "telemetry", "every_ms": every},
+              st.one_of(st.sampled_from([0, 50, 49, 60001, "50"]), st.integers(50, 5000))),
 )
 
 

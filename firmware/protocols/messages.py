@@ -10,7 +10,7 @@ from firmware.compat import const
 from firmware.protocols.jsondec import NonInteger
 
 PROTO_MAJOR = const(0)
-PROTO_MINOR = const(2)
+PROTO_MINOR = const(3)
 PROTO_VERSION = "%d.%d" % (PROTO_MAJOR, PROTO_MINOR)
 SUPPORTED_MAJORS = (PROTO_MAJOR,)
 
@@ -30,6 +30,7 @@ OP_GET_STIM = "get_stim"
 OP_KEEPALIVE = "keepalive"
 OP_CLEAR_FAULT = "clear_fault"
 OP_HEAT = "heat"
+OP_TELEMETRY = "telemetry"
 OPS = (
     OP_HELLO,
     OP_STATUS,
@@ -45,6 +46,7 @@ OPS = (
     OP_KEEPALIVE,
     OP_CLEAR_FAULT,
     OP_HEAT,
+    OP_TELEMETRY,
 )
 
 # Error codes. Stable strings: hosts and scripts branch on them.
@@ -63,6 +65,7 @@ E_INTERNAL = "internal"  # the device could not build its reply (a firmware bug;
 
 EV_RX_ERROR = "rx_error"  # a damaged line was dropped; no id can be trusted
 EV_STATE = "state"  # the supervisor changed state (with the reason)
+EV_TELEMETRY = "telemetry"  # periodic status, at the rate the host asked for
 EV_HEAT = "heat"  # the heat controller changed state (heating, holding, off with the reason, fault)
 
 
