@@ -56,6 +56,7 @@ EXIT_DEVICE_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PORT = 3
 EXIT_NO_RESPONSE = 4
+EXIT_INTERRUPTED = 130  # Ctrl-C (a running session was stopped first)
 
 EPILOG = """\b
 Emergency stop: tensctl estop  (output zero at once, no ramp)
@@ -67,6 +68,7 @@ Exit codes:
   2  usage error (bad option, bad amplitude, over the device limit, bad setting)
   3  cannot open the port, lost it, or no device found
   4  no response from the device, or protocol version mismatch
+  130  interrupted by Ctrl-C (monitor: a running session was stopped first)
 
 \b
 Ports: a device path (/dev/ttyACM0, COM3), socket://HOST:PORT
@@ -742,6 +744,104 @@ def heat(settings, level, target_mc, minutes):
         return reply, lambda console: console.print(_heat_text(reply))
 
     _run(settings, action)
+
+
+@cli.command()
+@click.option("--every", "every_ms", type=click.IntRange(50, 60000), default=200, show_default=True,
+              help="Telemetry interval in ms (50 = 20 updates a second).")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=0.1), default=None,
+              help="End after this many seconds, leaving the session as it is (default: until q or Ctrl-C).")
+@click.option("--reconnect", "reconnect_s", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds to keep trying when the device is lost before giving up (exit 3).")
+@click.pass_obj
+def monitor(settings, every_ms, duration_s, reconnect_s):
+    """Live view: state, amplitude per channel, heat, time left, faults; keys steer the session.
+
+    \b
+    Keys: up/down (or +/-) amplitude of the marked channel by 0.5 mA, tab other channel,
+    p pause/resume, space stop (ramp down), e EMERGENCY STOP, q quit (session left as it is).
+    Ctrl-C stops a running session (ramping down) before it exits.
+    With --json: one telemetry event per line (JSON lines). A lost device is reconnected."""
+    from host import monitor as mon
+
+    url = _pick_port_or_fail(settings)
+
+    def connect(on_event):
+        transport = open_port(url)
+        try:
+            client = Client(transport, timeout_s=settings.timeout_s, on_event=on_event)
+            client.hello()
+        except BaseException:
+            transport.close()
+            raise
+        return client, transport.close
+
+    console = _console()
+    last_line = [0.0]
+
+    def draw_json(state):
+        if state.telemetry is not None:
+            click.echo(json.dumps(state.telemetry, sort_keys=True))
+
+    def draw_lines(state):
+        if time.monotonic() - last_line[0] >= 1.0 or not state.connected:
+            last_line[0] = time.monotonic()
+            console.print(escape(mon.summary_line(state) if state.connected else "device lost: reconnecting"))
+
+    keys = mon.TerminalKeys() if sys.stdin.isatty() and not settings.as_json else mon.NoKeys()
+    live = None
+    if settings.as_json:
+        draw = draw_json
+    elif console.is_terminal:
+        from rich.live import Live
+
+        live = Live(console=console, auto_refresh=False)
+
+        def draw(state):
+            live.update(mon.render(state), refresh=True)
+    else:
+        draw = draw_lines
+    session = mon.Monitor(connect, every_ms, draw, keys, reconnect_s=reconnect_s)
+    try:
+        with keys:
+            if live is not None:
+                live.start()
+            try:
+                session.run(duration_s)
+            finally:
+                if live is not None:
+                    live.stop()
+    except KeyboardInterrupt:
+        click.echo("Ctrl-C: stopping stimulation (ramping down) before exit...", err=True)
+        try:
+            stopped = session.stop_session(L.RAMP_MAX_MS / 1000.0 + 2.0)
+        except (DeviceError, NoResponse, TransportError) as err:
+            click.echo("Could not stop the session: %s. Use tensctl estop." % err, err=True)
+            session.close()
+            sys.exit(EXIT_INTERRUPTED)
+        click.echo("Stopped: output ramped down to zero." if stopped else "Nothing was running.", err=True)
+        session.close()
+        sys.exit(EXIT_INTERRUPTED)
+    except mon.DeviceLost as err:
+        session.close()
+        _fail(settings, CliFailure(EXIT_PORT, "device_lost", str(err)))
+    except TransportError as err:
+        session.close()
+        _fail(settings, CliFailure(EXIT_PORT, "port", err.message))
+    except NoResponse as err:
+        session.close()
+        _fail(settings, CliFailure(EXIT_NO_RESPONSE, "no_response", str(err)))
+    except (VersionMismatch, ProtocolError) as err:
+        session.close()
+        _fail(settings, CliFailure(EXIT_NO_RESPONSE, "version_mismatch", str(err)))
+    session.close()
+
+
+def _pick_port_or_fail(settings):
+    try:
+        return _pick_port(settings)
+    except CliFailure as failure:
+        _fail(settings, failure)
 
 
 def _step_command(name, sign, verb):

@@ -1,0 +1,352 @@
+"""`tensctl monitor`: a live view of one device, with keys to steer a running session.
+
+The view is drawn from the device's telemetry events (firmware/telemetry.py), so it
+costs one request to start and none to keep up; a keepalive each second holds the
+session's lease while the monitor runs. When telemetry stops (cable pulled, board
+reset) the monitor says so, reopens the port and carries on once the device answers.
+
+Layers: `MonitorState` holds what was seen (pure data, tested without a terminal);
+`render` and `summary_line` draw it; `KEYS` maps keys to requests; `TerminalKeys`
+reads keys from a terminal without echo; `Monitor.run` is the loop.
+"""
+
+import select
+import sys
+import time
+
+from rich.console import Group
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from host.client import ClientError, DeviceError, NoResponse
+from host.transport import TransportError
+from host.units import format_celsius, format_duration_ms, format_ma
+
+KEEPALIVE_S = 1.0
+RECONNECT_EVERY_S = 1.0
+EVENT_LINES = 4  # recent events shown under the table
+
+STATE_STYLE = {"IDLE": "cyan", "RUNNING": "green", "PAUSED": "yellow", "FAULT": "bold red"}
+
+
+class MonitorState:
+    """What the monitor knows: the device's limits, its last telemetry, recent events."""
+
+    def __init__(self, info=None):
+        self.info = info or {}
+        self.telemetry = None
+        self.selected = 0  # the channel the arrow keys act on
+        self.connected = False
+        self.note = ""  # the monitor's own last message (a refused key, a reconnect)
+        self.events = []  # recent event lines, newest last
+        self.received = 0  # telemetry events received
+        self.missed = 0  # gaps in their sequence numbers (lost on the way or dropped by the device)
+        self._last_n = None
+
+    @property
+    def channels(self):
+        return int(self.info.get("channels", 2))
+
+    def on_event(self, event):
+        kind = event.get("ev")
+        if kind == "telemetry":
+            n = event.get("n")
+            if isinstance(n, int) and self._last_n is not None and n > self._last_n + 1:
+                self.missed += n - self._last_n - 1
+            self._last_n = n if isinstance(n, int) else None
+            self.telemetry = event
+            self.received += 1
+            return
+        if kind == "state":
+            text = "state %s (%s)" % (event.get("state"), event.get("reason"))
+            if event.get("faults"):
+                text += ": %s" % event.get("fault_msg")
+        elif kind == "heat":
+            text = "heat %s" % event.get("state")
+            if event.get("reason"):
+                text += " (%s)" % event.get("reason")
+            if event.get("fault"):
+                text += ": %s" % event.get("fault_msg")
+        else:
+            text = "%s: %s" % (kind, event.get("msg", ""))
+        self.events = (self.events + [text])[-EVENT_LINES:]
+
+    def new_connection(self, info):
+        self.info = info or self.info
+        self.connected = True
+        self._last_n = None  # the device numbers its telemetry afresh
+
+    def select_next(self, step):
+        self.selected = (self.selected + step) % self.channels
+
+    @property
+    def state(self):
+        return self.telemetry.get("state") if self.telemetry else None
+
+
+def _amp_bar(amp_ua, max_ua):
+    return ProgressBar(total=max(1, max_ua), completed=max(0, min(amp_ua, max_ua)), width=30)
+
+
+def render(state):
+    """The whole view as one rich renderable."""
+    t = state.telemetry
+    if t is None:
+        return Panel(Text("waiting for telemetry..." if state.connected else "connecting..."), title="pulsewarm")
+    name = t.get("state", "?")
+    head = Text.from_markup("[%s]%s[/]" % (STATE_STYLE.get(name, "bold"), escape(name)))
+    if t.get("session_left_ms"):
+        head.append("   session left %s" % format_duration_ms(t["session_left_ms"]))
+    if not state.connected:
+        head.append("   DEVICE LOST: reconnecting...", style="bold red")
+    if t.get("faults"):
+        head.append("   faults: %s" % ", ".join(t["faults"]), style="bold red")
+    limit_ua = int(state.info.get("amp_limit_ua", 80000))
+    table = Table(box=None, pad_edge=False)
+    for title in ("ch", "amplitude", "", "target", "delivered"):
+        table.add_column(title, justify="left" if title == "" else "right")
+    for ch in range(len(t.get("amp_ua", []))):
+        mark = ">" if ch == state.selected else " "
+        table.add_row(
+            "%s%d" % (mark, ch),
+            format_ma(t["amp_ua"][ch]),
+            _amp_bar(t["amp_ua"][ch], limit_ua),
+            format_ma(t["target_ua"][ch]),
+            format_ma(t["delivered_ua"][ch]),
+        )
+    parts = [head, table]
+    heat = t.get("heat")
+    if heat:
+        line = Text("heat %s" % heat.get("state"))
+        measured = heat.get("measured_mc")
+        line.append("   pad %s" % (format_celsius(measured) if measured is not None else "no reading"))
+        if heat.get("state") in ("heating", "holding"):
+            line.append(" / target %s" % format_celsius(heat.get("target_mc", 0)))
+        line.append("   heater %d %%" % heat.get("heater_duty_pct", 0))
+        parts.append(line)
+    for text in state.events:
+        parts.append(Text(text, style="dim"))
+    if state.note:
+        parts.append(Text(state.note, style="yellow"))
+    parts.append(Text("up/down: amplitude of the marked channel (0.5 mA)  tab: other channel  p: pause/resume  "
+                      "space: stop  e: EMERGENCY STOP  q: quit", style="dim"))
+    if state.missed:
+        parts.append(Text("telemetry missed: %d" % state.missed, style="dim"))
+    return Panel(Group(*parts), title="pulsewarm %s" % state.info.get("device_id", ""))
+
+
+def summary_line(state):
+    """One plain line for logs (stdout not a terminal)."""
+    t = state.telemetry
+    if t is None:
+        return "waiting for telemetry"
+    amps = " ".join("ch%d %s/%s" % (i, format_ma(a), format_ma(b))
+                    for i, (a, b) in enumerate(zip(t.get("amp_ua", []), t.get("target_ua", []))))
+    line = "%s %s left %s" % (t.get("state"), amps, format_duration_ms(t.get("session_left_ms", 0)))
+    heat = t.get("heat")
+    if heat and heat.get("measured_mc") is not None:
+        line += " heat %s %s" % (heat.get("state"), format_celsius(heat["measured_mc"]))
+    if t.get("faults"):
+        line += " faults %s" % ",".join(t["faults"])
+    return line
+
+
+# ---- keys -----------------------------------------------------------------------------------
+
+def _amp(steps):
+    def action(client, state):
+        client.amp_step(state.selected, steps)
+        return "channel %d %s 0.5 mA" % (state.selected, "up" if steps > 0 else "down")
+    return action
+
+
+def _pause_or_resume(client, state):
+    if state.state == "PAUSED":
+        client.resume()
+        return "resumed (ramping up from zero)"
+    client.pause()
+    return "paused: output zero"
+
+
+def _stop(client, state):
+    client.stop()
+    return "stopping: ramping down"
+
+
+def _estop(client, state):
+    client.estop()
+    return "EMERGENCY STOP: output zero"
+
+
+def _other_channel(client, state):
+    state.select_next(1)
+    return "channel %d selected" % state.selected
+
+
+KEYS = {
+    "up": _amp(1), "+": _amp(1), "k": _amp(1),
+    "down": _amp(-1), "-": _amp(-1), "j": _amp(-1),
+    "tab": _other_channel, "left": _other_channel, "right": _other_channel,
+    "p": _pause_or_resume,
+    " ": _stop,
+    "e": _estop,
+}
+QUIT_KEYS = ("q",)
+_ESCAPES = {"\x1b[A": "up", "\x1b[B": "down", "\x1b[C": "right", "\x1b[D": "left", "\t": "tab"}
+
+
+def press(key, client, state):
+    """Act on one key; returns the note to show. A refusal by the device is shown, not raised."""
+    action = KEYS.get(key)
+    if action is None:
+        return ""
+    try:
+        return action(client, state)
+    except DeviceError as err:
+        return "refused: %s" % err.message
+
+
+class TerminalKeys:
+    """Keys from a terminal, one at a time, without echo or waiting for Enter (POSIX)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdin
+        self._saved = None
+
+    def __enter__(self):
+        import termios
+        import tty
+
+        fd = self.stream.fileno()
+        self._saved = termios.tcgetattr(fd)
+        tty.setcbreak(fd)  # keys arrive at once; Ctrl-C still raises KeyboardInterrupt
+        return self
+
+    def __exit__(self, *exc):
+        import termios
+
+        termios.tcsetattr(self.stream.fileno(), termios.TCSADRAIN, self._saved)
+        return False
+
+    def read(self, timeout_s):
+        """The next key name, or None after timeout_s."""
+        fd = self.stream.fileno()
+        if not select.select([fd], [], [], timeout_s)[0]:
+            return None
+        import os
+
+        data = os.read(fd, 8).decode("utf-8", "replace")
+        return _ESCAPES.get(data, data[:1])
+
+
+class NoKeys:
+    """Stands in for TerminalKeys when stdin is not a terminal: waits, returns no key."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self, timeout_s):
+        time.sleep(timeout_s)
+        return None
+
+
+# ---- the loop --------------------------------------------------------------------------------
+
+class DeviceLost(Exception):
+    """No telemetry and no answer for longer than the reconnect budget."""
+
+
+class Monitor:
+    """connect() -> (client, close): an open client that has said hello and asked for telemetry."""
+
+    def __init__(self, connect, every_ms, draw, keys, clock=time.monotonic, reconnect_s=30.0):
+        self.connect = connect
+        self.every_ms = every_ms
+        self.draw = draw  # draw(state) after every change
+        self.keys = keys
+        self.clock = clock
+        self.reconnect_s = reconnect_s
+        self.state = MonitorState()
+        self.client = None
+        self._close = None
+        self.lost_after_s = max(2.0, 4 * every_ms / 1000.0)
+        self.reconnects = 0
+
+    def _open(self):
+        self.client, self._close = self.connect(self.state.on_event)
+        self.client.telemetry(self.every_ms)
+        self.state.new_connection(self.client.device)
+        self._heard = self.clock()
+
+    def _drop(self):
+        self.state.connected = False
+        if self._close is not None:
+            try:
+                self._close()
+            except Exception:  # noqa: BLE001 - the port is already gone
+                pass
+        self.client = None
+        self._close = None
+
+    def _reconnect(self):
+        self.draw(self.state)
+        deadline = self.clock() + self.reconnect_s
+        while self.clock() < deadline:
+            try:
+                self._open()
+            except (TransportError, NoResponse, ClientError, OSError):
+                time.sleep(RECONNECT_EVERY_S)
+                continue
+            self.reconnects += 1
+            self.state.note = "reconnected: monitoring again"
+            return
+        raise DeviceLost("no answer from the device for %.0f s" % self.reconnect_s)
+
+    def run(self, duration_s=None):
+        """Until q, duration_s, or Ctrl-C (KeyboardInterrupt propagates: the caller stops the session)."""
+        self._open()
+        started = self.clock()
+        last_keepalive = 0.0
+        seen = -1
+        while duration_s is None or self.clock() - started < duration_s:
+            try:
+                self.client.poll(0.02)
+                if self.state.received != seen:
+                    seen = self.state.received
+                    self._heard = self.clock()
+                    self.draw(self.state)
+                if self.clock() - last_keepalive >= KEEPALIVE_S:
+                    last_keepalive = self.clock()
+                    self.client.keepalive()
+                key = self.keys.read(0.02)
+                if key in QUIT_KEYS:
+                    return
+                if key is not None:
+                    self.state.note = press(key, self.client, self.state)
+                    self.draw(self.state)
+                if self.clock() - self._heard > self.lost_after_s:
+                    raise NoResponse(self.client.port_name, "telemetry", 0, self.lost_after_s, 1)
+            except (TransportError, NoResponse, OSError):
+                self._drop()
+                self._reconnect()
+
+    def stop_session(self, wait_s):
+        """After Ctrl-C: a running or paused session is stopped (ramping down); True when it is."""
+        if self.client is None or self.state.state not in ("RUNNING", "PAUSED"):
+            return False
+        self.client.stop()
+        deadline = self.clock() + wait_s
+        while self.clock() < deadline:
+            if self.client.status().get("state") != "RUNNING":
+                return True
+            time.sleep(0.1)
+        return True
+
+    def close(self):
+        self._drop()
