@@ -5,7 +5,10 @@ Rows:
   session (start, ramp to 20 mA, hold, stop) with its 100 ms trace, each runtime;
 - firmware tick cost (two channels at 100 Hz, steady), heap bytes allocated per
   steady tick, and fault latency from the first pulse into an open electrode to
-  zero output, from `sim/bench_tick.py` run under each runtime.
+  zero output, from `sim/bench_tick.py` run under each runtime;
+- request round trip and 20 Hz telemetry over a pty (`sim/bench_link.py`);
+- heat control against a bang-bang thermostat, fault detection latencies and false
+  trips (`sim/bench_heat.py`).
 The best of a few repeats is reported: it is the least disturbed by other work
 on the machine.
 """
@@ -17,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from sim import bench_heat, launcher, runner
+from sim import bench_heat, bench_link, launcher, runner
 from sim.scenario import normalize
 
 SESSION_S = 30 * 60
@@ -96,6 +99,7 @@ def main():
                 "%.2f s wall (best of %d)" % (wall_s, repeats),
             )
         )
+    rows.extend(bench_link.rows())  # request round trip and telemetry over a pty, each runtime
     rows.extend(bench_heat.rows())  # heat control vs a bang-bang thermostat (cpython)
     widths = [max(len(row[i]) for row in rows + [("benchmark", "result", "detail")]) for i in range(3)]
     line = "  ".join("%-*s" % (widths[i], ("benchmark", "result", "detail")[i]) for i in range(3))

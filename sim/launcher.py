@@ -215,7 +215,9 @@ class SimServer:
         thread.start()
         self._threads.append(thread)
 
-    # cpython runtime: tick in a thread, paced against the wall clock
+    # cpython runtime: tick in a thread, paced against the wall clock. Input wakes the
+    # loop early (as the MicroPython serve loop's poll does): the next tick runs at once,
+    # so a reply does not wait for the wall clock, and the pacing catches up afterwards.
     def _run_cpython(self):
         started = time.monotonic()
         while not self._stop.is_set():
@@ -227,7 +229,10 @@ class SimServer:
                 due = started + self.sim_ms / 1000.0 / self.speed
                 wait = due - time.monotonic()
                 if wait > 0:
-                    self._stop.wait(wait)
+                    try:
+                        select.select(self.front.wait_fds(), [], [], wait)
+                    except (OSError, ValueError):  # the front was closed under us
+                        self._stop.wait(wait)
 
     # micropython runtime: copy bytes both ways between the front and the process
     def _pump_to_device(self):
