@@ -154,3 +154,43 @@ def test_start_on_a_second_channel_keeps_the_first_channels_target():
         missing = tensctl(url, "amp", "2", "1")
         assert missing.returncode == 2 and "2 channels (0..1)" in missing.stderr
         tensctl_json(url, "stop")
+
+
+@pytest.mark.parametrize("runtime_name", ["cpython", "micropython"])
+def test_every_subcommand_against_a_served_device(runtime_name):
+    """Each tensctl subcommand once, as a process, against one served device per runtime."""
+    from host.cli import cli
+
+    walked = set()
+
+    def run(*args, code=0):
+        walked.add(args[0])
+        result = tensctl(url, "--json", *args)
+        assert result.returncode == code, (args, result.stdout, result.stderr)
+        return json.loads(result.stdout.splitlines()[-1]) if result.stdout.strip() else {}
+
+    with start_server(runtime=runtime_name, speed=SPEED, pty=True) as served:
+        url = served.url
+        assert run("info")["proto"] == msg.PROTO_VERSION
+        assert run("status")["state"] == "IDLE"
+        assert run("start", "--amp", "3", "--ramp", "1", "--heat", "low", "--interlock", "concurrent")["state"] == "RUNNING"
+        assert run("amp", "0", "4")["target_ua"] == 4000
+        assert run("up", "0", "--steps", "2")["target_ua"] == 5000
+        assert run("down", "0")["target_ua"] == 4500
+        assert run("stim", "0")["stim"]["mode"] == "continuous"
+        assert run("stim", "1", "--set", '{"phase_us": 150, "rate_hz": 80}')["stim"]["phase_us"] == 150
+        assert run("keepalive")["state"] == "RUNNING"
+        assert run("heat", "--target", "39.5")["target_mc"] == 39500
+        assert run("pause")["state"] == "PAUSED"
+        assert run("resume")["state"] == "RUNNING"
+        assert run("heat", "off")["state"] == "off"
+        lines = tensctl(url, "--json", "monitor", "--every", "100", "--duration", "1").stdout.splitlines()
+        walked.add("monitor")
+        assert lines and json.loads(lines[-1])["state"] == "RUNNING"
+        assert run("stop")["state"] == "RUNNING"  # ramping down
+        wait_for_status(url, lambda s: s["state"] == "IDLE")
+        assert run("estop")["state"] == "IDLE"
+        refusal = run("clear-fault", code=1)["error"]  # nothing latched: refused, and says why
+        assert refusal["code"] == "bad_state" and "no fault to clear" in refusal["message"]
+        run("ports")
+    assert walked == set(cli.commands), sorted(set(cli.commands) - walked)
