@@ -25,5 +25,10 @@ bench: $(STAMP)
 firmware: $(STAMP)
 	$(BIN)/python -m host.build_firmware
 
+# Device-level protocol fuzz (tests/fuzz_frames.py): a million random frames into a simulated
+# device; exits non-zero with the seed and frame index of any failed check. make fuzz SEED=7 FRAMES=...
+fuzz: $(STAMP)
+	$(BIN)/python -m tests.fuzz_frames --frames $(or $(FRAMES),1000000) --seed $(or $(SEED),20240611) --progress 50000
+
 clean:
 	rm -rf $(VENV) dist build *.egg-info .pytest_cache .hypothesis

@@ -1,15 +1,24 @@
 """The device's end of the serial protocol: bytes in, requests out, replies back.
 
-Reading is bounded per tick, writing never waits (output beyond MAX_TX_BYTES
-is dropped and counted), and recent replies are kept so a host that retries a
-request after a lost reply gets the answer again instead of a second run.
+Reading is bounded per tick, writing never waits, and recent replies are kept so
+a host that retries a request after a lost reply gets the answer again instead
+of a second run.
+
+Flow control: a line is handled only while the output queue has room for its
+answer and the tick's own events (TX_RESERVE); otherwise it waits for the next
+tick, when the host has taken the queued output. So a host that reads loses
+nothing, however many requests it sends at once. A host that has stopped
+reading cannot hold requests back (an `estop` must always run): once a flush
+moves nothing, lines are handled again and output beyond MAX_TX_BYTES is
+dropped and counted.
 """
 
 from firmware.compat import const
 from firmware.protocols import frame
 from firmware.protocols import messages as msg
 
-MAX_TX_BYTES = const(4096)
+MAX_TX_BYTES = const(6144)
+TX_RESERVE = const(2560)  # one reply of MAX_LINE_BYTES plus the tick's state, heat and telemetry events
 RX_CHUNK = const(64)
 RX_CHUNKS_PER_TICK = const(8)  # bounds the bytes read per tick (512)
 REPLY_CACHE = const(8)
@@ -22,20 +31,40 @@ class Link:
         self.rx_frames = 0
         self.rx_errors = 0
         self.tx_dropped = 0
+        self.deferred_ticks = 0  # ticks that left lines waiting for room in the output queue
+        self.host_stalled = False  # the last flush moved nothing: the host is not reading
         self.on_request = None  # called with each request that has a valid id and a known op
         self._reader = frame.LineReader()
         self._rx_buf = bytearray(RX_CHUNK)
         self._rx_view = memoryview(self._rx_buf)
         self._tx = bytearray()
+        self._lines = []  # complete lines read but not handled yet (waiting for output room)
         self._reply_cache = []  # (request id, request, frame bytes), newest last
 
     def receive(self):
+        if not self._handle_lines():
+            return
         for _ in range(RX_CHUNKS_PER_TICK):
             count = self.serial.read_into(self._rx_buf)
             if count <= 0:
                 return
-            for line in self._reader.feed(self._rx_view[:count]):
-                self._handle_line(line)
+            self._lines = self._reader.feed(self._rx_view[:count])
+            if not self._handle_lines():
+                return
+
+    def _handle_lines(self):
+        """Handle waiting lines while there is room for their answers; False when some still wait."""
+        lines = self._lines
+        while lines:
+            if MAX_TX_BYTES - len(self._tx) < TX_RESERVE and not self.host_stalled:
+                self.deferred_ticks += 1
+                return False
+            self._handle_line(lines.pop(0))
+        return True
+
+    @property
+    def waiting_lines(self):
+        return len(self._lines)
 
     def _handle_line(self, line):
         if line is None:
@@ -115,3 +144,4 @@ class Link:
             written = 0
         if written:
             self._tx = self._tx[written:]
+        self.host_stalled = not written

@@ -142,7 +142,7 @@ class HeatController:
         if target_mc is None:
             raise messages.RequestError(
                 messages.E_BAD_FIELD,
-                "heat level %r unknown: one of %s" % (name, ", ".join([pair[0] for pair in LEVELS])),
+                "heat level %s unknown: one of %s" % (messages._show(name), ", ".join([pair[0] for pair in LEVELS])),
             )
         self._check_target(target_mc, "heat level %s" % name)
         self.level = name
