@@ -12,6 +12,7 @@ from firmware import limits as L
 from firmware import supervisor as sup
 from firmware.clock import Elapsed, ticks_diff
 from firmware.link import Link
+from firmware.settings import Settings
 from firmware.output_check import OutputMonitor
 from firmware.protocols import messages as msg
 from firmware.stim import BREACH, Channel
@@ -21,18 +22,22 @@ WINDOW_US = L.TICK_MS * 1000
 INTERLOCK_CONCURRENT = "concurrent"  # heat and stimulation together
 INTERLOCK_ALTERNATE = "alternate"  # never heat while any channel stimulates or is about to
 INTERLOCKS = (INTERLOCK_CONCURRENT, INTERLOCK_ALTERNATE)
-HEAT_MINUTES_DEFAULT = 30
 
 
 class Device:
-    def __init__(self, clock, pulse_out, sense, serial, device_id="pulsewarm-0000", heater=None, thermistor=None):
+    def __init__(
+        self, clock, pulse_out, sense, serial, device_id="pulsewarm-0000", heater=None, thermistor=None, storage=None
+    ):
         pulse_out.off()  # outputs off at boot, before anything else
         self.heat = None  # a HeatController when the board has a pad (it turns the heater off at once)
         if heater is not None:
             from firmware.heat.heat import HeatController
 
             self.heat = HeatController(heater, thermistor)
-        self.interlock = INTERLOCK_CONCURRENT
+        self.settings = Settings(storage)
+        self.interlock = self.settings.get("interlock_default")
+        if self.heat is not None:
+            self.heat.config.max_target_mc = self.settings.get("heat_max_target_mc")
         self._seen_heat_changes = 0
         self.telemetry = Telemetry()
         self.clock = clock
@@ -70,6 +75,7 @@ class Device:
                 msg.OP_CLEAR_FAULT: self._op_clear_fault,
                 msg.OP_HEAT: self._op_heat,
                 msg.OP_TELEMETRY: self._op_telemetry,
+                msg.OP_SETTINGS: self._op_settings,
             },
         )
         self.link.on_request = self._renew_lease
@@ -368,12 +374,13 @@ class Device:
 
     def _op_start(self, message):
         targets = self._targets(message)
-        session_ms = msg.int_field(message, "session_ms", 1000, L.SESSION_MAX_MS, L.SESSION_DEFAULT_MS)
-        lease_ms = message.get("lease_ms", L.LEASE_DEFAULT_MS)
+        settings = self.settings
+        session_ms = msg.int_field(message, "session_ms", 1000, L.SESSION_MAX_MS, settings.get("session_default_ms"))
+        lease_ms = message.get("lease_ms", settings.get("lease_default_ms"))
         if not (msg.is_int(lease_ms) and lease_ms == 0):  # 0: no host lease
-            lease_ms = msg.int_field(message, "lease_ms", L.LEASE_MIN_MS, L.LEASE_MAX_MS, L.LEASE_DEFAULT_MS)
-        ramp_ms = msg.int_field(message, "ramp_ms", L.RAMP_MIN_MS, L.RAMP_MAX_MS, L.RAMP_DEFAULT_MS)
-        interlock = message.get("interlock", "concurrent")
+            lease_ms = msg.int_field(message, "lease_ms", L.LEASE_MIN_MS, L.LEASE_MAX_MS, lease_ms)
+        ramp_ms = msg.int_field(message, "ramp_ms", L.RAMP_MIN_MS, L.RAMP_MAX_MS, settings.get("ramp_default_ms"))
+        interlock = message.get("interlock", settings.get("interlock_default"))
         if interlock not in INTERLOCKS:
             raise msg.RequestError(
                 msg.E_BAD_FIELD, "interlock %s is not one of %s" % (msg._show(interlock), ", ".join(INTERLOCKS))
@@ -511,7 +518,7 @@ class Device:
         if "level" in message and "target_mc" in message:
             raise msg.RequestError(msg.E_BAD_FIELD, "give level or target_mc, not both")
         max_minutes = heat.config.auto_off_max_ms // 60000
-        minutes = msg.int_field(message, "minutes", 1, max_minutes, HEAT_MINUTES_DEFAULT)
+        minutes = msg.int_field(message, "minutes", 1, max_minutes, self.settings.get("heat_minutes_default"))
         self._refuse_in_fault("heat")
         if not self.supervisor.running():
             raise msg.RequestError(
@@ -539,6 +546,20 @@ class Device:
                 heat.level, heat.target_mc = old_level, old_target_mc
                 raise
         return heat.status()
+
+    def _op_settings(self, message):
+        """Without "set": the settings and their limits. With "set": change them, all or nothing."""
+        if "set" in message:
+            self.settings.change(message["set"])
+            if self.heat is not None:
+                self._apply_heat_cap(self.settings.get("heat_max_target_mc"))
+        return {"settings": self.settings.to_dict(), "limits": self.settings.limits()}
+
+    def _apply_heat_cap(self, cap_mc):
+        heat = self.heat
+        heat.config.max_target_mc = cap_mc
+        if heat.target_mc > cap_mc:
+            heat.set_target_mc(cap_mc)  # a running heat session drops to the new cap at once
 
     def _op_clear_fault(self, message):
         if self.supervisor.state == sup.FAULT:

@@ -746,6 +746,55 @@ def heat(settings, level, target_mc, minutes):
     _run(settings, action)
 
 
+def _setting_change(text):
+    """NAME=VALUE -> (name, value): integers as integers, anything else as text."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise click.BadParameter("expected NAME=VALUE, e.g. ramp_default_ms=3000, got %r" % text)
+    value = value.strip()
+    return name.strip(), int(value) if re.fullmatch(r"-?\d+", value) else value
+
+
+@cli.command()
+@click.option("--set", "changes", multiple=True, metavar="NAME=VALUE",
+              help="Change a setting (repeat for several; all are checked before any applies).")
+@click.pass_obj
+def settings(settings, changes):
+    """Show the device settings with their limits, or change them with --set NAME=VALUE.
+
+    \b
+    session_default_ms, ramp_default_ms, lease_default_ms (0: no lease),
+    interlock_default (concurrent | alternate), heat_max_target_mc (<= 43000),
+    heat_minutes_default. Kept on the device across restarts."""
+    try:
+        parsed = dict(_setting_change(text) for text in changes)
+    except click.BadParameter as err:
+        _fail(settings, CliFailure(EXIT_USAGE, "usage", err.message))
+
+    def action(client):
+        reply = client.settings(parsed or None)
+
+        def render(console):
+            table = Table(box=None, pad_edge=False)
+            for title in ("setting", "value", "limits"):
+                table.add_column(title)
+            for name in sorted(reply.get("settings", {})):
+                limits = reply.get("limits", {}).get(name, [])
+                if any(isinstance(item, str) for item in limits):
+                    shown = " | ".join(str(item) for item in limits)
+                else:
+                    shown = "%s..%s" % tuple(limits) if len(limits) == 2 else ""
+                if name == "lease_default_ms":
+                    shown = "0 (no lease) or " + shown
+                changed = " (changed)" if name in parsed else ""
+                table.add_row(name, "%s%s" % (reply["settings"][name], changed), shown)
+            console.print(table)
+
+        return reply, render
+
+    _run(settings, action)
+
+
 @cli.command()
 @click.option("--every", "every_ms", type=click.IntRange(50, 60000), default=200, show_default=True,
               help="Telemetry interval in ms (50 = 20 updates a second).")

@@ -306,6 +306,12 @@ class Client:
     def clear_fault(self):
         return self.request(msg.OP_CLEAR_FAULT)
 
+    def settings(self, changes=None):
+        """The device settings and their limits; with changes (a dict), set them first (all or nothing)."""
+        if changes:
+            return self.request(msg.OP_SETTINGS, set=changes)
+        return self.request(msg.OP_SETTINGS)
+
     def telemetry(self, every_ms):
         """Ask for a telemetry event every every_ms (0: none); they arrive through on_event / poll."""
         return self.request(msg.OP_TELEMETRY, every_ms=every_ms)

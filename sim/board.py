@@ -170,6 +170,27 @@ class SimHeater:
         return self._leased and ticks_diff(self._until, self._clock.ticks_ms()) > 0
 
 
+class SimStorage:
+    """The flash filesystem as named byte logs (append and read, like the board's driver).
+    `cut(name, size)` keeps only the first size bytes: a power cut in the middle of a write."""
+
+    def __init__(self):
+        self.files = {}
+
+    def append(self, name, data):
+        self.files.setdefault(name, bytearray()).extend(data)
+        return len(data)
+
+    def read(self, name, offset, size):
+        data = self.files.get(name)
+        if data is None:
+            return b""
+        return bytes(data[offset:offset + size])
+
+    def cut(self, name, size):
+        del self.files[name][size:]
+
+
 class SimBoard:
     def __init__(self, seed=1, start_ms=0, channels=2):
         self.rng = Rng(seed)
@@ -183,6 +204,7 @@ class SimBoard:
         self.plant = PadPlant()
         # its own noise stream: adding the pad leaves the output-sense noise as it was
         self.pad_thermistor = ThermistorModel(rng=Rng(seed + 0x7E3A), plant=self.plant)
+        self.storage = SimStorage()
         self.active_faults = []
 
     def advance(self, ms):
@@ -195,5 +217,6 @@ class SimBoard:
         from firmware.device import Device
 
         return Device(
-            self.clock, self.pulse_out, self.sense, self.serial, device_id, heater=self.heater, thermistor=self.pad_thermistor
+            self.clock, self.pulse_out, self.sense, self.serial, device_id, heater=self.heater,
+            thermistor=self.pad_thermistor, storage=self.storage,
         )

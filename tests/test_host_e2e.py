@@ -193,4 +193,9 @@ def test_every_subcommand_against_a_served_device(runtime_name):
         refusal = run("clear-fault", code=1)["error"]  # nothing latched: refused, and says why
         assert refusal["code"] == "bad_state" and "no fault to clear" in refusal["message"]
         run("ports")
+        changed = run("settings", "--set", "ramp_default_ms=2000", "--set", "interlock_default=alternate")
+        assert changed["settings"]["ramp_default_ms"] == 2000 and changed["settings"]["interlock_default"] == "alternate"
+        refusal = run("settings", "--set", "heat_max_target_mc=43500", code=1)["error"]
+        assert refusal["code"] == "out_of_range" and "43000" in refusal["message"]
+        assert run("settings")["settings"]["heat_max_target_mc"] == 43000
     assert walked == set(cli.commands), sorted(set(cli.commands) - walked)

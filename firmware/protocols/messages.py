@@ -31,6 +31,7 @@ OP_KEEPALIVE = "keepalive"
 OP_CLEAR_FAULT = "clear_fault"
 OP_HEAT = "heat"
 OP_TELEMETRY = "telemetry"
+OP_SETTINGS = "settings"
 OPS = (
     OP_HELLO,
     OP_STATUS,
@@ -47,6 +48,7 @@ OPS = (
     OP_CLEAR_FAULT,
     OP_HEAT,
     OP_TELEMETRY,
+    OP_SETTINGS,
 )
 
 # Error codes. Stable strings: hosts and scripts branch on them.

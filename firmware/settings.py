@@ -1,0 +1,110 @@
+"""Device settings a therapist may change: defaults for new sessions, and a heat cap below 43 C.
+
+Every value is checked against the hard limit it may not pass (firmware/limits.py,
+firmware/heat/config.py); a change of several names is all or nothing. Settings live
+on the flash as an append-only log of framed records (`@{json}*CRC`, the wire format),
+newest record of a name wins: a power cut during a write loses at most that record,
+and a damaged record is skipped on boot, never half-applied.
+"""
+
+from firmware import limits as L
+from firmware.heat.config import HARD_MAX_TARGET_MC
+from firmware.protocols import frame
+from firmware.protocols import messages as msg
+
+STORE_NAME = "settings.log"
+READ_CHUNK = 256
+
+# name -> (lowest, highest, default); integers with their unit in the name
+INT_SETTINGS = {
+    "session_default_ms": (1000, L.SESSION_MAX_MS, L.SESSION_DEFAULT_MS),
+    "ramp_default_ms": (L.RAMP_MIN_MS, L.RAMP_MAX_MS, L.RAMP_DEFAULT_MS),
+    "lease_default_ms": (L.LEASE_MIN_MS, L.LEASE_MAX_MS, L.LEASE_DEFAULT_MS),  # or 0: no lease
+    "heat_max_target_mc": (30000, HARD_MAX_TARGET_MC, HARD_MAX_TARGET_MC),
+    "heat_minutes_default": (1, 120, 30),
+}
+INTERLOCK_CHOICES = ("concurrent", "alternate")
+INTERLOCK_DEFAULT = "concurrent"
+
+
+def _check(name, value):
+    """The value as stored, or RequestError naming the setting, the value and the limit."""
+    if name == "interlock_default":
+        if value not in INTERLOCK_CHOICES:
+            raise msg.RequestError(
+                msg.E_BAD_FIELD,
+                "interlock_default %s is not one of %s" % (msg._show(value), ", ".join(INTERLOCK_CHOICES)),
+            )
+        return value
+    if name not in INT_SETTINGS:
+        raise msg.RequestError(
+            msg.E_BAD_FIELD, "unknown setting %s; known: %s" % (msg._show(name), ", ".join(names()))
+        )
+    if name == "lease_default_ms" and msg.is_int(value) and value == 0:
+        return 0
+    low, high, _ = INT_SETTINGS[name]
+    return msg.int_field({name: value}, name, low, high)
+
+
+def names():
+    return sorted(list(INT_SETTINGS) + ["interlock_default"])
+
+
+class Settings:
+    def __init__(self, storage=None):
+        self.storage = storage
+        self.values = {"interlock_default": INTERLOCK_DEFAULT}
+        for name in INT_SETTINGS:
+            self.values[name] = INT_SETTINGS[name][2]
+        self.skipped_records = 0  # damaged or out-of-limit records found on load
+        if storage is not None:
+            self._load()
+
+    def get(self, name):
+        return self.values[name]
+
+    def to_dict(self):
+        out = {}
+        for name in self.values:
+            out[name] = self.values[name]
+        return out
+
+    def limits(self):
+        out = {"interlock_default": list(INTERLOCK_CHOICES)}
+        for name in INT_SETTINGS:
+            out[name] = [INT_SETTINGS[name][0], INT_SETTINGS[name][1]]
+        return out
+
+    def change(self, changes):
+        """Apply a dict of changes after checking every one; persist; returns the names changed."""
+        if not isinstance(changes, dict) or not changes:
+            raise msg.RequestError(msg.E_BAD_FIELD, "set must be an object of setting: value, e.g. {\"ramp_default_ms\": 3000}")
+        checked = {}
+        for name in changes:
+            checked[name] = _check(name, changes[name])
+        for name in checked:
+            if self.storage is not None:
+                self.storage.append(STORE_NAME, frame.encode_frame({"name": name, "value": checked[name]}))
+            self.values[name] = checked[name]
+        return sorted(checked)
+
+    def _load(self):
+        reader = frame.LineReader()
+        offset = 0
+        while True:
+            data = self.storage.read(STORE_NAME, offset, READ_CHUNK)
+            if not data:
+                break
+            offset += len(data)
+            for line in reader.feed(data):
+                self._replay(line)
+
+    def _replay(self, line):
+        try:
+            record = frame.decode_line(line) if line is not None else None
+            if record is None:
+                raise ValueError("not a record")
+            name = record.get("name")
+            self.values[name] = _check(name, record.get("value"))
+        except (frame.FrameError, msg.RequestError, ValueError, AttributeError, TypeError):
+            self.skipped_records += 1

@@ -1,0 +1,112 @@
+"""Settings: defaults for new sessions and a lower heat cap, checked against their hard limits,
+all or nothing, kept across a reboot, and a power cut during a write loses at most that write."""
+
+from firmware.protocols import messages as msg
+from firmware.settings import STORE_NAME, Settings
+from sim.board import SimStorage
+from tests.fw.harness import Harness
+from tests.fw.portable import raises
+
+
+def settings_reply(h, changes=None):
+    fields = {} if changes is None else {"set": changes}
+    return h.request("settings", fields)
+
+
+def test_defaults_and_limits_are_reported():
+    reply = Harness().ok("settings")
+    assert reply["settings"] == {
+        "heat_max_target_mc": 43000, "heat_minutes_default": 30, "interlock_default": "concurrent",
+        "lease_default_ms": 3000, "ramp_default_ms": 5000, "session_default_ms": 1800000,
+    }
+    assert reply["limits"]["heat_max_target_mc"] == [30000, 43000]
+    assert reply["limits"]["interlock_default"] == ["concurrent", "alternate"]
+
+
+def test_new_defaults_apply_to_the_next_session():
+    h = Harness()
+    h.ok("settings", {"set": {"session_default_ms": 600000, "lease_default_ms": 0, "interlock_default": "alternate",
+                              "heat_minutes_default": 12}})
+    h.ok("start", {"amp_ua": [0]})
+    status = h.ok("status")
+    assert status["lease_ms"] == 0 and status["interlock"] == "alternate"
+    assert 590000 < status["session_left_ms"] <= 600000
+    assert h.ok("heat", {"level": "low"})["time_left_ms"] == 12 * 60000
+
+
+def test_refusals_name_the_setting_and_the_limit_and_change_nothing():
+    h = Harness()
+    before = h.ok("settings")["settings"]
+    cases = (
+        ({"heat_max_target_mc": 43001}, msg.E_OUT_OF_RANGE, ("heat_max_target_mc", "43001", "43000")),
+        ({"ramp_default_ms": 999}, msg.E_OUT_OF_RANGE, ("ramp_default_ms", "999", "1000")),
+        ({"lease_default_ms": 100}, msg.E_OUT_OF_RANGE, ("lease_default_ms", "500")),
+        ({"interlock_default": "sometimes"}, msg.E_BAD_FIELD, ("sometimes", "concurrent", "alternate")),
+        ({"session_default_ms": 600000, "colour": 3}, msg.E_BAD_FIELD, ("colour", "session_default_ms")),
+        ({}, msg.E_BAD_FIELD, ("set must be an object",)),
+        ([1], msg.E_BAD_FIELD, ("set must be an object",)),
+    )
+    for changes, code, words in cases:
+        reply = settings_reply(h, changes)
+        assert reply["ok"] is False and reply["err"] == code, (changes, reply)
+        for word in words:
+            assert word in reply["msg"], (word, reply)
+    assert h.ok("settings")["settings"] == before  # the valid part of a refused change did not apply
+
+
+def test_a_lower_heat_cap_refuses_higher_targets_and_lowers_a_running_one():
+    h = Harness()
+    h.ok("start", {"amp_ua": [0], "lease_ms": 0})
+    h.ok("heat", {"level": "high"})
+    h.ok("settings", {"set": {"heat_max_target_mc": 41000}})
+    assert h.ok("status")["heat"]["target_mc"] == 41000
+    reply = h.request("heat", {"target_mc": 41500})
+    assert reply["ok"] is False and "41000" in reply["msg"], reply
+    reply = h.request("heat", {"level": "high"})
+    assert reply["ok"] is False and "41000" in reply["msg"], reply
+
+
+def test_settings_survive_a_reboot():
+    h = Harness()
+    h.ok("settings", {"set": {"ramp_default_ms": 2000}})
+    h.ok("settings", {"set": {"ramp_default_ms": 3000, "heat_max_target_mc": 40000}})
+    again = Settings(h.board.storage)
+    assert again.get("ramp_default_ms") == 3000 and again.get("heat_max_target_mc") == 40000
+    assert again.skipped_records == 0
+    rebooted = h.board.build_device()
+    assert rebooted.heat.config.max_target_mc == 40000
+
+
+def test_a_power_cut_at_any_byte_of_a_write_loses_at_most_that_write():
+    storage = SimStorage()
+    settings = Settings(storage)
+    settings.change({"ramp_default_ms": 2000})
+    settings.change({"session_default_ms": 900000})
+    whole = bytes(storage.files[STORE_NAME])
+    settings.change({"ramp_default_ms": 7000})
+    full = len(storage.files[STORE_NAME])
+    for size in range(len(whole), full):  # the third record cut after every byte
+        cut = SimStorage()
+        cut.append(STORE_NAME, bytes(storage.files[STORE_NAME][:size]))
+        loaded = Settings(cut)
+        assert loaded.get("ramp_default_ms") == 2000 and loaded.get("session_default_ms") == 900000, size
+    assert Settings(storage).get("ramp_default_ms") == 7000
+
+
+def test_a_damaged_record_is_skipped_not_half_applied():
+    storage = SimStorage()
+    Settings(storage).change({"ramp_default_ms": 2000})
+    storage.append(STORE_NAME, b'@{"name":"ramp_default_ms","value":9000}*0000\n')  # bad CRC
+    storage.append(STORE_NAME, b"garbage\n")
+    loaded = Settings(storage)
+    assert loaded.get("ramp_default_ms") == 2000 and loaded.skipped_records >= 1
+
+
+def test_an_out_of_limit_record_on_flash_is_ignored():
+    from firmware.protocols import frame
+
+    storage = SimStorage()
+    storage.append(STORE_NAME, frame.encode_frame({"name": "heat_max_target_mc", "value": 50000}))
+    loaded = Settings(storage)
+    assert loaded.get("heat_max_target_mc") == 43000 and loaded.skipped_records == 1
+    assert raises(msg.RequestError, loaded.change, {"heat_max_target_mc": 50000}).code == msg.E_OUT_OF_RANGE
