@@ -35,6 +35,7 @@ class Device:
 
             self.heat = HeatController(heater, thermistor)
         self.settings = Settings(storage)
+        self.maintenance = False  # for deployment: no stimulation, no heat (the board also drops its watchdog)
         self.interlock = self.settings.get("interlock_default")
         if self.heat is not None:
             self.heat.config.max_target_mc = self.settings.get("heat_max_target_mc")
@@ -76,6 +77,7 @@ class Device:
                 msg.OP_HEAT: self._op_heat,
                 msg.OP_TELEMETRY: self._op_telemetry,
                 msg.OP_SETTINGS: self._op_settings,
+                msg.OP_MAINTENANCE: self._op_maintenance,
             },
         )
         self.link.on_request = self._renew_lease
@@ -321,6 +323,7 @@ class Device:
             "ch": channels,
             "rx_errors": self.link.rx_errors,
             "tx_dropped": self.link.tx_dropped,
+            "maintenance": self.maintenance,
             "telemetry_ms": self.telemetry.every_ms,
             "telemetry_dropped": self.telemetry.dropped,
             "interlock": self.interlock,
@@ -374,6 +377,7 @@ class Device:
 
     def _op_start(self, message):
         targets = self._targets(message)
+        self._refuse_in_maintenance("start")
         settings = self.settings
         session_ms = msg.int_field(message, "session_ms", 1000, L.SESSION_MAX_MS, settings.get("session_default_ms"))
         lease_ms = message.get("lease_ms", settings.get("lease_default_ms"))
@@ -520,6 +524,7 @@ class Device:
         max_minutes = heat.config.auto_off_max_ms // 60000
         minutes = msg.int_field(message, "minutes", 1, max_minutes, self.settings.get("heat_minutes_default"))
         self._refuse_in_fault("heat")
+        self._refuse_in_maintenance("heat")
         if not self.supervisor.running():
             raise msg.RequestError(
                 msg.E_BAD_STATE, "heat runs in a session: start one first (state %s)" % self.supervisor.state_name
@@ -546,6 +551,24 @@ class Device:
                 heat.level, heat.target_mc = old_level, old_target_mc
                 raise
         return heat.status()
+
+    def _refuse_in_maintenance(self, what):
+        if self.maintenance:
+            raise msg.RequestError(
+                msg.E_BAD_STATE, "cannot %s: maintenance mode (send maintenance with on false, or restart)" % what
+            )
+
+    def _op_maintenance(self, message):
+        """Enter (IDLE only) or leave maintenance mode: no session may start while in it."""
+        on = message.get("on")
+        if on is not True and on is not False:
+            raise msg.RequestError(msg.E_BAD_FIELD, "on must be true or false, got %s" % msg._show(on))
+        if on and self.supervisor.state != sup.IDLE:
+            raise msg.RequestError(
+                msg.E_BAD_STATE, "maintenance mode needs IDLE (state %s): stop first" % self.supervisor.state_name
+            )
+        self.maintenance = on
+        return {"maintenance": on}
 
     def _op_settings(self, message):
         """Without "set": the settings and their limits. With "set": change them, all or nothing."""

@@ -746,6 +746,20 @@ def heat(settings, level, target_mc, minutes):
     _run(settings, action)
 
 
+@cli.command()
+@click.argument("switch", type=click.Choice(["on", "off"]))
+@click.pass_obj
+def maintenance(settings, switch):
+    """Maintenance mode on (from IDLE) or off: no session starts while it is on (for deploying)."""
+
+    def action(client):
+        reply = client.maintenance(switch == "on")
+        return reply, lambda console: console.print(
+            "Maintenance mode: %s" % ("[yellow]on[/] (start and heat refused)" if reply.get("maintenance") else "off"))
+
+    _run(settings, action)
+
+
 def _setting_change(text):
     """NAME=VALUE -> (name, value): integers as integers, anything else as text."""
     name, sep, value = text.partition("=")

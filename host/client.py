@@ -312,6 +312,10 @@ class Client:
             return self.request(msg.OP_SETTINGS, set=changes)
         return self.request(msg.OP_SETTINGS)
 
+    def maintenance(self, on):
+        """Enter (from IDLE) or leave maintenance mode."""
+        return self.request(msg.OP_MAINTENANCE, on=bool(on))
+
     def telemetry(self, every_ms):
         """Ask for a telemetry event every every_ms (0: none); they arrive through on_event / poll."""
         return self.request(msg.OP_TELEMETRY, every_ms=every_ms)

@@ -362,9 +362,27 @@ class FrameGen:
                     add("target_mc", lambda r: r.randint(30000, 43000) if r.random() < 0.7
                         else self._pick((29999, 43001, 45000, 0)), 1.0, 0.8)
                 add("minutes", lambda r: r.randint(1, 120) if r.random() < 0.8 else self._pick((0, 121, 100000)), 0.4, 0.8)
+        elif op == "maintenance":
+            add("on", lambda r: r.random() < 0.15, 0.9, 0.8)  # mostly off again: sessions keep running
+        elif op == "settings":
+            add("set", self._settings_change, 0.6, 0.8)
         if r.random() < 0.08:
             out.append((self._pick(("foo", "ID", "Op", "", "\u00e9", "x" * 30)), self._bad()))
         return out
+
+    def _settings_change(self, r):
+        names = ("session_default_ms", "ramp_default_ms", "lease_default_ms", "heat_max_target_mc",
+                 "heat_minutes_default", "interlock_default", "colour")
+        change = {}
+        for _ in range(r.randint(1, 3)):
+            name = self._pick(names)
+            if name == "interlock_default":
+                change[name] = self._pick(_INTERLOCKS)
+            elif name == "heat_max_target_mc":  # kept high enough that heat levels still start
+                change[name] = self._pick((42000, 43000, 43000, 43001, 29999))
+            else:
+                change[name] = self._pick((0, 1, 500, 1000, 3000, 30000, 40000, 43000, 43001, 3600000))
+        return change
 
     def _request(self):
         """A request as Obj pairs (and whether its id is one the generator made fresh)."""

@@ -198,4 +198,7 @@ def test_every_subcommand_against_a_served_device(runtime_name):
         refusal = run("settings", "--set", "heat_max_target_mc=43500", code=1)["error"]
         assert refusal["code"] == "out_of_range" and "43000" in refusal["message"]
         assert run("settings")["settings"]["heat_max_target_mc"] == 43000
+        assert run("maintenance", "on")["maintenance"] is True
+        assert "maintenance" in run("start", code=1)["error"]["message"]
+        assert run("maintenance", "off")["maintenance"] is False
     assert walked == set(cli.commands), sorted(set(cli.commands) - walked)

@@ -32,6 +32,7 @@ OP_CLEAR_FAULT = "clear_fault"
 OP_HEAT = "heat"
 OP_TELEMETRY = "telemetry"
 OP_SETTINGS = "settings"
+OP_MAINTENANCE = "maintenance"
 OPS = (
     OP_HELLO,
     OP_STATUS,
@@ -49,6 +50,7 @@ OPS = (
     OP_HEAT,
     OP_TELEMETRY,
     OP_SETTINGS,
+    OP_MAINTENANCE,
 )
 
 # Error codes. Stable strings: hosts and scripts branch on them.

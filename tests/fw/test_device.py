@@ -689,3 +689,22 @@ def test_same_inputs_same_bytes():
         h.request("status")
         outputs.append(h.raw)
     assert outputs[0] == outputs[1]
+
+
+# ---- maintenance mode -----------------------------------------------------------
+
+
+def test_maintenance_mode_refuses_sessions_until_left():
+    h = Harness()
+    assert h.ok("maintenance", {"on": True})["maintenance"] is True
+    assert h.ok("status")["maintenance"] is True
+    for op, fields in (("start", {"amp_ua": [2000]}), ("heat", {"level": "low"})):
+        reply = h.request(op, fields)
+        assert reply["ok"] is False and reply["err"] == msg.E_BAD_STATE and "maintenance" in reply["msg"], reply
+    assert h.state == "IDLE" and h.amps() == [0, 0]
+    h.ok("maintenance", {"on": False})
+    h.ok("start", {"amp_ua": [2000], "lease_ms": 0})
+    reply = h.request("maintenance", {"on": True})  # only from IDLE
+    assert reply["ok"] is False and "stop first" in reply["msg"], reply
+    reply = h.request("maintenance", {"on": "yes"})
+    assert reply["ok"] is False and reply["err"] == msg.E_BAD_FIELD, reply

@@ -16,11 +16,11 @@ def test_version_constants():
 
 def test_ops_listed():
     ops = ("hello", "status", "start", "stop", "estop", "pause", "resume", "set_amp", "amp_step", "set_stim",
-           "get_stim", "keepalive", "clear_fault", "heat", "telemetry", "settings")
+           "get_stim", "keepalive", "clear_fault", "heat", "telemetry", "settings", "maintenance")
     assert tuple(msg.OPS) == ops
     for op in (msg.OP_HELLO, msg.OP_STATUS, msg.OP_START, msg.OP_STOP, msg.OP_ESTOP, msg.OP_PAUSE, msg.OP_RESUME,
                msg.OP_SET_AMP, msg.OP_AMP_STEP, msg.OP_SET_STIM, msg.OP_GET_STIM, msg.OP_KEEPALIVE, msg.OP_CLEAR_FAULT, msg.OP_HEAT,
-               msg.OP_TELEMETRY, msg.OP_SETTINGS):
+               msg.OP_TELEMETRY, msg.OP_SETTINGS, msg.OP_MAINTENANCE):
         assert op in msg.OPS
 
 
