@@ -230,6 +230,9 @@ class HeatController:
         if self.side is not None:
             self.side.reset()
             self.cross.reset()
+        # every check starts afresh: a stuck-on watch must not compare new readings with the
+        # lowest reading from before the fault (the pad may still be warm from it)
+        self.protect = Protector(self.config)
         self.fault = None
         self.fault_msg = ""
         self._set_state(ST_OFF)

@@ -248,3 +248,15 @@ def test_a_stuck_heater_latches_stuck_on_while_heat_is_off():
     assert h.faults == ["stuck_on"], h.faults
     assert h.board.plant.pad_mc < 43000, h.board.plant.pad_mc  # caught well before a burn
     assert "stuck" in h.ok("status")["fault_msg"]
+
+
+def test_after_a_repaired_stuck_heater_clearing_does_not_relatch_on_old_readings():
+    h = session()
+    h.board.plant.settle()
+    h.fault("heater_stuck_on")
+    h.tick_until(lambda: h.state == "FAULT", 300 * SECOND)
+    h.tick(20 * SECOND)  # the pad keeps rising while the switch is stuck
+    h.fault("heater_stuck_on", False)
+    h.ok("clear_fault")
+    h.tick(40 * SECOND)  # cooling: no fault may latch from readings taken before the clear
+    assert h.state == "IDLE" and h.faults == [], h.ok("status")["fault_msg"]
