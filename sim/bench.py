@@ -27,36 +27,21 @@ from sim.scenario import normalize
 SESSION_S = 30 * 60
 
 
-def session_scenario(duration_s=SESSION_S):
-    return normalize(
-        {
-            "duration_s": duration_s,
-            "seed": 7,
-            "channels": 1,
-            "steps": [
-                {"at_s": 0.1, "send": {"op": "hello", "proto": "0.1"}},
-                {"at_s": 0.5, "send": {"op": "start", "amp_ua": [20000], "lease_ms": 0}},
-                {"at_s": duration_s - 10, "send": {"op": "stop"}},
-            ],
-        }
-    )
+def session_scenario(duration_s=SESSION_S, amps_ua=(20000,), heat_level=None):
+    """A device-timed session: start, ramp to amps_ua, hold (with the pad at heat_level), stop."""
+    steps = [
+        {"at_s": 0.1, "send": {"op": "hello"}},
+        {"at_s": 0.5, "send": {"op": "start", "amp_ua": list(amps_ua), "lease_ms": 0}},
+        {"at_s": duration_s - 10, "send": {"op": "stop"}},
+    ]
+    if heat_level is not None:
+        steps.insert(2, {"at_s": 0.6, "send": {"op": "heat", "level": heat_level}})
+    return normalize({"duration_s": duration_s, "seed": 7, "channels": len(amps_ua), "steps": steps})
 
 
 def heat_session_scenario(duration_s=SESSION_S):
-    """Two channels at 20 and 15 mA with the pad held at 40 C, 30 minutes."""
-    return normalize(
-        {
-            "duration_s": duration_s,
-            "seed": 7,
-            "channels": 2,
-            "steps": [
-                {"at_s": 0.1, "send": {"op": "hello"}},
-                {"at_s": 0.5, "send": {"op": "start", "amp_ua": [20000, 15000], "lease_ms": 0}},
-                {"at_s": 0.6, "send": {"op": "heat", "level": "medium"}},
-                {"at_s": duration_s - 10, "send": {"op": "stop"}},
-            ],
-        }
-    )
+    """Two channels at 20 and 15 mA with the pad held at 40 C."""
+    return session_scenario(duration_s, (20000, 15000), "medium")
 
 
 def measure_session(runtime, repeats, scenario=None):
