@@ -7,23 +7,58 @@ it) and HOLD (reached it once). Only a target raised beyond the band goes back
 to APPROACH (`retarget()`), so target changes cannot postpone a trip. The
 checks, with the HeatConfig defaults (tuned on the reference pad family of
 sim/thermal.py, +-30 % on every parameter: its slowest member needs 102 s to
-gain the last degree below 41 C at full power, the nominal pad 28 s):
+gain the last degree below 41 C at full power, the nominal pad 28 s; "high
+duty" is >= watch_duty_permille, 900; "heat" below counts full-power-equivalent
+time, the sum of duty x time):
 
 over_temp   measured >= over_temp_mc (45 C), any state; latency one tick.
-heat_slow   APPROACH only. Heat-up watch: after each gain of heating_gain_mc
-            (0.5 C) a new goal is set; heat_slow when check_gain_ms (60 s) of
-            ticks at high duty (>= watch_duty_permille, 900) pass without
-            reaching it. Error integral: (target - watch_hyst - measured) * dt
-            summed since the last gain; heat_slow beyond max_error_mc_s
-            (600 C.s). Catches a sensor detached before the start (reads the
-            room: about 40 s), an open or weak heater (60 s), a pad far too big
-            for the heater.
+heat_slow   APPROACH only, three watches.
+  rise      The fast heat-up watch, which catches a sensor that was off the pad
+            before heat started. Over any rise_check_ms (18 s) of heat (a window
+            sliding in RISE_SLOTS = 16 steps), a reading whose lowest value in the
+            window is below rise_ref_mc (29 C) must have climbed from that low by
+            rise_permille (36 mC per C) of the low's distance below rise_ref_mc:
+            0.25 C from 22 C, 0.11 C from 26 C, nothing from 29 C up. Why it is
+            safe: a bead on the pad reads the pad, and a pad that cool under full
+            power warms fast (the skin under it is warmer, the losses are small);
+            the tightest case of the family (the slowest heater at rest in a 12 C
+            room, sensor lag 6 s, its reading turning only after ~10 s) still rises
+            1.5 x what is asked. Why it catches: a detached bead reads the room plus
+            15 % of the way to the pad through a 10 s still-air lag, so it rises
+            about 1/7 as fast. Measured on the reference pad (22 C room): detached
+            before the start, 18.0 s whatever the target (the real pad gained < 1 C);
+            detached while the pad is still within ~4 C of the room, <= 17 s.
+            Limits: a bead that was off before the start is caught within one
+            window only in rooms up to ~25 C (the reading must start below 29 C)
+            and on pads that do not heat much faster than the reference (3 % of
+            the family, pads just laid on, take longer: see config.py). Every
+            restart of the heating (set_allowed(True) included) starts a new
+            window, so heat allowed only in bursts shorter than rise_check_ms
+            postpones this watch (as it does the gain watch and the integral).
+  gain      After each gain of heating_gain_mc (0.5 C) a new goal is set;
+            heat_slow when check_gain_ms (60 s) of high duty pass without
+            reaching it, counted only while the reading is more than gain_near_mc
+            (6 C) below the band (target - watch_hyst_mc): nearer, a slow pad of
+            the family can take up to 282 s to gain 0.5 C after a 10 C ambient
+            drop (44 s at the 6 C limit). Catches an open or weak heater (60 s).
+  integral  (target - watch_hyst - measured) * dt summed since the last gain;
+            heat_slow beyond max_error_mc_s (600 C.s; the family's worst with a
+            10 C ambient drop: 482 C.s). The slow backstop near the band.
+fall        Both phases (heat_slow while approaching, runaway while holding):
+            at high duty the reading may not fall fall_mc (0.5 C) below a peak that
+            leaks away at fall_rate_mc_s (0.15 C/s). A pad on the skin under high
+            duty never falls that way: over the family (pads cooled by a hold-off and
+            resumed in a 12 C room, 10 C ambient drops, 240 randomized sessions) the
+            largest excess was 0.013 C. A bead leaving the pad falls at
+            0.085 x (pad - room) per second: caught in 0.4 s from 42 C and 0.9 s from
+            30 C in a 22 C room, whenever the pad is more than ~4 C above the room
+            (nearer, the rise watch catches it). This is what catches a sensor that
+            comes off during the heat-up or while holding.
 runaway     HOLD only: below target - runaway_hyst_mc (3 C) with high duty for
             runaway_ms (15 s) in total, or an error integral below that band
             beyond runaway_error_mc_s (120 C.s); both reset when back in band.
-            Catches a sensor that came off the pad while holding (its reading
-            falls, the controller drives hard: about 17 s on the reference
-            pad) and a heater that failed open (slowly, in the safe direction).
+            Catches a heater that failed open (slowly, in the safe direction) and,
+            behind the fall watch, a sensor off the pad (about 17 s).
 stuck_on    rising while the heater is off: once the commanded duty has been
             0 for stuck_grace_ms (10 s: the element's stored heat has gone
             into the pad), a reading above stuck_floor_mc (38 C: skin cannot
@@ -32,7 +67,9 @@ stuck_on    rising while the heater is off: once the commanded duty has been
             0, stopped, held off): a stuck switch is most dangerous when heat
             is meant to be off. On the reference plant family the rise after
             10 s off is at most 0.08 C, even when heat stops mid-approach.
-No allocation unless a fault is raised.
+Every watch restarts with the heating (start, resume after set_allowed(False), a
+target raised beyond the band). No allocation unless a fault is raised (the rise
+window is a list made once).
 """
 
 from firmware.compat import const
@@ -45,6 +82,7 @@ PHASE_NAMES = ("idle", "approach", "hold")
 
 _OFF_MS_MAX = const(100000000)  # the heater-off timer stops counting here (27 h)
 _DT_MAX = const(50)  # a late tick counts at most 50 ms toward an integral (bounds the products)
+RISE_SLOTS = const(16)  # the fast heat-up watch's sliding window, in slots of rise_check_ms / 16
 
 
 class Protector:
@@ -58,6 +96,12 @@ class Protector:
         self._err = 0  # heat-up error integral, mC * ms
         self._run_ms = 0
         self._run_err = 0  # holding error integral, mC * ms
+        self._slot_min = [0] * RISE_SLOTS  # fast heat-up watch: lowest reading of each recent slot
+        self._slot_i = 0  # next entry of _slot_min to write
+        self._slots = 0  # slots completed since the watch started (counts up to RISE_SLOTS)
+        self._slot_e = 0  # heat delivered in the current slot, permille * ms
+        self._slot_low = 0  # lowest reading in the current slot
+        self._peak_uc = 0  # fall watch: leaky peak of the reading, micro-C
         self._off_ms = 0
         self._above = False
         self._low = 0
@@ -73,6 +117,10 @@ class Protector:
         self._err = 0
         self._run_ms = 0
         self._run_err = 0
+        self._slots = 0
+        self._slot_e = 0
+        self._slot_low = measured_mc
+        self._peak_uc = measured_mc * 1000
 
     def retarget(self, target_mc, measured_mc):
         """The target changed while heating. Only HOLD -> APPROACH (raised beyond the band)
@@ -109,6 +157,9 @@ class Protector:
             self._above = False
         if not heating:
             return None
+        found = self._fall(measured_mc, duty, dt_ms)
+        if found is not None:
+            return found
         if self.phase == APPROACH:
             return self._approach(target_mc, measured_mc, duty, dt_ms)
         if self.phase == HOLD:
@@ -146,6 +197,9 @@ class Protector:
             self._run_ms = 0
             self._run_err = 0
             return None
+        found = self._rise(measured_mc, dt_ms * duty)
+        if found is not None:
+            return found
         if measured_mc >= self._goal:
             self._gained = True
             self._goal = measured_mc + c.heating_gain_mc
@@ -154,15 +208,15 @@ class Protector:
             return None
         if not self._gained and measured_mc + c.heating_gain_mc < self._goal:
             self._goal = measured_mc + c.heating_gain_mc  # the first goal counts from the lowest reading
-        if duty >= self.high_permille:
+        if duty >= self.high_permille and measured_mc < band - c.gain_near_mc:
             self._watch_ms += dt_ms
             if self._watch_ms >= c.check_gain_ms:
                 return self._found(
                     F.F_HEAT_SLOW,
-                    "%s reads %s, short of %s: gained less than %s in %s at %d permille duty "
-                    "(heating_gain_mc, check_gain_ms): sensor detached or heater weak?"
+                    "%s reads %s, short of %s: gained less than %s in %s at %d permille duty, more than %s "
+                    "below the band (heating_gain_mc, check_gain_ms, gain_near_mc): sensor detached or heater weak?"
                     % (F.SENSOR_PAD, F.fmt_c(measured_mc), F.fmt_c(self._goal), F.fmt_c(c.heating_gain_mc),
-                       F.fmt_s(self._watch_ms), duty),
+                       F.fmt_s(self._watch_ms), duty, F.fmt_c(c.gain_near_mc)),
                 )
         self._err += (band - measured_mc) * dt_ms
         if self._err >= c.max_error_mc_s * 1000:
@@ -174,6 +228,66 @@ class Protector:
                    c.max_error_mc_s // 1000),
             )
         return None
+
+    def _rise(self, measured_mc, heat):
+        """Fast heat-up watch over a sliding window of rise_check_ms of full-power-equivalent
+        heating (RISE_SLOTS slots): from the lowest reading in the window, when below rise_ref_mc,
+        the reading must have climbed rise_permille of that low's distance below rise_ref_mc."""
+        c = self._c
+        if measured_mc < self._slot_low:
+            self._slot_low = measured_mc
+        self._slot_e += heat
+        slot = c.rise_check_ms * 1000 // RISE_SLOTS
+        if self._slot_e < slot:
+            return None
+        self._slot_e -= slot
+        ring = self._slot_min
+        i = self._slot_i
+        ring[i] = self._slot_low
+        i += 1
+        if i >= RISE_SLOTS:
+            i = 0
+        self._slot_i = i
+        self._slot_low = measured_mc
+        if self._slots < RISE_SLOTS:
+            self._slots += 1
+            if self._slots < RISE_SLOTS:
+                return None
+        low = ring[0]
+        for k in range(1, RISE_SLOTS):
+            if ring[k] < low:
+                low = ring[k]
+        if low >= c.rise_ref_mc:
+            return None
+        need = (c.rise_ref_mc - low) * c.rise_permille // 1000
+        if measured_mc - low >= need:
+            return None
+        return self._found(
+            F.F_HEAT_SLOW,
+            "%s reads %s: rose %s from its low %s over the last %s of full-power heating, expected at least %s "
+            "(rise_permille %d of the distance below rise_ref_mc %s, rise_check_ms): sensor detached from the pad?"
+            % (F.SENSOR_PAD, F.fmt_c(measured_mc), F.fmt_c(measured_mc - low), F.fmt_c(low),
+               F.fmt_s(c.rise_check_ms), F.fmt_c(need), c.rise_permille, F.fmt_c(c.rise_ref_mc)),
+        )
+
+    def _fall(self, measured_mc, duty, dt_ms):
+        """Fall watch (both phases): at high duty the reading may not fall fall_mc below its peak,
+        a peak that leaks away at fall_rate_mc_s (faster than any pad cools)."""
+        c = self._c
+        peak = self._peak_uc - c.fall_rate_mc_s * dt_ms
+        now_uc = measured_mc * 1000
+        if now_uc > peak:
+            peak = now_uc
+        self._peak_uc = peak
+        if duty < self.high_permille or peak - now_uc < c.fall_mc * 1000:
+            return None
+        return self._found(
+            F.F_HEAT_SLOW if self.phase == APPROACH else F.F_RUNAWAY,
+            "%s reads %s: fell %s more than a pad cools at %d mC/s (fall_rate_mc_s) while heating at %d "
+            "permille, limit %s (fall_mc): sensor detached from the pad?"
+            % (F.SENSOR_PAD, F.fmt_c(measured_mc), F.fmt_c((peak - now_uc) // 1000), c.fall_rate_mc_s, duty,
+               F.fmt_c(c.fall_mc)),
+        )
 
     def _hold(self, target_mc, measured_mc, duty, dt_ms):
         c = self._c

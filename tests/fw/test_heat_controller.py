@@ -250,3 +250,22 @@ def test_tick_allocates_nothing_on_micropython():
         micropython.heap_unlock()
     assert found is None
     assert rig.heat.state == "holding"
+
+
+def test_tick_allocates_nothing_from_a_cold_start_on_micropython():
+    # below rise_ref_mc the fast heat-up watch computes its expectation every window slot
+    try:
+        import micropython
+    except ImportError:
+        return  # CPython: nothing to check
+    rig = Rig(plant=Plant(start_mc=22000))
+    rig.heat.set_level("high")
+    rig.heat.start(rig.now)
+    rig.tick(10)
+    micropython.heap_lock()
+    try:
+        found = rig.tick(100 * 60)  # three windows of the fast watch, all below 29 C at first
+    finally:
+        micropython.heap_unlock()
+    assert found is None
+    assert rig.heat.state == "heating" and rig.heat.pad.value_mc > 29000

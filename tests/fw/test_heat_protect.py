@@ -56,9 +56,10 @@ def test_over_temp_latches_at_the_cutoff():
 
 def test_heat_slow_when_the_heater_is_open():
     config = HeatConfig()
-    rig = Rig(config=config, plant=Plant(start_mc=36000))  # near the band: the gain watch trips first
+    config.rise_permille = 0  # the fast watch would see the cooling pad pass 29 C: the gain watch alone
+    rig = Rig(config=config, plant=Plant(start_mc=34500))  # 6.5 C below the band (41 C): the gain watch
     rig.plant.heater_open = True
-    rig.heat.set_level("medium")
+    rig.heat.set_target_mc(43000)
     rig.heat.start(rig.now)
     t0 = rig.now
     found = rig.seconds(300)
@@ -67,6 +68,7 @@ def test_heat_slow_when_the_heater_is_open():
     assert config.check_gain_ms <= elapsed <= config.check_gain_ms + 100, elapsed
     msg = rig.heat.fault_msg
     assert "pad sensor" in msg and "heating_gain_mc" in msg and "check_gain_ms" in msg and "0.50 C" in msg
+    assert "gain_near_mc" in msg and "6.00 C" in msg
     _assert_latched_off(rig, F.F_HEAT_SLOW)
 
 
@@ -78,12 +80,14 @@ def test_heat_slow_when_the_sensor_is_detached_at_the_start():
     rig.heat.start(rig.now)
     t0 = rig.now
     assert rig.seconds(120) == F.F_HEAT_SLOW
-    assert rig.now - t0 <= 60000
-    assert rig.max_pad_mc < 40000  # the real pad never got near the cap
+    assert rig.now - t0 <= rig.heat.config.rise_check_ms + 100  # the fast heat-up watch: one window
+    assert "rise_permille" in rig.heat.fault_msg
+    assert rig.max_pad_mc < 31000  # the real pad barely warmed
 
 
 def test_heat_up_error_integral():
     config = HeatConfig()
+    config.rise_permille = 0  # the fast heat-up watch off: the integral alone
     p = Protector(config)
     p.restart(40000, 25000)
     assert p.phase == APPROACH
@@ -109,6 +113,130 @@ def test_progress_resets_the_heat_up_watch():
         assert p.check(True, 42000, m, 1000, 10) is None
 
 
+def _run(p, target, readings, duty=1000, dt=10):
+    """Feed check() one reading per tick; returns (found, ticks) at the first fault."""
+    n = 0
+    for m in readings:
+        n += 1
+        found = p.check(True, target, m, duty, dt)
+        if found is not None:
+            return found, n
+    return None, n
+
+
+def _flat(value, ticks):
+    for _ in range(ticks):
+        yield value
+
+
+def _ramp(start, mc, ticks, per=1):
+    """start, then mc more every `per` ticks."""
+    for i in range(ticks):
+        yield start + i * mc // per
+
+
+def test_fast_rise_watch_catches_a_flat_reading_after_one_window():
+    config = HeatConfig()
+    p = Protector(config)
+    p.restart(42000, 22000)
+    found, n = _run(p, 42000, _flat(22000, 100 * 60))
+    assert found == F.F_HEAT_SLOW
+    assert n * 10 == config.rise_check_ms  # the first full window, to the tick
+    msg = p.fault_msg
+    # 7 C below rise_ref_mc (29 C) x 36 permille = 0.25 C expected
+    assert "pad sensor" in msg and "22.00 C" in msg and "0.25 C" in msg and "rise_permille" in msg
+    assert "rise_ref_mc" in msg and "29.00 C" in msg and "rise_check_ms" in msg and "18.0 s" in msg
+
+
+def test_fast_rise_watch_needs_rise_in_proportion_to_the_distance_below_its_reference():
+    config = HeatConfig()
+    p = Protector(config)
+    p.restart(42000, 22000)
+    # from 22 C: 0.25 C per 18 s expected; 0.36 C per 18 s (1 mC every 5 ticks) passes for minutes
+    found, n = _run(p, 42000, _ramp(22000, 1, 100 * 300, 5))
+    assert found is None, p.fault_msg
+    p.restart(42000, 22000)
+    found, n = _run(p, 42000, _ramp(22000, 1, 100 * 60, 100))  # 0.18 C per 18 s: too slow
+    assert found == F.F_HEAT_SLOW and n * 10 == config.rise_check_ms
+    p.restart(42000, 30000)  # above rise_ref_mc: the fast watch asks nothing (the gain watch does)
+    found, n = _run(p, 42000, _flat(30000, 100 * 50))
+    assert found is None
+
+
+def test_fast_rise_watch_counts_full_power_equivalent_heating():
+    config = HeatConfig()
+    config.max_error_mc_s = 1000000  # the error integral would fire first at half power
+    p = Protector(config)
+    p.restart(42000, 22000)
+    found, n = _run(p, 42000, _flat(22000, 100 * 60), duty=500)
+    assert found == F.F_HEAT_SLOW and n * 10 == 2 * config.rise_check_ms  # half power: twice the time
+    p = Protector(config)
+    p.restart(42000, 22000)
+    found, n = _run(p, 42000, _flat(22000, 100 * 50), duty=0)
+    assert found is None  # no heat, no expectation
+
+
+def test_fast_rise_watch_slides_a_fall_inside_a_window_is_caught_one_window_later():
+    # rising nicely, then the bead comes off: the reading falls back 1 C (slowly, below the
+    # fall watch) and stays; the sliding window's low moves to the fallen reading
+    config = HeatConfig()
+    p = Protector(config)
+    p.restart(42000, 22000)
+    found, n = _run(p, 42000, _ramp(22000, 2, 100 * 15))  # +3 C in 15 s
+    assert found is None
+    found, n = _run(p, 42000, _ramp(25000, -1, 100 * 10))  # -1 C in 10 s (0.1 C/s)
+    assert found is None
+    found, n = _run(p, 42000, _flat(24000, 100 * 30))
+    assert found == F.F_HEAT_SLOW
+    assert n * 10 <= config.rise_check_ms + config.rise_check_ms // 16 + 10, n
+
+
+def test_fall_watch_fault_name_by_phase_and_duty():
+    config = HeatConfig()
+    # 0.12 C/s at full power: a fast-cooling pad (the family's fastest is slower), never a fault
+    p = Protector(config)
+    p.restart(42000, 35000)
+    found, n = _run(p, 42000, _ramp(35000, -12, 100 * 30, 10))
+    assert found is None
+    # 0.5 C/s at full power: 0.35 C/s beyond the 0.15 C/s allowance, 0.5 C after 1.43 s
+    p.restart(42000, 35000)
+    found, n = _run(p, 42000, _ramp(35000, -5, 100 * 20))
+    assert found == F.F_HEAT_SLOW and 141 <= n <= 145, n
+    msg = p.fault_msg
+    assert "fall_mc" in msg and "fall_rate_mc_s" in msg and "150 mC/s" in msg and "0.50 C" in msg
+    # the same fall at low duty (the controller is braking): no fault
+    p.restart(42000, 35000)
+    found, n = _run(p, 42000, _ramp(35000, -5, 100 * 20), duty=300)
+    assert found is None
+    # while holding it is a runaway
+    p.restart(42000, 42000)
+    assert p.phase == HOLD
+    found, n = _run(p, 42000, _ramp(42000, -5, 100 * 20))
+    assert found == F.F_RUNAWAY and 141 <= n <= 145, n
+
+
+def test_gain_watch_pauses_near_the_band():
+    # a slow pad creeping up 3 C below the band (after an ambient drop): no heat_slow from the
+    # gain watch; the error integral (600 C.s / 3 C = 200 s) still bounds it
+    config = HeatConfig()
+    p = Protector(config)
+    p.restart(43000, 38000)
+    found, n = _run(p, 43000, _flat(38000, 100 * 150))
+    assert found is None
+    found, n = _run(p, 43000, _flat(38000, 100 * 60))
+    assert found == F.F_HEAT_SLOW and "max_error_mc_s" in p.fault_msg
+
+
+def test_new_thresholds_are_validated_by_name():
+    for name, value in (
+        ("rise_check_ms", 0), ("rise_permille", 1001), ("rise_ref_mc", 44000), ("fall_mc", 50),
+        ("fall_rate_mc_s", -1), ("gain_near_mc", -1),
+    ):
+        config = HeatConfig()
+        setattr(config, name, value)
+        assert name in str(raises(ValueError, config.validate)), name
+
+
 def test_runaway_when_the_sensor_comes_off_while_holding():
     rig = _holding_rig()
     rig.therm.detached = True
@@ -116,11 +244,24 @@ def test_runaway_when_the_sensor_comes_off_while_holding():
     t0 = rig.now
     found = rig.seconds(60)
     assert found == F.F_RUNAWAY
-    assert rig.now - t0 <= 20000  # within 20 s
+    assert rig.now - t0 <= 5000  # the fall watch: 20 C above the room the bead falls 4 C/s at first
+    msg = rig.heat.fault_msg
+    assert "pad sensor" in msg and "fall_mc" in msg and "fall_rate_mc_s" in msg and "0.50 C" in msg
+    assert rig.max_pad_mc < 42500
+    _assert_latched_off(rig, F.F_RUNAWAY)
+
+
+def test_runaway_band_when_the_fall_watch_is_off():
+    config = HeatConfig()
+    config.fall_mc = 20000  # the fall watch cannot fire: the band and runaway_ms catch it
+    rig = _holding_rig(config=config)
+    rig.therm.detached = True
+    rig.therm.detached_mc = 22000
+    t0 = rig.now
+    assert rig.seconds(60) == F.F_RUNAWAY
+    assert rig.now - t0 <= 20000
     msg = rig.heat.fault_msg
     assert "pad sensor" in msg and "39.00 C" in msg and ("runaway_ms" in msg or "runaway_error_mc_s" in msg)
-    assert rig.max_pad_mc < 43500
-    _assert_latched_off(rig, F.F_RUNAWAY)
 
 
 def test_runaway_when_the_heater_fails_while_holding():

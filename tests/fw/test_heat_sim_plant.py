@@ -2,8 +2,10 @@
 
 A few end-to-end checks on the physics the rest of the project benches against:
 a normal session (no trip, small overshoot and ripple), a sensor coming off
-while holding (runaway within 20 s), a heater stuck on (stuck_on before the
-pad passes 44 C). Portable: the simulator models are integer-only too.
+while holding (runaway within 20 s: the fall watch takes about 1 s, the band
+watch behind it about 17 s), a heater stuck on (stuck_on before the pad passes
+44 C). Detachment before and during the heat-up: tests/fw/test_heat_detection.py.
+Portable: the simulator models are integer-only too.
 """
 
 from firmware.clock import ticks_add, ticks_diff
@@ -82,7 +84,28 @@ def test_sensor_off_the_pad_while_holding_is_a_runaway_within_20_s():
     rig.therm.detached = True
     t0 = rig.now
     assert rig.seconds(60) == F.F_RUNAWAY
+    assert ticks_diff(rig.now, t0) <= 2000  # the fall watch: the bead falls 1.7 C/s at first
+    assert "fall_mc" in rig.heat.fault_msg
+    assert rig.max_pad_mc < 42200
+    assert not rig.heater.leased
+
+
+def test_sensor_off_the_pad_while_holding_band_watch_behind_the_fall_watch():
+    rig = _SimRig()
+    while rig.plant.pad_mc < 41800:  # warm the pad open-loop (fast), then hold it closed-loop
+        rig.plant.step(1000, 1000)
+    rig.therm.sensor_mc = rig.plant.pad_mc
+    rig.therm.sample(rig.plant.pad_mc, 0)  # the bead and its ADC code with it
+    rig.heat.set_level("high")
+    rig.heat.start(rig.now)
+    assert rig.seconds(60) is None and rig.heat.state == "holding"
+    rig.heat.config.fall_mc = 20000  # as if the fall watch missed it: runaway_ms still within 20 s
+    rig.therm.ambient_mc = rig.plant.ambient_mc
+    rig.therm.detached = True
+    t0 = rig.now
+    assert rig.seconds(60) == F.F_RUNAWAY
     assert ticks_diff(rig.now, t0) <= 20000
+    assert "runaway_ms" in rig.heat.fault_msg or "runaway_error_mc_s" in rig.heat.fault_msg
     assert rig.max_pad_mc < 43000
 
 
