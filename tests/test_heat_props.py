@@ -6,9 +6,9 @@ Claims (hypothesis draws the plants; each example is a closed loop of 10 ms tick
 firmware HeatController on the simulator's pad, sim.bench_heat.Loop):
 - the true pad temperature never exceeds the target by more than TOLERANCE_MC, so never
   the 43 C cap by more than that, and a normal session never trips;
-- every injected heater or sensor fault latches its fault within its stated latency, the
-  heater lease is not renewed from that tick on, and the pad never exceeds the cap by more
-  than the tolerance meanwhile (a switch stuck closed excepted: only hardware cuts it);
+- every injected sensor fault (open, short, off the pad) latches within its stated latency,
+  the heater lease is not renewed from that tick on, and the pad never exceeds the cap by
+  more than the tolerance meanwhile (heater faults: `make bench` and test_heat_sim_plant.py);
 - faults the controller should ride through (a supply sagging to 70 % and back, a 10 C
   draught) never trip and never push the pad over the target by more than
   RIDE_THROUGH_TOLERANCE_MC.
@@ -87,3 +87,29 @@ def test_disturbances_it_can_absorb_never_overshoot(spread, ambient_mc, seed, fa
     loop.run(MINUTE_MS)
     assert loop.fault is None, (loop.fault, loop.ctl.fault_msg)
     assert loop.max_pad_mc <= 42000 + RIDE_THROUGH_TOLERANCE_MC, loop.max_pad_mc
+
+
+SENSOR_FAULT_LATENCY_MS = {  # the stated latency of each injected fault while holding
+    "thermistor_open": 100,
+    "thermistor_short": 100,
+    "thermistor_detached": 20000,
+}
+
+
+@settings(SETTINGS, max_examples=12)
+@given(spread=spreads, ambient_mc=st.integers(18000, 26000), seed=st.integers(1, 10000),
+       fault=st.sampled_from(sorted(SENSOR_FAULT_LATENCY_MS)), hold_s=st.integers(60, 150))
+def test_sensor_faults_latch_within_their_latency_and_the_lease_stops(spread, ambient_mc, seed, fault, hold_s):
+    loop = loop_for(spread, ambient_mc, 3000, seed, 0)
+    warm_to(loop, 41000)
+    loop.set_target("high")
+    loop.start()
+    assert loop.run(hold_s * 1000) is None, loop.ctl.fault_msg
+    THERMAL_FAULTS[fault][1](loop.plant, loop.therm, True)
+    t0_ms = loop.t_ms
+    found = loop.run(SENSOR_FAULT_LATENCY_MS[fault] + 10)
+    assert found is not None, (fault, loop.ctl.state)
+    assert loop.fault_t_ms - t0_ms <= SENSOR_FAULT_LATENCY_MS[fault]
+    loop.run(1000, stop_on_fault=False)
+    assert loop.heater.duty(loop.now) == 0 and loop.plant.power_mw == 0  # no lease renewed after the trip
+    assert loop.max_pad_mc <= HARD_MAX_TARGET_MC + TOLERANCE_MC
