@@ -80,16 +80,7 @@ PARAM_NAMES = (
 # Parameters `scaled()` may change by a percentage (positive physical quantities).
 SCALABLE = PARAM_NAMES[: PARAM_NAMES.index("supply_mv") + 1]
 # The plant family of issue 4: `random_spread` varies these (not the supply, which is the device's).
-SPREAD_PARAMS = (
-    "heater_cap_mj_per_k",
-    "pad_cap_mj_per_k",
-    "skin_cap_mj_per_k",
-    "r_heater_pad_mk_per_w",
-    "r_pad_skin_mk_per_w",
-    "r_pad_ambient_mk_per_w",
-    "r_skin_core_mk_per_w",
-    "heater_milliohm",
-)
+SPREAD_PARAMS = PARAM_NAMES[: PARAM_NAMES.index("supply_mv")]
 
 
 def _link_q8(h_ms, r_mk_per_w):
