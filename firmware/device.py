@@ -12,6 +12,13 @@ from firmware import limits as L
 from firmware import supervisor as sup
 from firmware.clock import Elapsed, ticks_diff
 from firmware.link import Link
+from firmware.lock import ClinicianLock
+from firmware import presets
+from firmware.program import PROGRAM_MAX_BYTES, parse_program
+from firmware.program_store import ProgramStore
+from firmware.ram_storage import RamStorage
+from firmware.recorder import SAMPLE_EVERY_MS, Recorder
+from firmware.session_log import SessionLog
 from firmware.settings import Settings
 from firmware.output_check import OutputMonitor
 from firmware.protocols import messages as msg
@@ -22,19 +29,46 @@ WINDOW_US = L.TICK_MS * 1000
 INTERLOCK_CONCURRENT = "concurrent"  # heat and stimulation together
 INTERLOCK_ALTERNATE = "alternate"  # never heat while any channel stimulates or is about to
 INTERLOCKS = (INTERLOCK_CONCURRENT, INTERLOCK_ALTERNATE)
+STATUS_FAULT_MSG_MAX = 120
+LOG_FETCH_MAX_BYTES = 640  # records per log_fetch reply: with its envelope, one 1024-byte frame
+UNIX_S_MIN = 1000000000  # 2001: a hello's clock older than this is a host with no clock
+UNIX_S_MAX = 0x7FFFFFFF
+
+
+def _clock_bytes(clock):
+    """Salt bytes for a board without a random source: distinct per call, not secret.
+    The board passes os.urandom; the simulator its seeded generator."""
+    state = [clock.ticks_ms() | 1]
+
+    def random_bytes(count):
+        out = bytearray(count)
+        for i in range(count):
+            state[0] = (state[0] * 1103515245 + 12345 + clock.ticks_ms()) & 0x7FFFFFFF
+            out[i] = (state[0] >> 16) & 0xFF
+        return bytes(out)
+
+    return random_bytes
 
 
 class Device:
     def __init__(
-        self, clock, pulse_out, sense, serial, device_id="pulsewarm-0000", heater=None, thermistor=None, storage=None
+        self, clock, pulse_out, sense, serial, device_id="pulsewarm-0000", heater=None, thermistor=None, storage=None,
+        random_bytes=None,
     ):
         pulse_out.off()  # outputs off at boot, before anything else
+        if storage is None:
+            storage = RamStorage()  # records last until power-off
         self.heat = None  # a HeatController when the board has a pad (it turns the heater off at once)
         if heater is not None:
             from firmware.heat.heat import HeatController
 
             self.heat = HeatController(heater, thermistor)
         self.settings = Settings(storage)
+        self.programs = ProgramStore(storage)
+        self.lock = ClinicianLock(storage, clock, random_bytes or _clock_bytes(clock))
+        self.program = None  # the Program this session runs, or None (a session set up by requests)
+        self.phase_index = -1
+        self._phase_targets = None  # per channel: the patient's amplitude while a phase pauses TENS
         self.maintenance = False  # for deployment: no stimulation, no heat (the board also drops its watchdog)
         self.interlock = self.settings.get("interlock_default")
         if self.heat is not None:
@@ -51,6 +85,14 @@ class Device:
         self.monitors = [OutputMonitor(i) for i in range(count)]
         self.delivered_ua = [0] * count
         self.uptime = Elapsed(clock.ticks_ms())
+        try:
+            log = SessionLog(storage)
+        except msg.RequestError:  # an unreadable log must not keep the device from working: records go to RAM
+            log = SessionLog(RamStorage())
+        self.recorder = Recorder(log, self.uptime)
+        self.max_amp_ua = [0] * count  # the highest output of this session, per channel (for the log)
+        self._sample_due = False
+        self._recorded_state = sup.IDLE
         self.ticks = 0
         self.stopping = False  # RUNNING, ramping down to a normal stop
         self.session_ms = L.SESSION_DEFAULT_MS
@@ -78,6 +120,15 @@ class Device:
                 msg.OP_TELEMETRY: self._op_telemetry,
                 msg.OP_SETTINGS: self._op_settings,
                 msg.OP_MAINTENANCE: self._op_maintenance,
+                msg.OP_PROGRAMS: self._op_programs,
+                msg.OP_PROGRAM_GET: self._op_program_get,
+                msg.OP_PROGRAM_PUT: self._op_program_put,
+                msg.OP_PROGRAM_DELETE: self._op_program_delete,
+                msg.OP_LOG_INFO: self._op_log_info,
+                msg.OP_LOG_FETCH: self._op_log_fetch,
+                msg.OP_LOG_ERASE: self._op_log_erase,
+                msg.OP_PAIN: self._op_pain,
+                msg.OP_PIN: self._op_pin,
             },
         )
         self.link.on_request = self._renew_lease
@@ -179,6 +230,13 @@ class Device:
         if self.supervisor.state != sup.RUNNING:
             return
         self.session_run_ms += L.TICK_MS
+        if self.session_run_ms % SAMPLE_EVERY_MS == 0:
+            self._sample_due = True
+        program = self.program
+        if program is not None and not self.stopping:
+            index = program.phase_index_at(self.session_run_ms)
+            if index != self.phase_index:
+                self._enter_phase(index)
         if self.lease_ms and ticks_diff(now, self._lease_from) > self.lease_ms:
             self.stopping = False
             self.supervisor.pause(sup.PAUSE_LEASE)
@@ -203,6 +261,8 @@ class Device:
                 return
             if channel.amp_ua:
                 idle = False
+                if channel.amp_ua > self.max_amp_ua[channel.index]:
+                    self.max_amp_ua[channel.index] = channel.amp_ua
         if self.stopping and idle:
             self.stopping = False
             self._outputs_off()  # leaving RUNNING: the driver is off in the same tick, as on every other exit
@@ -218,6 +278,7 @@ class Device:
         self._lease_from = self.clock.ticks_ms()
 
     def _announce_state(self):
+        self._record_session()
         heat = self.heat
         if heat is not None and heat.changes != self._seen_heat_changes:
             self._seen_heat_changes = heat.changes
@@ -276,6 +337,8 @@ class Device:
                     "host speaks protocol %d.%d; this device speaks %s (majors %s)"
                     % (major, minor, msg.PROTO_VERSION, list(msg.SUPPORTED_MAJORS)),
                 )
+        if "unix_s" in message:  # the host's clock: session records get calendar times
+            self.recorder.set_time(msg.int_field(message, "unix_s", UNIX_S_MIN, UNIX_S_MAX))
         self.telemetry.set_rate(0, self.clock.ticks_ms())  # a new host asks for what it wants
         # A hello does not disturb a running session: observers (tensctl status) connect
         # freely. A controlling host that was gone longer than its lease finds the session
@@ -316,7 +379,7 @@ class Device:
             "reason": self.supervisor.reason,
             "stopping": self.stopping,
             "faults": list(self.supervisor.faults),
-            "fault_msg": self.supervisor.fault_msg,
+            "fault_msg": msg.clip(self.supervisor.fault_msg, STATUS_FAULT_MSG_MAX),  # whole in the state event
             "uptime_ms": self.uptime.total_ms,
             "session_left_ms": left_ms if left_ms > 0 else 0,
             "lease_ms": self.lease_ms,
@@ -327,8 +390,18 @@ class Device:
             "telemetry_ms": self.telemetry.every_ms,
             "telemetry_dropped": self.telemetry.dropped,
             "interlock": self.interlock,
-            "heat": self.heat.status() if self.heat is not None else None,
+            "heat": self._heat_status(),
+            # patient mode and log write errors: the programs and log_info replies (status is near its frame)
+            "program": self.program.name if self.program is not None else None,
+            "phase": self.program.phases[self.phase_index].name if self.program is not None else None,
         }
+
+    def _heat_status(self):
+        if self.heat is None:
+            return None
+        fields = self.heat.status()
+        del fields["duty_permille"]  # heater_duty_pct says it; the status reply stays inside one frame
+        return fields
 
     def _telemetry_fields(self):
         """A compact status: what a live view redraws (kept well inside one frame)."""
@@ -376,20 +449,37 @@ class Device:
         return {"state": self.supervisor.state_name}
 
     def _op_start(self, message):
-        targets = self._targets(message)
+        """Start a session: a program by name, or (clinician) the channels as they are set."""
+        program = None
+        if "program" in message:
+            program = self._load_program(message["program"])
+            for name in ("session_ms", "ramp_ms", "interlock"):
+                if name in message:
+                    raise msg.RequestError(msg.E_BAD_FIELD, "%s comes from the program; leave it out" % name)
+            targets = self._program_targets(program, message)
+        else:
+            self._require_clinician(message, "start a session without a program")
+            targets = self._targets(message)
         self._refuse_in_maintenance("start")
         settings = self.settings
-        session_ms = msg.int_field(message, "session_ms", 1000, L.SESSION_MAX_MS, settings.get("session_default_ms"))
+        if program is not None:
+            session_ms = program.session_ms
+            ramp_ms = program.ramp_ms or settings.get("ramp_default_ms")
+            interlock = program.interlock or settings.get("interlock_default")
+        else:
+            session_ms = msg.int_field(message, "session_ms", 1000, L.SESSION_MAX_MS, settings.get("session_default_ms"))
+            ramp_ms = msg.int_field(message, "ramp_ms", L.RAMP_MIN_MS, L.RAMP_MAX_MS, settings.get("ramp_default_ms"))
+            interlock = message.get("interlock", settings.get("interlock_default"))
         lease_ms = message.get("lease_ms", settings.get("lease_default_ms"))
         if not (msg.is_int(lease_ms) and lease_ms == 0):  # 0: no host lease
             lease_ms = msg.int_field(message, "lease_ms", L.LEASE_MIN_MS, L.LEASE_MAX_MS, lease_ms)
-        ramp_ms = msg.int_field(message, "ramp_ms", L.RAMP_MIN_MS, L.RAMP_MAX_MS, settings.get("ramp_default_ms"))
-        interlock = message.get("interlock", settings.get("interlock_default"))
         if interlock not in INTERLOCKS:
             raise msg.RequestError(
                 msg.E_BAD_FIELD, "interlock %s is not one of %s" % (msg._show(interlock), ", ".join(INTERLOCKS))
             )
         self.supervisor.start()  # from IDLE only
+        if self.recorder.open:
+            self._close_session()  # the last session ended in this very tick: its stop comes first
         self.interlock = interlock
         if self.heat is not None and self.heat.state == "off":
             self.heat.reset_dose()  # the thermal dose is counted per therapy session
@@ -398,15 +488,156 @@ class Device:
         self.lease_ms = lease_ms
         self.stopping = False
         self._lease_from = self.clock.ticks_ms()
+        self.program = program
+        self.phase_index = -1
+        self._phase_targets = None
         for i in range(len(self.channels)):
             channel = self.channels[i]
+            self.max_amp_ua[i] = 0
+            if program is not None:
+                plan = program.channels[i] if i < len(program.channels) else None
+                channel.apply_setting(plan.setting if plan is not None else channel.setting)
             channel.off()
             channel.ramp_ms = ramp_ms
             if i < len(targets):
                 channel.set_target(targets[i])
+            elif program is not None:
+                channel.set_target(0)
             else:
                 channel.set_target(channel.target_ua)
-        return {"state": self.supervisor.state_name}
+        heat = None
+        if program is not None and program.has_heat:
+            heat = {"level": program.heat_level, "target_mc": program.heat_target_mc}
+        self.recorder.start(
+            program.name if program is not None else None, session_ms, [ch.target_ua for ch in self.channels],
+            heat, interlock,
+        )
+        if program is None:
+            return {"state": self.supervisor.state_name}
+        self._enter_phase(0)
+        return {"state": self.supervisor.state_name, "program": program.name, "session_ms": session_ms}
+
+    def _load_program(self, name):
+        """A stored program, or (open device only) a built-in preset, checked again here:
+        the heat cap or the channel count may have changed since it was stored."""
+        if not isinstance(name, str):
+            raise msg.RequestError(msg.E_BAD_FIELD, "program must be a program name, got %s" % msg._show(name))
+        if name in self.programs.names():
+            source = self.programs.get(name)
+        else:
+            source = presets.find(name)
+            if source is None:
+                raise msg.RequestError(
+                    msg.E_NOT_FOUND, "no program named %s (the programs request lists them)" % msg._show(name)
+                )
+            if self.lock.has_pin:
+                raise msg.RequestError(
+                    msg.E_LOCKED,
+                    "patient mode runs prescribed programs only; %s is a built-in preset (a clinician uploads a copy)"
+                    % name,
+                )
+        program = parse_program(source, len(self.channels), self.settings.get("heat_max_target_mc"))
+        if program.has_heat and self.heat is None:
+            raise msg.RequestError(msg.E_BAD_STATE, "program %s needs a heat pad; this device has none" % name)
+        return program
+
+    def _program_targets(self, program, message):
+        """Optional "amp_ua" at the start of a program, each within its channel's prescription."""
+        values = message.get("amp_ua")
+        if values is None:
+            return [plan.amp_ua for plan in program.channels]
+        if not isinstance(values, list) or len(values) > len(program.channels):
+            raise msg.RequestError(
+                msg.E_BAD_FIELD,
+                "amp_ua must be a list of up to %d integers, one per channel of program %s"
+                % (len(program.channels), program.name),
+            )
+        for i in range(len(values)):
+            amp_ua = msg.int_field({"amp_ua": values[i]}, "amp_ua", 0, L.AMP_LIMIT_UA)
+            self._check_prescription(i, amp_ua, program)
+        return values
+
+    def _check_prescription(self, index, amp_ua, program):
+        if index >= len(program.channels):
+            raise msg.RequestError(msg.E_BAD_STATE, "program %s does not use channel %d" % (program.name, index))
+        top_ua = program.channels[index].max_amp_ua
+        if amp_ua > top_ua:
+            raise msg.RequestError(
+                msg.E_OUT_OF_RANGE,
+                "amp_ua %d exceeds the prescribed maximum %d for channel %d (program %s)"
+                % (amp_ua, top_ua, index, program.name),
+            )
+
+    def _enter_phase(self, index):
+        """Apply a program phase: TENS on or held at zero (the patient's amplitude kept for
+        the next TENS phase), heat on for the run of heat phases or off."""
+        program = self.program
+        phase = program.phases[index]
+        self.phase_index = index
+        self.recorder.phase(index, phase.name)
+        if phase.tens:
+            if self._phase_targets is not None:
+                for i in range(len(self.channels)):
+                    self.channels[i].set_target(self._phase_targets[i])
+                self._phase_targets = None
+        elif self._phase_targets is None:
+            self._phase_targets = [channel.target_ua for channel in self.channels]
+            for channel in self.channels:
+                channel.set_target(0)
+        heat = self.heat
+        if heat is None:
+            return
+        if phase.heat and heat.state == "off":
+            try:
+                if program.heat_level is not None:
+                    heat.set_level(program.heat_level)
+                else:
+                    heat.set_target_mc(program.heat_target_mc)
+                heat.start(self.clock.ticks_ms(), program.heat_left_ms(index))
+                self.recorder.heat(heat.target_mc)
+            except msg.RequestError as exc:  # e.g. the session's thermal dose is used up: TENS goes on
+                self.recorder.fault(["heat_refused"], exc.message)
+        elif not phase.heat and heat.state != "off" and heat.state != "fault":
+            heat.stop()
+            self.recorder.heat(None)
+
+    def _close_session(self):
+        """The session's last records: an end sample and the stop (with the fault, if one ended it)."""
+        recorder = self.recorder
+        state = self.supervisor.state
+        if state == sup.FAULT:
+            recorder.fault(list(self.supervisor.faults), self.supervisor.fault_msg)
+        self._record_sample()
+        heat = self.heat
+        recorder.stop(
+            "fault" if state == sup.FAULT else self.supervisor.reason, self.session_run_ms, list(self.max_amp_ua),
+            heat.dose.cem43_ms if heat is not None else 0,
+        )
+        self.program = None
+        self.phase_index = -1
+        self._phase_targets = None
+
+    def _record_sample(self):
+        heat = self.heat
+        temp_mc = None
+        target_mc = None
+        if heat is not None:
+            temp_mc = heat.pad.value_mc if heat.pad.valid else None
+            target_mc = heat.target_mc if heat.state != "off" else None
+        self.recorder.sample(self.session_run_ms, [channel.amp_ua for channel in self.channels], temp_mc, target_mc)
+
+    def _record_session(self):
+        """Once a tick, after control and requests: samples, and the end of a session."""
+        state = self.supervisor.state
+        if self.recorder.open:
+            if self._sample_due:
+                self._sample_due = False
+                self._record_sample()
+            if state == sup.IDLE or state == sup.FAULT:
+                self._close_session()
+        elif state == sup.FAULT and self._recorded_state != sup.FAULT:
+            self.recorder.fault(list(self.supervisor.faults), self.supervisor.fault_msg)
+        self._recorded_state = state
 
     def _targets(self, message):
         """Optional "amp_ua": one integer per channel, each inside its channel's envelope."""
@@ -462,8 +693,20 @@ class Device:
             raise msg.RequestError(
                 msg.E_BAD_STATE, "cannot raise amplitude: stopping (%s), ramping down to IDLE" % self.supervisor.reason
             )
+        program = self.program
+        if program is not None:
+            self._check_prescription(channel.index, amp_ua, program)
+            phase = program.phases[self.phase_index]
+            if not phase.tens:
+                raise msg.RequestError(
+                    msg.E_BAD_STATE,
+                    "phase %s of program %s has no stimulation; amplitude changes in a TENS phase"
+                    % (phase.name, program.name),
+                )
         envelope.check(channel.setting, amp_ua)
         channel.set_target(amp_ua)
+        if self.recorder.open:
+            self.recorder.amp(channel.index, channel.target_ua)
         return {"ch": channel.index, "target_ua": channel.target_ua}
 
     def _op_set_amp(self, message):
@@ -488,6 +731,11 @@ class Device:
     def _op_set_stim(self, message):
         channel = self._channel(message)
         setting = envelope.parse_setting(message.get("stim"))
+        self._require_clinician(message, "change the stimulation setting")
+        if self.program is not None:
+            raise msg.RequestError(
+                msg.E_BAD_STATE, "program %s sets the stimulation; stop it first" % self.program.name
+            )
         self._refuse_in_fault("change the stimulation setting")
         envelope.check(setting, channel.target_ua)
         channel.apply_setting(setting)  # a program change: output restarts from zero
@@ -518,6 +766,8 @@ class Device:
             if message["off"] is not True:
                 raise msg.RequestError(msg.E_BAD_FIELD, "off must be true (heat off), got %s" % msg._show(message["off"]))
             heat.stop()
+            if self.recorder.open:
+                self.recorder.heat(None)
             return heat.status()
         if "level" in message and "target_mc" in message:
             raise msg.RequestError(msg.E_BAD_FIELD, "give level or target_mc, not both")
@@ -525,6 +775,8 @@ class Device:
         minutes = msg.int_field(message, "minutes", 1, max_minutes, self.settings.get("heat_minutes_default"))
         self._refuse_in_fault("heat")
         self._refuse_in_maintenance("heat")
+        if self.lock.has_pin:
+            self._check_heat_prescription(heat, message)
         if not self.supervisor.running():
             raise msg.RequestError(
                 msg.E_BAD_STATE, "heat runs in a session: start one first (state %s)" % self.supervisor.state_name
@@ -550,7 +802,23 @@ class Device:
             except msg.RequestError:
                 heat.level, heat.target_mc = old_level, old_target_mc
                 raise
+        if self.recorder.open:
+            self.recorder.heat(heat.target_mc)
         return heat.status()
+
+    def _check_heat_prescription(self, heat, message):
+        """Patient mode: heat as the running program prescribes it, or lower."""
+        program = self.program
+        if program is None or not program.has_heat:
+            raise msg.RequestError(msg.E_LOCKED, "patient mode: heat comes only with a prescribed program that has heat")
+        target_mc = message.get("target_mc")
+        if "level" in message:
+            target_mc = heat.config.level_mc(message["level"])
+        if msg.is_int(target_mc) and target_mc > program.heat_target_mc:
+            raise msg.RequestError(
+                msg.E_OUT_OF_RANGE,
+                "heat %d mC exceeds the prescribed %d mC (program %s)" % (target_mc, program.heat_target_mc, program.name),
+            )
 
     def _refuse_in_maintenance(self, what):
         if self.maintenance:
@@ -563,6 +831,8 @@ class Device:
         on = message.get("on")
         if on is not True and on is not False:
             raise msg.RequestError(msg.E_BAD_FIELD, "on must be true or false, got %s" % msg._show(on))
+        if on:
+            self._require_clinician(message, "enter maintenance mode")
         if on and self.supervisor.state != sup.IDLE:
             raise msg.RequestError(
                 msg.E_BAD_STATE, "maintenance mode needs IDLE (state %s): stop first" % self.supervisor.state_name
@@ -573,6 +843,7 @@ class Device:
     def _op_settings(self, message):
         """Without "set": the settings and their limits. With "set": change them, all or nothing."""
         if "set" in message:
+            self._require_clinician(message, "change settings")
             self.settings.change(message["set"])
             if self.heat is not None:
                 self._apply_heat_cap(self.settings.get("heat_max_target_mc"))
@@ -583,6 +854,97 @@ class Device:
         heat.config.max_target_mc = cap_mc
         if heat.target_mc > cap_mc:
             heat.set_target_mc(cap_mc)  # a running heat session drops to the new cap at once
+
+    # ---- programs, the session log and the clinician PIN -----------------------------------
+
+    def _require_clinician(self, message, what):
+        """Patient mode (a PIN is set): the request must carry the PIN. The PIN is never echoed."""
+        try:
+            self.lock.check(message.get("pin"))
+        except msg.RequestError as exc:
+            raise msg.RequestError(exc.code, "cannot %s: %s" % (what, exc.message))
+
+    def _op_programs(self, message):
+        return {"presets": presets.names(), "stored": self.programs.names(), "patient_mode": self.lock.has_pin}
+
+    def _op_program_get(self, message):
+        name = message.get("name")
+        if not isinstance(name, str):
+            raise msg.RequestError(msg.E_BAD_FIELD, "name must be a program name, got %s" % msg._show(name))
+        if name in self.programs.names():
+            return {"program": self.programs.get(name), "preset": False}
+        preset = presets.find(name)
+        if preset is None:
+            raise msg.RequestError(msg.E_NOT_FOUND, "no program named %s" % msg._show(name))
+        return {"program": parse_program(preset, len(self.channels)).source, "preset": True}
+
+    def _op_program_put(self, message):
+        """Upload (clinician): checked here against this device's channels and heat cap, whatever
+        the host checked before."""
+        self._require_clinician(message, "upload a program")
+        program = parse_program(message.get("program"), len(self.channels), self.settings.get("heat_max_target_mc"))
+        if presets.find(program.name) is not None:
+            raise msg.RequestError(
+                msg.E_BAD_FIELD, "name %s is a built-in preset; upload it under another name" % program.name
+            )
+        if self.program is not None and self.program.name == program.name:
+            raise msg.RequestError(msg.E_BAD_STATE, "program %s is running; stop it before replacing it" % program.name)
+        self.programs.put(program.source)
+        return {"name": program.name, "session_s": program.session_ms // 1000, "stored": len(self.programs.names())}
+
+    def _op_program_delete(self, message):
+        self._require_clinician(message, "delete a program")
+        name = message.get("name")
+        if self.program is not None and self.program.name == name:
+            raise msg.RequestError(msg.E_BAD_STATE, "program %s is running; stop it before deleting it" % name)
+        if not isinstance(name, str):
+            raise msg.RequestError(msg.E_BAD_FIELD, "name must be a program name, got %s" % msg._show(name))
+        self.programs.delete(name)
+        return {"name": name, "stored": len(self.programs.names())}
+
+    def _op_log_info(self, message):
+        info = self.recorder.log.info()
+        info["clock_set"] = self.recorder.unix_offset_s is not None
+        info["write_errors"] = self.recorder.errors
+        return info
+
+    def _op_log_fetch(self, message):
+        """A page of records from `from_seq` on: the host asks again with `next_seq` until it
+        passes `last_seq`."""
+        from_seq = msg.int_field(message, "from_seq", 0, msg.MAX_REQUEST_ID, 1)
+        max_bytes = msg.int_field(message, "max_bytes", 100, LOG_FETCH_MAX_BYTES, LOG_FETCH_MAX_BYTES)
+        log = self.recorder.log
+        records, next_seq = log.read(from_seq, max_bytes)
+        return {"records": records, "next_seq": next_seq, "last_seq": log.info()["last_seq"]}
+
+    def _op_log_erase(self, message):
+        self._require_clinician(message, "erase the session log")
+        if self.recorder.open:
+            raise msg.RequestError(msg.E_BAD_STATE, "cannot erase the session log during a session: stop it first")
+        self.recorder.log.erase()
+        return self.recorder.log.info()
+
+    def _op_pain(self, message):
+        """A pain score (0 none .. 10 worst) before or after a session, for the therapist's report."""
+        score = msg.int_field(message, "score", 0, 10)
+        when = message.get("when")
+        if when != "before" and when != "after":
+            raise msg.RequestError(msg.E_BAD_FIELD, "when must be before or after, got %s" % msg._show(when))
+        recorder = self.recorder
+        seq = recorder.pain(when, score, recorder.open)
+        if seq is None:
+            raise msg.RequestError(msg.E_STORAGE, "pain score not recorded: " + recorder.last_error)
+        return {"seq": seq, "when": when, "score": score}
+
+    def _op_pin(self, message):
+        """Set or change the clinician PIN ("new"), remove it ("remove": true), or ask its status."""
+        if "new" in message:
+            self.lock.set_pin(message["new"], message.get("pin"))
+        elif "remove" in message:
+            if message["remove"] is not True:
+                raise msg.RequestError(msg.E_BAD_FIELD, "remove must be true")
+            self.lock.remove_pin(message.get("pin"))
+        return self.lock.status()
 
     def _op_clear_fault(self, message):
         if self.supervisor.state == sup.FAULT:

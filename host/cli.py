@@ -90,10 +90,11 @@ class CliFailure(Exception):
 
 
 class Settings:
-    def __init__(self, port, as_json, timeout_s):
+    def __init__(self, port, as_json, timeout_s, pin=None):
         self.port = port
         self.as_json = as_json
         self.timeout_s = timeout_s
+        self.pin = pin  # the clinician PIN (patient mode), sent only with the requests that need it
 
 
 # ---- output -----------------------------------------------------------------------
@@ -193,7 +194,7 @@ def _session(settings, retries=RETRIES):
     except TransportError as err:
         raise CliFailure(EXIT_PORT, "port", err.message)
     try:
-        client = Client(transport, timeout_s=settings.timeout_s, retries=retries)
+        client = Client(transport, timeout_s=settings.timeout_s, retries=retries, pin=settings.pin)
         client.hello()
         yield client
     finally:
@@ -203,9 +204,18 @@ def _session(settings, retries=RETRIES):
 def _run(settings, action, retries=RETRIES):
     """Run action(client) -> (json fields, render(console)); map failures to exit codes."""
     try:
-        with _session(settings, retries) as client:
-            fields, render = action(client)
-            port = client.transport.url
+        try:
+            with _session(settings, retries) as client:
+                fields, render = action(client)
+                port = client.transport.url
+        except DeviceError as err:
+            if err.code != msg.E_LOCKED or settings.pin is not None or settings.as_json or not sys.stdin.isatty():
+                raise
+            # patient mode: ask for the PIN once (a refused request changed nothing) and run again
+            settings.pin = click.prompt("Clinician PIN", hide_input=True)
+            with _session(settings, retries) as client:
+                fields, render = action(client)
+                port = client.transport.url
     except CliFailure as failure:
         _fail(settings, failure)
     except DeviceError as err:
@@ -322,13 +332,19 @@ class TensctlGroup(click.Group):
     metavar="SECONDS",
     help="How long to wait for each reply; an unanswered request is resent once.",
 )
+@click.option(
+    "--pin",
+    envvar="TENSCTL_PIN",
+    metavar="PIN",
+    help="Clinician PIN for a device in patient mode (better: TENSCTL_PIN, or type it when asked).",
+)
 @click.version_option(package_name="pulsewarm", message="tensctl %(version)s, protocol " + msg.PROTO_VERSION)
 @click.pass_context
-def cli(ctx, port, as_json, timeout):
+def cli(ctx, port, as_json, timeout, pin):
     """Control a pulsewarm TENS + heat device over USB serial, a socket, or the simulator.
 
     Emergency stop: tensctl estop (every output to zero at once, no ramp)."""
-    ctx.obj = Settings(port, as_json, timeout)
+    ctx.obj = Settings(port, as_json, timeout, pin)
 
 
 # ---- waiting on the device (one connection: no reconnect, no ramp restart) ------------
@@ -825,6 +841,11 @@ def monitor(settings, every_ms, duration_s, reconnect_s):
     p pause/resume, space stop (ramp down), e EMERGENCY STOP, q quit (session left as it is).
     Ctrl-C stops a running session (ramping down) before it exits.
     With --json: one telemetry event per line (JSON lines). A lost device is reconnected."""
+    monitor_session(settings, every_ms, duration_s, reconnect_s)
+
+
+def monitor_session(settings, every_ms, duration_s, reconnect_s):
+    """The live view (shared by monitor and run); exits the process on failure or Ctrl-C."""
     from host import monitor as mon
 
     url = _pick_port_or_fail(settings)
@@ -1140,6 +1161,9 @@ def list_ports_command(settings, show_all):
             "yes" if info.is_board else "",
         )
     console.print(table)
+
+
+from host import cli_records  # noqa: E402,F401  (programs, run, log, pain, report, pin: registered on import)
 
 
 def main(args=None):

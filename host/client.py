@@ -21,6 +21,11 @@ from firmware.protocols import messages as msg
 DEFAULT_TIMEOUT_S = 1.0
 RETRIES = 1  # resends of an unanswered request, always with the same id
 KEEP_EVENTS = 32
+# requests a device in patient mode accepts only with the clinician PIN (docs/protocol.md)
+CLINICIAN_OPS = (
+    msg.OP_SETTINGS, msg.OP_PROGRAM_PUT, msg.OP_PROGRAM_DELETE, msg.OP_LOG_ERASE, msg.OP_MAINTENANCE,
+    msg.OP_START, msg.OP_SET_STIM, msg.OP_PIN,
+)
 _RESEND = object()  # marker: the device reported a damaged line, resend without waiting out the timeout
 
 
@@ -100,8 +105,10 @@ class Client:
         first_id=None,
         clock=time.monotonic,
         keep_events=KEEP_EVENTS,
+        pin=None,
     ):
         self.transport = transport
+        self.pin = pin  # the clinician PIN, sent only with the requests that need it
         self.timeout_s = timeout_s
         self.retries = retries
         self.on_event = on_event
@@ -132,6 +139,8 @@ class Client:
         within timeout_s after the first send and after each resend.
         """
         request_id = self._take_id()
+        if self.pin is not None and op in CLINICIAN_OPS and "pin" not in fields:
+            fields["pin"] = self.pin
         data = frame.encode_frame(msg.request(request_id, op, fields))
         attempts = 1 + self.retries
         reply = None
@@ -212,7 +221,8 @@ class Client:
     def hello(self):
         """Introduce ourselves and check the device speaks our major protocol version."""
         try:
-            reply = self.request(msg.OP_HELLO, proto=self.proto_version)
+            # the host's clock dates the device's session records
+            reply = self.request(msg.OP_HELLO, proto=self.proto_version, unix_s=int(time.time()))
         except DeviceError as err:
             if err.code != msg.E_VERSION:
                 raise
@@ -329,6 +339,59 @@ class Client:
             if value is not None:
                 fields[name] = value
         return self.request(msg.OP_HEAT, **fields)
+
+    def programs(self):
+        """Names of the built-in presets and of the programs stored on the device."""
+        return self.request(msg.OP_PROGRAMS)
+
+    def program_get(self, name):
+        return self.request(msg.OP_PROGRAM_GET, name=name)
+
+    def program_put(self, program):
+        """Upload a program (a dict, checked by firmware.program.parse_program first)."""
+        return self.request(msg.OP_PROGRAM_PUT, program=program)
+
+    def program_delete(self, name):
+        return self.request(msg.OP_PROGRAM_DELETE, name=name)
+
+    def start_program(self, name, amp_ua=None, lease_ms=None):
+        fields = {"program": name}
+        if amp_ua is not None:
+            fields["amp_ua"] = list(amp_ua)
+        if lease_ms is not None:
+            fields["lease_ms"] = lease_ms
+        return self.request(msg.OP_START, **fields)
+
+    def log_info(self):
+        return self.request(msg.OP_LOG_INFO)
+
+    def log_records(self, from_seq=1):
+        """Every record from from_seq on, fetched page by page (each page one frame)."""
+        records = []
+        next_seq = from_seq
+        while True:
+            reply = self.request(msg.OP_LOG_FETCH, from_seq=next_seq)
+            page = reply.get("records") or []
+            records.extend(page)
+            if not page or reply.get("next_seq", next_seq) <= next_seq:
+                return records
+            next_seq = reply["next_seq"]
+
+    def log_erase(self):
+        return self.request(msg.OP_LOG_ERASE)
+
+    def pain(self, score, when):
+        return self.request(msg.OP_PAIN, score=score, when=when)
+
+    def pin_status(self):
+        return self.request(msg.OP_PIN)
+
+    def pin_set(self, new_pin):
+        """Set the clinician PIN (or change it: self.pin holds the current one)."""
+        return self.request(msg.OP_PIN, new=new_pin)
+
+    def pin_remove(self):
+        return self.request(msg.OP_PIN, remove=True)
 
     def close(self):
         self.transport.close()

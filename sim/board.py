@@ -8,6 +8,7 @@ measurements of a simulated tick measure the firmware.
 """
 
 from firmware.clock import ticks_add, ticks_diff
+from firmware.ram_storage import RamStorage
 from sim.clock import VirtualClock
 from sim.models import ElectrodeLoad, SenseAdc
 from sim.rng import Rng
@@ -170,22 +171,9 @@ class SimHeater:
         return self._leased and ticks_diff(self._until, self._clock.ticks_ms()) > 0
 
 
-class SimStorage:
+class SimStorage(RamStorage):
     """The flash filesystem as named byte logs (append and read, like the board's driver).
     `cut(name, size)` keeps only the first size bytes: a power cut in the middle of a write."""
-
-    def __init__(self):
-        self.files = {}
-
-    def append(self, name, data):
-        self.files.setdefault(name, bytearray()).extend(data)
-        return len(data)
-
-    def read(self, name, offset, size):
-        data = self.files.get(name)
-        if data is None:
-            return b""
-        return bytes(data[offset:offset + size])
 
     def cut(self, name, size):
         del self.files[name][size:]

@@ -60,6 +60,7 @@ from collections import Counter
 
 from firmware import envelope as E
 from firmware import limits as L
+from firmware import presets
 from firmware import supervisor as sup
 from firmware.link import MAX_TX_BYTES, RX_CHUNK, RX_CHUNKS_PER_TICK
 from firmware.protocols import frame
@@ -169,6 +170,11 @@ _PROTOS = ("0.2", "0.1", "0.0", "0.9", "0.99999", "1.0", "9.0", "0.2.1", "", "00
            "12345678901.1", "0.2 ", "\u00b2.0", "-1.0", "0x0.2")
 _LEVELS = ("low", "medium", "high", "LOW", "hot", "", "\u00e9", "\U0001F525", "x" * 40)
 _INTERLOCKS = ("concurrent", "alternate", "both", "none", "")
+_PIN = "1234"
+_SESSION_OPS = tuple(op for op in msg.OPS if not op.startswith(("program", "log_", "pin", "pain")))
+_CLINICIAN_OPS = ("settings", "program_put", "program_delete", "log_erase", "maintenance", "start", "set_stim", "pin")
+_PROGRAM_NAMES = ("fz-a", "fz-b", "fz-c", "fz-d", "conventional", "burst", "heat-then-tens", "heat-low", "nope", "", 7,
+                  "\u00e9" * 30)
 _NON_ASCII = (b"\x80", b"\xff", b"\xc3\xa9", b"\xe2\x98\x83", b"\xf0\x9f\x98\x80", b"\xed\xa0\x80", b"\xef\xbb\xbf")
 _CONTROL = bytes(c for c in range(0x20) if c != 0x0A) + b"\x7f"
 _BANNERS = (
@@ -366,9 +372,45 @@ class FrameGen:
             add("on", lambda r: r.random() < 0.15, 0.9, 0.8)  # mostly off again: sessions keep running
         elif op == "settings":
             add("set", self._settings_change, 0.6, 0.8)
+        elif op in ("program_get", "program_delete"):
+            add("name", self._program_name, 0.93, 0.85)
+        elif op == "program_put":
+            add("program", self._program, 0.93, 0.85)
+        elif op == "log_fetch":
+            add("from_seq", lambda r: r.randint(0, 400) if r.random() < 0.8 else self._pick((-1, 2 ** 31)), 0.7, 0.85)
+            add("max_bytes", lambda r: r.randint(100, 640) if r.random() < 0.8 else self._pick((99, 641, 0)), 0.5, 0.85)
+        elif op == "pain":
+            add("score", lambda r: r.randint(0, 10) if r.random() < 0.85 else self._pick((-1, 11)), 0.93, 0.85)
+            add("when", lambda r: self._pick(("before", "after", "during")), 0.93, 0.85)
+        elif op == "pin":
+            roll = r.random()  # the PIN is set now and then and removed more often: the device stays usable
+            if roll < 0.15:
+                add("new", lambda r: self._pick((_PIN, _PIN, "12", "123456789", "abcd")), 1.0, 0.9)
+            elif roll < 0.55:
+                add("remove", lambda r: True, 1.0, 0.9)
+        if op == "start" and r.random() < 0.3:
+            out.append(("program", v(self._program_name, 0.85)))
+        if op in _CLINICIAN_OPS and r.random() < 0.8:
+            out.append(("pin", _PIN))  # never a wrong PIN: waits would shut the rest of the run out
         if r.random() < 0.08:
             out.append((self._pick(("foo", "ID", "Op", "", "\u00e9", "x" * 30)), self._bad()))
         return out
+
+    def _program_name(self, r):
+        return self._pick(_PROGRAM_NAMES)
+
+    def _program(self, r):
+        """A preset under a fuzz name, now and then with one field broken."""
+        program = json.loads(json.dumps(presets.PRESETS[r.randint(0, len(presets.PRESETS) - 1)]))
+        program["name"] = self._pick(_PROGRAM_NAMES[:4])
+        roll = r.random()
+        if roll < 0.1:
+            program["phases"][0]["duration_s"] = self._pick((0, 9, 3601))
+        elif roll < 0.2 and program.get("channels"):
+            program["channels"][0]["max_amp_ua"] = self._pick((-1, 80001, 5000))
+        elif roll < 0.25:
+            program["heat"] = {"target_mc": self._pick((29999, 43001, 41000))}
+        return program
 
     def _settings_change(self, r):
         names = ("session_default_ms", "ramp_default_ms", "lease_default_ms", "heat_max_target_mc",
@@ -389,7 +431,9 @@ class FrameGen:
         r = self.r
         pairs = []
         roll = r.random()
-        if roll < 0.87:
+        if roll < 0.6:
+            op = self._pick(_SESSION_OPS)  # weighted: sessions must start, pause and resume often
+        elif roll < 0.87:
             op = self._pick(msg.OPS)
         else:
             op = self._pick(_BAD_OPS)
@@ -928,8 +972,10 @@ class Fuzzer:
             heating = heat.state not in ("off", "fault")
             if heating and self._heat_before in ("off", "fault"):
                 res.heat_started += 1
-                if "heat" not in accepted and not dropped:
-                    self.fail("heat_outside_session", frame_index, "heat started without an accepted heat request")
+                by_program = dev.program is not None and dev.program.has_heat  # its start or a heat phase
+                if "heat" not in accepted and not by_program and not dropped:
+                    self.fail("heat_outside_session", frame_index,
+                              "heat started without an accepted heat request or a program with heat")
             if heating and state not in (sup.RUNNING, sup.PAUSED):
                 self.fail("heat_outside_session", frame_index, "heat %s in state %s" % (heat.state, supervisor.state_name))
 

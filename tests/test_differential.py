@@ -185,7 +185,7 @@ def test_trace_carries_the_expected_replies_and_events(cpython_trace):
     rx_errors = sorted({m["err"] for m in received if m.get("ev") == "rx_error"})
     assert rx_errors == ["bad_checksum", "bad_frame", "bad_json", "line_too_long"]
     hello = [m for m in received if m.get("ok") is True and "proto" in m]
-    assert hello and hello[0]["proto"] == "0.3"
+    assert hello and hello[0]["proto"] == "0.4"
     stop_replies = [m for m in received if m.get("id") == 777]
     assert len(stop_replies) == 2 and stop_replies[0] == stop_replies[1]
     assert stop_replies[0]["stopping"] is True

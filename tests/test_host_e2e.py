@@ -157,14 +157,15 @@ def test_start_on_a_second_channel_keeps_the_first_channels_target():
 
 
 @pytest.mark.parametrize("runtime_name", ["cpython", "micropython"])
-def test_every_subcommand_against_a_served_device(runtime_name):
+def test_every_subcommand_against_a_served_device(runtime_name, tmp_path):
     """Each tensctl subcommand once, as a process, against one served device per runtime."""
     from host.cli import cli
 
     walked = set()
+    groups = {name for name, command in cli.commands.items() if hasattr(command, "commands")}
 
     def run(*args, code=0):
-        walked.add(args[0])
+        walked.add(" ".join(args[:2]) if args[0] in groups else args[0])
         result = tensctl(url, "--json", *args)
         assert result.returncode == code, (args, result.stdout, result.stderr)
         return json.loads(result.stdout.splitlines()[-1]) if result.stdout.strip() else {}
@@ -201,4 +202,60 @@ def test_every_subcommand_against_a_served_device(runtime_name):
         assert run("maintenance", "on")["maintenance"] is True
         assert "maintenance" in run("start", code=1)["error"]["message"]
         assert run("maintenance", "off")["maintenance"] is False
-    assert walked == set(cli.commands), sorted(set(cli.commands) - walked)
+        _walk_records_commands(url, run, walked, tmp_path)
+    expected = set()
+    for name, command in cli.commands.items():
+        if name in groups:
+            expected.update(name + " " + sub for sub in command.commands)
+        else:
+            expected.add(name)
+    assert walked == expected, sorted(expected - walked)
+
+
+def _walk_records_commands(url, run, walked, tmp_path):
+    """Programs, run, the session log, pain scores, the report and the clinician PIN."""
+    program_file = tmp_path / "rx-file.json"
+    program_file.write_text(json.dumps({
+        "name": "rx-file", "description": "e2e", "channels": [{"stim": {"rate_hz": 80}, "max_amp_ua": 15000}],
+        "phases": [{"name": "tens", "duration_s": 60}],
+    }))
+    assert run("program", "validate", str(program_file))["program"]["session_s"] == 60
+    bad_file = tmp_path / "bad.json"
+    bad_file.write_text(json.dumps({"name": "bad", "channels": [{"stim": {"rate_hz": 400}}], "phases": [{"name": "a", "duration_s": 60}]}))
+    refusal = run("program", "validate", str(bad_file), code=2)["error"]["message"]
+    assert "channels[0].stim" in refusal and "rate_hz" in refusal and "250" in refusal
+    listing = run("program", "list")
+    assert "heat-then-tens" in listing["presets"] and len(listing["programs"]) == len(listing["presets"])
+    assert run("program", "show", "burst")["program"]["channels"][0]["stim"]["mode"] == "burst"
+    assert run("program", "upload", "--preset", "conventional", "--name", "rx-conv", "--max", "20")["name"] == "rx-conv"
+    assert run("program", "upload", str(program_file))["stored"] == 2
+    assert run("program", "delete", "rx-file")["stored"] == 1
+    assert run("pain", "6", "--before")["score"] == 6
+    result = tensctl(url, "--json", "run", "rx-conv", "--amp", "5", "--lease", "30", "--duration", "1")
+    walked.add("run")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert lines[0]["program"] == "rx-conv" and lines[-1]["state"] == "RUNNING"
+    refusal = run("amp", "0", "21", code=1)["error"]
+    assert refusal["code"] == "out_of_range" and "prescribed maximum 20000" in refusal["message"]
+    run("stop")
+    wait_for_status(url, lambda s: s["state"] == "IDLE")
+    assert run("pain", "3", "--after")["score"] == 3
+    records = run("log", "fetch")["records"]
+    kinds = [record["ev"] for record in records]
+    assert "start" in kinds and "stop" in kinds and kinds.count("pain") == 2
+    csv_out = tensctl(url, "log", "fetch", "--format", "csv")
+    assert csv_out.returncode == 0 and csv_out.stdout.splitlines()[0].startswith("seq,")
+    assert len(csv_out.stdout.splitlines()) == len(records) + 1
+    assert run("log", "info")["last_seq"] == records[-1]["seq"]
+    report = run("report", "-o", str(tmp_path / "report"))
+    assert report["records"] == len(records) and (tmp_path / "report" / "index.html").exists()
+    assert run("pin", "status")["pin_set"] is False
+    assert run("pin", "set", "--new", "2468")["pin_set"] is True
+    assert run("program", "delete", "rx-conv", code=1)["error"]["code"] == "locked"
+    assert run("log", "erase", "--yes", code=1)["error"]["code"] == "locked"
+    erased = tensctl(url, "--json", "--pin", "2468", "log", "erase", "--yes")
+    assert erased.returncode == 0, erased.stderr
+    removed = tensctl(url, "--json", "--pin", "2468", "pin", "remove")
+    walked.add("pin remove")
+    assert removed.returncode == 0 and json.loads(removed.stdout)["pin_set"] is False

@@ -67,5 +67,7 @@ Indicator
 
 Storage
     append(name, data) -> int    bytes written
-    read(name, offset, size) -> bytes
+    read(name, offset, size) -> bytes    b"" past the end or for a missing file
+    size(name) -> int            0 for a missing file
+    remove(name)                 a missing file is not an error
 """

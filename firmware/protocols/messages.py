@@ -10,7 +10,7 @@ from firmware.compat import const
 from firmware.protocols.jsondec import NonInteger
 
 PROTO_MAJOR = const(0)
-PROTO_MINOR = const(3)
+PROTO_MINOR = const(4)
 PROTO_VERSION = "%d.%d" % (PROTO_MAJOR, PROTO_MINOR)
 SUPPORTED_MAJORS = (PROTO_MAJOR,)
 
@@ -33,6 +33,15 @@ OP_HEAT = "heat"
 OP_TELEMETRY = "telemetry"
 OP_SETTINGS = "settings"
 OP_MAINTENANCE = "maintenance"
+OP_PROGRAMS = "programs"  # list the built-in presets and the stored programs
+OP_PROGRAM_GET = "program_get"
+OP_PROGRAM_PUT = "program_put"  # upload (clinician)
+OP_PROGRAM_DELETE = "program_delete"  # (clinician)
+OP_LOG_INFO = "log_info"
+OP_LOG_FETCH = "log_fetch"
+OP_LOG_ERASE = "log_erase"  # (clinician)
+OP_PAIN = "pain"  # a pain score (0-10) before or after a session, into the session log
+OP_PIN = "pin"  # set, change or remove the clinician PIN
 OPS = (
     OP_HELLO,
     OP_STATUS,
@@ -51,6 +60,15 @@ OPS = (
     OP_TELEMETRY,
     OP_SETTINGS,
     OP_MAINTENANCE,
+    OP_PROGRAMS,
+    OP_PROGRAM_GET,
+    OP_PROGRAM_PUT,
+    OP_PROGRAM_DELETE,
+    OP_LOG_INFO,
+    OP_LOG_FETCH,
+    OP_LOG_ERASE,
+    OP_PAIN,
+    OP_PIN,
 )
 
 # Error codes. Stable strings: hosts and scripts branch on them.
@@ -65,6 +83,11 @@ E_OUT_OF_RANGE = "out_of_range"  # value beyond a limit
 E_BAD_STATE = "bad_state"  # not allowed in the current state
 E_VERSION = "version"  # protocol major version not spoken
 E_ENVELOPE = "envelope"  # a setting or amplitude outside the safety envelope
+E_NOT_FOUND = "not_found"  # no program (or record) of that name
+E_STORAGE = "storage"  # the flash store is full or failed; nothing was half-written
+E_LOCKED = "locked"  # the clinician PIN is needed for this request
+E_BAD_PIN = "bad_pin"  # wrong PIN (the reply says how many tries before a wait)
+E_TRY_LATER = "try_later"  # too many wrong PINs: the reply says how many seconds to wait
 E_INTERNAL = "internal"  # the device could not build its reply (a firmware bug; nothing was lost)
 
 EV_RX_ERROR = "rx_error"  # a damaged line was dropped; no id can be trusted

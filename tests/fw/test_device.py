@@ -50,7 +50,7 @@ def test_hello():
     h = Harness()
     reply = h.request("hello", {"proto": msg.PROTO_VERSION})
     assert reply["ok"] is True
-    assert reply["proto"] == msg.PROTO_VERSION == "0.3"
+    assert reply["proto"] == msg.PROTO_VERSION == "0.4"
     assert reply["fw"] == firmware.FIRMWARE_VERSION
     assert reply["channels"] == 2
     assert reply["amp_limit_ua"] == limits.AMP_LIMIT_UA

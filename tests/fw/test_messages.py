@@ -16,7 +16,8 @@ def test_version_constants():
 
 def test_ops_listed():
     ops = ("hello", "status", "start", "stop", "estop", "pause", "resume", "set_amp", "amp_step", "set_stim",
-           "get_stim", "keepalive", "clear_fault", "heat", "telemetry", "settings", "maintenance")
+           "get_stim", "keepalive", "clear_fault", "heat", "telemetry", "settings", "maintenance",
+           "programs", "program_get", "program_put", "program_delete", "log_info", "log_fetch", "log_erase", "pain", "pin")
     assert tuple(msg.OPS) == ops
     for op in (msg.OP_HELLO, msg.OP_STATUS, msg.OP_START, msg.OP_STOP, msg.OP_ESTOP, msg.OP_PAUSE, msg.OP_RESUME,
                msg.OP_SET_AMP, msg.OP_AMP_STEP, msg.OP_SET_STIM, msg.OP_GET_STIM, msg.OP_KEEPALIVE, msg.OP_CLEAR_FAULT, msg.OP_HEAT,
@@ -26,7 +27,7 @@ def test_ops_listed():
 
 def test_error_codes():
     assert msg.E_ENVELOPE == "envelope"
-    assert msg.PROTO_VERSION == "0.3"
+    assert msg.PROTO_VERSION == "0.4"
 
 
 def test_builders():

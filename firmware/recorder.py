@@ -1,0 +1,79 @@
+"""What the session log says about therapy: starts, phases, amplitude and heat changes,
+samples, faults, stops and pain scores (record kinds in docs/programs.md).
+
+Recording never stands in the way of safety: a failed flash write is counted
+(`errors`, shown in status) and the session goes on. Each record carries the device
+uptime and, once a host has told the device the time (hello's `unix_s`), the wall
+time, so a report can place sessions on a calendar.
+"""
+
+from firmware.protocols import messages as msg
+
+SAMPLE_EVERY_MS = 60000  # one amplitude/temperature sample per minute of session: ~2.5 KB per 30 min
+FAULT_MSG_MAX = 100
+
+
+class Recorder:
+    def __init__(self, log, uptime):
+        self.log = log  # a SessionLog (firmware/session_log.py)
+        self.uptime = uptime  # firmware.clock.Elapsed: total_ms since boot
+        self.unix_offset_s = None  # wall time minus uptime, once a host has told us
+        self.open = False  # a session is running or paused
+        self.sid = None  # seq of the open session's start record (None if that write failed)
+        self.last_sid = None  # the most recent session, open or closed (a pain score "after" goes there)
+        self.errors = 0
+        self.last_error = ""
+
+    def set_time(self, unix_s):
+        self.unix_offset_s = unix_s - self.uptime.total_ms // 1000
+
+    def _write(self, record):
+        record["up_ms"] = self.uptime.total_ms
+        record["unix_s"] = None if self.unix_offset_s is None else self.unix_offset_s + self.uptime.total_ms // 1000
+        try:
+            return self.log.append(record)
+        except Exception as exc:  # a full or failing flash must not stop therapy or its safety checks
+            self.errors += 1
+            self.last_error = msg.clip("%s %s" % (type(exc).__name__, exc), 80)
+            return None
+
+    def start(self, program, session_ms, amp_ua, heat, interlock):
+        seq = self._write({"ev": "start", "program": program, "session_ms": session_ms, "amp_ua": amp_ua,
+                           "heat": heat, "interlock": interlock})
+        # the start record's seq names the session; a failed write still opens one (sid None is
+        # how the records say "start record missing")
+        self.open = True
+        self.sid = seq
+        self.last_sid = seq
+        return seq
+
+    def phase(self, index, name):
+        self._write({"ev": "phase", "sid": self.sid, "index": index, "name": name})
+
+    def amp(self, ch, target_ua):
+        self._write({"ev": "amp", "sid": self.sid, "ch": ch, "target_ua": target_ua})
+
+    def heat(self, target_mc):
+        self._write({"ev": "heat", "sid": self.sid, "target_mc": target_mc})
+
+    def sample(self, run_ms, amp_ua, temp_mc, target_mc):
+        self._write({"ev": "sample", "sid": self.sid, "run_ms": run_ms, "amp_ua": amp_ua, "temp_mc": temp_mc,
+                     "target_mc": target_mc})
+
+    def fault(self, faults, text):
+        self._write({"ev": "fault", "sid": self.sid, "faults": faults, "msg": msg.clip(text, FAULT_MSG_MAX)})
+
+    def stop(self, reason, run_ms, max_amp_ua, cem43_ms):
+        self._write({"ev": "stop", "sid": self.sid, "reason": reason, "run_ms": run_ms, "max_amp_ua": max_amp_ua,
+                     "cem43_ms": cem43_ms})
+        self.open = False
+        self.sid = None
+
+    def pain(self, when, score, in_session):
+        """A score "before" belongs to the running session or the next one (sid null); "after",
+        to the running or the last session."""
+        if when == "before":
+            sid = self.sid if in_session else None
+        else:
+            sid = self.sid if in_session else self.last_sid
+        return self._write({"ev": "pain", "sid": sid, "when": when, "score": score})

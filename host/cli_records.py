@@ -1,0 +1,434 @@
+"""`tensctl` commands for programs, sessions and records: program list/show/validate/upload/
+delete, run, log info/fetch/erase, pain, report and pin.
+
+Programs are checked here with the firmware's own parser (firmware/program.py) before
+they go to the device, which checks them again on receipt.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from firmware import limits as L
+from firmware import presets
+from firmware.program import parse_program
+from firmware.protocols import messages as msg
+from host.cli import (
+    EXIT_USAGE,
+    MILLIAMPS,
+    CliFailure,
+    _check_channel,
+    _fail,
+    _run,
+    cli,
+    monitor_session,
+)
+from host.units import format_celsius, format_duration_ms, format_ma
+
+
+def _usage(settings, text):
+    _fail(settings, CliFailure(EXIT_USAGE, "usage", text))
+
+
+def _read_program_file(settings, path):
+    """A program file as a dict; unreadable or non-JSON files are usage errors naming the place."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        _usage(settings, "cannot read program file %s: %s" % (path, err.strerror or err))
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        _usage(settings, "program file %s is not JSON: %s" % (path, err))
+
+
+def _checked(settings, source, channels=L.CHANNELS, where="program"):
+    try:
+        return parse_program(source, channels)
+    except msg.RequestError as err:
+        _usage(settings, "%s refused (%s): %s" % (where, err.code, err.message))
+
+
+def _heat_text(program):
+    if program.get("heat") is None:
+        return "no heat"
+    heat = program["heat"]
+    if "level" in heat:
+        return heat["level"]
+    return format_celsius(heat["target_mc"])
+
+
+def _phases_text(program):
+    return ", ".join(
+        "%s %s%s" % (phase["name"], format_duration_ms(phase["duration_s"] * 1000),
+                     "".join([" +TENS" if phase.get("tens") else "", " +heat" if phase.get("heat") else ""]))
+        for phase in program.get("phases", [])
+    )
+
+
+# ---- programs -------------------------------------------------------------------------------
+
+
+@cli.group()
+def program():
+    """Therapy programs: built-in presets and the programs stored on the device."""
+
+
+@program.command("list")
+@click.pass_obj
+def program_list(settings):
+    """List the presets and stored programs with their length, heat and description."""
+
+    def action(client):
+        listing = client.programs()
+        rows = []
+        for source, names in (("preset", listing.get("presets", [])), ("stored", listing.get("stored", []))):
+            for name in names:
+                rows.append((source, client.program_get(name)["program"]))
+
+        def render(console):
+            if listing.get("patient_mode"):
+                console.print("Patient mode: only stored (prescribed) programs run.")
+            table = Table(box=None, pad_edge=False)
+            for title in ("program", "kind", "length", "heat", "description"):
+                table.add_column(title)
+            for source, item in rows:
+                table.add_row(escape(item["name"]), source, format_duration_ms(item["session_s"] * 1000),
+                              _heat_text(item), escape(item.get("description", "")))
+            console.print(table)
+
+        fields = dict(listing)
+        fields["programs"] = [dict(item, kind=source) for source, item in rows]
+        return fields, render
+
+    _run(settings, action)
+
+
+@program.command("show")
+@click.argument("name")
+@click.pass_obj
+def program_show(settings, name):
+    """Show one program in full (the JSON the device holds)."""
+
+    def action(client):
+        reply = client.program_get(name)
+        item = reply["program"]
+
+        def render(console):
+            console.print("[bold]%s[/] (%s): %s" % (escape(item["name"]), "preset" if reply.get("preset") else "stored",
+                                                   escape(item.get("description", ""))))
+            console.print("Timeline: %s" % escape(_phases_text(item)))
+            for index, plan in enumerate(item.get("channels", [])):
+                console.print("Channel %d: %s, prescribed maximum %s" % (
+                    index, escape(json.dumps(plan["stim"], sort_keys=True)), format_ma(plan["max_amp_ua"])))
+            console.print("Heat: %s" % _heat_text(item))
+            console.print_json(json.dumps(item, sort_keys=True))
+
+        return reply, render
+
+    _run(settings, action)
+
+
+@program.command("validate")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--channels", type=click.IntRange(1, L.CHANNELS), default=L.CHANNELS, show_default=True,
+              help="Channels of the device it is meant for.")
+@click.pass_obj
+def program_validate(settings, path, channels):
+    """Check a program file against the safety envelope without a device (exit 2 if refused)."""
+    checked = _checked(settings, _read_program_file(settings, path), channels, "program file %s" % path)
+    if settings.as_json:
+        click.echo(json.dumps({"ok": True, "program": checked.source}, sort_keys=True))
+    else:
+        click.echo("%s: valid, %s (%s)" % (checked.name, format_duration_ms(checked.session_ms), _phases_text(checked.source)))
+
+
+def _max_changes(settings, texts, channels):
+    """--max "20" (every channel) or "CH=MA": prescribed maxima in µA per channel index."""
+    out = {}
+    for text in texts:
+        ch_text, sep, ma_text = text.rpartition("=")
+        chs = range(channels) if not sep else None
+        if sep:
+            try:
+                chs = [int(ch_text)]
+            except ValueError:
+                _usage(settings, "--max expects MA or CH=MA, got %r" % text)
+        amp_ua = MILLIAMPS.convert(ma_text, None, None)[0]
+        for ch in chs:
+            out[ch] = amp_ua
+    return out
+
+
+@program.command("upload")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@click.option("--preset", "preset_name", metavar="NAME", help="Start from a built-in preset instead of a file.")
+@click.option("--name", "new_name", metavar="NAME", help="Store it under this name (required with --preset).")
+@click.option("--max", "maxima", multiple=True, metavar="[CH=]MA",
+              help="Prescribed maximum amplitude, for every channel or one (repeatable).")
+@click.pass_obj
+def program_upload(settings, path, preset_name, new_name, maxima):
+    """Upload a program (clinician): from a JSON file, or a preset with a prescribed maximum.
+
+    \b
+    tensctl program upload my-program.json
+    tensctl program upload --preset heat-then-tens --name rx-back --max 25"""
+    if (path is None) == (preset_name is None):
+        _usage(settings, "give a program file or --preset NAME (one of them)")
+    if path is not None:
+        source = _read_program_file(settings, path)
+    else:
+        source = presets.find(preset_name)
+        if source is None:
+            _usage(settings, "no preset named %s; presets: %s" % (preset_name, ", ".join(presets.names())))
+        if not new_name:
+            _usage(settings, "--preset needs --name: a stored program may not take a preset's name")
+    source = json.loads(json.dumps(source))  # a copy to change
+    if new_name:
+        source["name"] = new_name
+    if not isinstance(source, dict):
+        _usage(settings, "a program file holds one JSON object")
+    checked = _checked(settings, source, where="program")
+    for ch, amp_ua in _max_changes(settings, maxima, len(checked.channels)).items():
+        if ch >= len(checked.channels):
+            _usage(settings, "--max for channel %d: program %s has %d channel(s)" % (ch, checked.name, len(checked.channels)))
+        checked.source["channels"][ch]["max_amp_ua"] = amp_ua
+    final = _checked(settings, checked.source, where="program")
+
+    def action(client):
+        _checked(settings, final.source, client.device.get("channels", L.CHANNELS), "program for this device")
+        reply = client.program_put(final.source)
+        return reply, lambda console: console.print(
+            "Stored program [bold]%s[/] (%s); %d program(s) on the device"
+            % (escape(reply["name"]), format_duration_ms(reply["session_s"] * 1000), reply["stored"]))
+
+    _run(settings, action)
+
+
+@program.command("delete")
+@click.argument("name")
+@click.pass_obj
+def program_delete(settings, name):
+    """Delete a stored program (clinician)."""
+
+    def action(client):
+        reply = client.program_delete(name)
+        return reply, lambda console: console.print("Deleted %s; %d program(s) left" % (escape(name), reply["stored"]))
+
+    _run(settings, action)
+
+
+# ---- run ------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("name")
+@click.option("--amp", "amps", multiple=True, type=MILLIAMPS, metavar="MA",
+              help="Starting amplitude per channel, in order (repeat: --amp 10 --amp 12). Default: the program's.")
+@click.option("--lease", "lease_s", type=click.IntRange(1, 30), default=5, show_default=True,
+              help="The session pauses unless this host is heard from this often (the live view keeps it).")
+@click.option("--every", "every_ms", type=click.IntRange(50, 60000), default=200, show_default=True,
+              help="Telemetry interval of the live view in ms.")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=0.1), default=None,
+              help="Leave the live view after this many seconds (the session goes on until its lease runs out).")
+@click.pass_obj
+def run(settings, name, amps, lease_s, every_ms, duration_s):
+    """Start program NAME and watch it live (keys as in monitor; Ctrl-C stops it, ramping down)."""
+
+    def action(client):
+        targets = None
+        if amps:
+            for ch in range(len(amps)):
+                _check_channel(client, ch)
+            targets = [amp[0] for amp in amps]
+        reply = client.start_program(name, targets, lease_s * 1000)
+        return reply, lambda console: console.print("Started program [bold]%s[/]" % escape(name))
+
+    _run(settings, action)
+    monitor_session(settings, every_ms, duration_s, 30.0)
+
+
+# ---- the session log ------------------------------------------------------------------------
+
+
+@cli.group()
+def log():
+    """The device's session log: sessions, amplitudes, heat, faults and pain scores."""
+
+
+@log.command("info")
+@click.pass_obj
+def log_info(settings):
+    """How many records the log holds and how much of its flash it uses."""
+
+    def action(client):
+        reply = client.log_info()
+
+        def render(console):
+            console.print("Records %s..%s (%d), %d of %d bytes; device clock %s" % (
+                reply.get("first_seq"), reply.get("last_seq"), reply.get("records", 0), reply.get("bytes", 0),
+                reply.get("capacity_bytes", 0), "set" if reply.get("clock_set") else "not set (no host since boot)"))
+
+        return reply, render
+
+    _run(settings, action)
+
+
+@log.command("fetch")
+@click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write to this file (default: standard output).")
+@click.option("--from", "from_seq", type=click.IntRange(min=0), default=1, show_default=True,
+              help="First record number to fetch.")
+@click.pass_obj
+def log_fetch(settings, fmt, output, from_seq):
+    """Fetch the session log as JSON or CSV (one row per record)."""
+    from host import session_records
+
+    holder = {}
+
+    def action(client):
+        holder["records"] = client.log_records(from_seq)
+        return {"records": holder["records"]}, lambda console: None
+
+    if settings.as_json and output is None:
+        _run(settings, action)  # the JSON document carries the records
+        return
+    quiet = type(settings)(settings.port, False, settings.timeout_s, settings.pin)
+    _run(quiet, action)
+    records = holder["records"]
+    writer = session_records.to_csv if fmt == "csv" else session_records.to_json
+    if output is None:
+        writer(records, sys.stdout)
+    else:
+        with open(output, "w", encoding="utf-8", newline="") as handle:
+            writer(records, handle)
+        click.echo("Wrote %d records to %s" % (len(records), output), err=True)
+
+
+@log.command("erase")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_obj
+def log_erase(settings, yes):
+    """Erase the session log (clinician). Fetch it first: erased records are gone."""
+    if not yes and not settings.as_json:
+        click.confirm("Erase every record of the session log?", abort=True)
+
+    def action(client):
+        reply = client.log_erase()
+        return reply, lambda console: console.print("Session log erased; records continue from %s" % reply.get("last_seq"))
+
+    _run(settings, action)
+
+
+@cli.command()
+@click.argument("score", type=click.IntRange(0, 10))
+@click.option("--before", "when", flag_value="before", help="Before the session.")
+@click.option("--after", "when", flag_value="after", help="After the session.")
+@click.pass_obj
+def pain(settings, score, when):
+    """Record a pain score, 0 (none) to 10 (worst imaginable), before or after a session."""
+    if when is None:
+        _usage(settings, "say --before or --after the session")
+
+    def action(client):
+        reply = client.pain(score, when)
+        return reply, lambda console: console.print("Pain %d/10 %s the session recorded (#%d)" % (score, when, reply["seq"]))
+
+    _run(settings, action)
+
+
+@cli.command()
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False), default="report", show_default=True,
+              help="Folder for index.html and the plots.")
+@click.option("--input", "input_path", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Build from a log saved by `tensctl log fetch` (JSON) instead of the device.")
+@click.option("--title", default=None, help="Title of the report (e.g. the patient's initials).")
+@click.pass_obj
+def report(settings, out_dir, input_path, title):
+    """Write an HTML report with plots: sessions and minutes per week, amplitude, pain, faults."""
+    from host import report as report_module
+
+    if input_path is not None:
+        try:
+            records = json.loads(Path(input_path).read_text(encoding="utf-8"))
+        except ValueError as err:
+            _usage(settings, "%s is not a JSON log: %s" % (input_path, err))
+        if isinstance(records, dict):
+            records = records.get("records")
+        if not isinstance(records, list):
+            _usage(settings, "%s holds no list of records" % input_path)
+        path = report_module.write_report(records, out_dir, title=title)
+        _emit_done(settings, path, len(records))
+        return
+    holder = {}
+
+    def action(client):
+        holder["records"] = client.log_records(1)
+        holder["path"] = report_module.write_report(holder["records"], out_dir, title=title)
+        fields = {"report": str(holder["path"]), "records": len(holder["records"])}
+        return fields, lambda console: console.print("Report: %s (%d records)" % (holder["path"], len(holder["records"])))
+
+    _run(settings, action)
+
+
+def _emit_done(settings, path, count):
+    if settings.as_json:
+        click.echo(json.dumps({"ok": True, "report": str(path), "records": count}, sort_keys=True))
+    else:
+        click.echo("Report: %s (%d records)" % (path, count))
+
+
+# ---- the clinician PIN ----------------------------------------------------------------------
+
+
+@cli.group()
+def pin():
+    """The clinician PIN: with one set the device is in patient mode."""
+
+
+@pin.command("status")
+@click.pass_obj
+def pin_status(settings):
+    """Whether a PIN is set, and any wait after wrong PINs."""
+
+    def action(client):
+        reply = client.pin_status()
+        return reply, lambda console: console.print(
+            "Patient mode (PIN set)" if reply.get("pin_set") else "Open (no PIN): every request allowed",
+            "" if not reply.get("wait_s") else "; wrong PINs: wait %d s" % reply["wait_s"])
+
+    _run(settings, action)
+
+
+@pin.command("set")
+@click.option("--new", "new_pin", default=None, metavar="PIN", help="The new PIN (4-8 digits); asked for when left out.")
+@click.pass_obj
+def pin_set(settings, new_pin):
+    """Set or change the clinician PIN (changing needs the current one: --pin or TENSCTL_PIN)."""
+    if new_pin is None:
+        if settings.as_json or not sys.stdin.isatty():
+            _usage(settings, "give --new PIN (no terminal to ask on)")
+        new_pin = click.prompt("New clinician PIN (4-8 digits)", hide_input=True, confirmation_prompt=True)
+
+    def action(client):
+        reply = client.pin_set(new_pin)
+        return reply, lambda console: console.print("Clinician PIN set: the device is in patient mode")
+
+    _run(settings, action)
+
+
+@pin.command("remove")
+@click.pass_obj
+def pin_remove(settings):
+    """Remove the PIN (needs it): the device is open again."""
+
+    def action(client):
+        reply = client.pin_remove()
+        return reply, lambda console: console.print("Clinician PIN removed: the device is open")
+
+    _run(settings, action)

@@ -1,0 +1,409 @@
+"""Session log: seq goes on across reboots, rotations and erases, flash stays bounded, pages fit
+a frame, and a power cut at any byte of any write loses at most the record being written."""
+
+from firmware.protocols import frame
+from firmware.protocols import messages as msg
+from firmware.session_log import FILES, SessionLog
+from sim.board import SimStorage
+from tests.fw.portable import raises
+
+SMALL = 600  # file_max_bytes for most tests: a rotation every dozen records or so
+
+
+def rec(i):
+    return {"ev": "session", "prog": "p%d" % (i % 7), "ms": 1000 * i}
+
+
+def read_all(log, page=100000):
+    out = []
+    seq = 1
+    while True:
+        records, nxt = log.read(seq, page)
+        if not records:
+            assert nxt == seq
+            return out
+        assert nxt == records[-1]["seq"] + 1
+        out.extend(records)
+        seq = nxt
+
+
+def flash_bytes(storage):
+    return storage.size(FILES[0]) + storage.size(FILES[1])
+
+
+def test_append_and_read_round_trip():
+    log = SessionLog(SimStorage())
+    assert log.info() == {"first_seq": 0, "last_seq": 0, "records": 0, "bytes": 0, "capacity_bytes": 32768,
+                          "skipped": 0}
+    assert log.read(1, 1000) == ([], 1)
+    given = {"ev": "start", "amp_ua": [1200, 800], "note": "caf\u00e9 \"x\""}
+    assert log.append(given) == 1
+    assert "seq" not in given  # the caller's dict is not changed
+    for i in range(2, 6):
+        assert log.append(rec(i)) == i
+    records = read_all(log)
+    assert [r["seq"] for r in records] == [1, 2, 3, 4, 5]
+    first = dict(given)
+    first["seq"] = 1
+    assert records[0] == first
+    assert records[3] == dict(rec(4), seq=4)
+    info = log.info()
+    assert info["first_seq"] == 1 and info["last_seq"] == 5 and info["records"] == 5 and info["skipped"] == 0
+    assert info["bytes"] == sum(len(frame.encode_frame(r)) for r in records)
+    assert log.read(4, 1000) == (records[3:], 6)
+    assert log.read(6, 1000) == ([], 6)
+
+
+def test_paging_returns_every_record_once_in_order_within_max_bytes():
+    log = SessionLog(SimStorage(), SMALL)
+    for i in range(1, 41):
+        record = rec(i)
+        record["pad"] = "x" * (i % 13)
+        log.append(record)
+    everything = read_all(log)
+    assert [r["seq"] for r in everything] == list(range(log.first_seq, 41))
+    for page in (1, 60, 150, 333):
+        got = []
+        seq = log.first_seq
+        pages = 0
+        while True:
+            records, nxt = log.read(seq, page)
+            if not records:
+                break
+            pages += 1
+            size = sum(len(frame.encode_frame(r)) for r in records)
+            assert size <= page or len(records) == 1, (page, size)
+            got.extend(records)
+            seq = nxt
+        assert got == everything, page
+        assert page > 150 or pages > 5  # small pages really paged
+    # a fresh start at every record (across the file boundary too), and before the oldest survivor
+    for i in range(len(everything)):
+        assert log.read(everything[i]["seq"], 100000) == (everything[i:], 41), i
+    assert log.read(1, 100000)[0] == everything
+
+
+def test_rotation_keeps_the_newest_records_within_two_files():
+    storage = SimStorage()
+    log = SessionLog(storage, SMALL)
+    assert log.info()["capacity_bytes"] == 2 * SMALL
+    first_seqs = []
+    for i in range(1, 121):
+        assert log.append(rec(i)) == i
+        assert flash_bytes(storage) <= 2 * SMALL
+        assert storage.size(FILES[0]) <= SMALL and storage.size(FILES[1]) <= SMALL
+        records = read_all(log)
+        seqs = [r["seq"] for r in records]
+        assert seqs == list(range(seqs[0], i + 1))  # the newest, contiguous, in order
+        assert log.first_seq == seqs[0] and log.last_seq == i and log.count == len(seqs)
+        if seqs[0] > 1:  # something was dropped: more than one file's worth is kept
+            assert sum(len(frame.encode_frame(r)) for r in records) > SMALL
+        if not first_seqs or first_seqs[-1] != seqs[0]:
+            first_seqs.append(seqs[0])
+    assert len(first_seqs) >= 4  # it rotated several times
+    steps = [b - a for a, b in zip(first_seqs, first_seqs[1:])]
+    assert min(steps) > 5, steps  # the oldest go a whole file at a time, never one by one
+
+
+def test_a_reboot_continues_seq_and_sees_the_same_records():
+    storage = SimStorage()
+    log = SessionLog(storage, SMALL)
+    for i in range(1, 51):
+        log.append(rec(i))
+    before = read_all(log)
+    info = log.info()
+    again = SessionLog(storage, SMALL)
+    assert read_all(again) == before and again.info() == info
+    assert again.append(rec(51)) == 51
+    assert read_all(SessionLog(storage, SMALL)) == before + [dict(rec(51), seq=51)]
+    empty = SimStorage()
+    SessionLog(empty).append(rec(1))
+    assert SessionLog(empty).append(rec(2)) == 2
+
+
+class RecordingStorage(SimStorage):
+    """SimStorage that remembers every write, so any moment of them can be replayed."""
+
+    def __init__(self):
+        SimStorage.__init__(self)
+        self.ops = []
+
+    def append(self, name, data):
+        self.ops.append(("append", name, bytes(data)))
+        return SimStorage.append(self, name, data)
+
+    def remove(self, name):
+        self.ops.append(("remove", name, b""))
+        SimStorage.remove(self, name)
+
+
+def replay(ops, upto, cut_bytes=0):
+    """A storage as it stood with ops[:upto] done and cut_bytes of ops[upto] (an append) written."""
+    storage = SimStorage()
+    for kind, name, data in ops[:upto]:
+        if kind == "append":
+            storage.append(name, data)
+        else:
+            storage.remove(name)
+    if cut_bytes:
+        kind, name, data = ops[upto]
+        storage.append(name, data[:cut_bytes])
+    return storage
+
+
+def whole_records(storage):
+    """Every complete, valid record on flash, independently of SessionLog (the oracle)."""
+    found = []
+    for name in FILES:
+        for line in bytes(storage.files.get(name, b"")).split(b"\n"):  # a tail counts if its CRC holds
+            try:
+                record = frame.decode_line(line)
+            except frame.FrameError:
+                record = None
+            if record is not None:
+                found.append(record)
+    found.sort(key=lambda r: r["seq"])
+    return found
+
+
+def bad_lines(storage):
+    """Lines on flash (a torn tail included) that hold no valid record."""
+    count = 0
+    for name in FILES:
+        for line in bytes(storage.files.get(name, b"")).split(b"\n"):
+            if not line:
+                continue
+            try:
+                record = frame.decode_line(line)
+            except frame.FrameError:
+                record = None
+            if record is None:
+                count += 1
+    return count
+
+
+def test_a_power_cut_at_any_byte_of_any_write_loses_only_that_record():
+    fmax = 120
+    storage = RecordingStorage()
+    log = SessionLog(storage, fmax)
+    for i in range(1, 11):  # three files' worth: two rotations
+        log.append({"ev": "s", "n": i})
+    ops = storage.ops
+    assert len([op for op in ops if op[0] == "remove"]) >= 2
+    cuts = 0
+    for k in range(len(ops)):
+        kind, name, data = ops[k]
+        for cut_bytes in range(len(data) if kind == "append" else 1):
+            cut = replay(ops, k, cut_bytes)
+            expected = whole_records(cut)
+            rebooted = SessionLog(cut, fmax)
+            assert read_all(rebooted) == expected, (k, cut_bytes)
+            writing = frame.decode_line(data[:-1]) if kind == "append" else None
+            whole = cut_bytes >= len(data) - 1  # all but the newline: the CRC proves it complete
+            torn = 1 if cut_bytes and not whole else 0
+            assert (writing in expected) == (writing is not None and whole), (k, cut_bytes)
+            assert rebooted.skipped == torn, (k, cut_bytes, rebooted.skipped)
+            seq = rebooted.append({"ev": "after"})
+            assert seq == (expected[-1]["seq"] + 1 if expected else 1), (k, cut_bytes)
+            new = {"ev": "after", "seq": seq}
+            assert read_all(rebooted) == [r for r in expected if r["seq"] >= rebooted.first_seq] + [new]
+            holder = bytes(cut.files[FILES[rebooted._active]])
+            line = frame.encode_frame(new)
+            assert holder == line or holder.endswith(b"\n" + line), (k, cut_bytes, holder)  # not glued
+            assert flash_bytes(cut) <= 2 * fmax
+            again = SessionLog(cut, fmax)
+            assert read_all(again) == read_all(rebooted) and again.last_seq == seq, (k, cut_bytes)
+            assert again.skipped == bad_lines(cut) <= torn, (k, cut_bytes)
+            cuts += 1
+    assert cuts > 200
+
+
+def test_damaged_records_are_skipped_and_counted():
+    storage = SimStorage()
+    log = SessionLog(storage)
+    log.append(rec(1))
+    good = frame.encode_frame(dict(rec(2), seq=2))
+    storage.append(FILES[0], good[:10] + b"X" + good[11:])  # one byte flipped: CRC fails
+    storage.append(FILES[0], b"garbage\n")
+    storage.append(FILES[0], frame.encode_frame({"ev": "no seq"}))
+    storage.append(FILES[0], frame.encode_frame({"ev": "text seq", "seq": "3"}))
+    storage.append(FILES[0], b"@" + b"x" * 1500 + b"\n")  # longer than any frame
+    storage.append(FILES[0], frame.encode_frame(dict(rec(3), seq=3)))
+    storage.append(FILES[0], b'@{"ev":"torn","se')  # and a torn tail
+    rebooted = SessionLog(storage)
+    assert rebooted.skipped == 6 and rebooted.info()["skipped"] == 6
+    assert rebooted.count == 2 and rebooted.first_seq == 1 and rebooted.last_seq == 3
+    assert read_all(rebooted) == [dict(rec(1), seq=1), dict(rec(3), seq=3)]
+    assert rebooted.append(rec(4)) == 4
+    assert [r["seq"] for r in read_all(SessionLog(storage))] == [1, 3, 4]
+    assert SessionLog(storage).skipped == 6
+
+
+def test_erase_keeps_seq_going_across_a_reboot():
+    storage = SimStorage()
+    log = SessionLog(storage, SMALL)
+    for i in range(1, 31):
+        log.append(rec(i))
+    assert log.erase() == 31
+    marker = {"seq": 31, "ev": "erased"}
+    assert read_all(log) == [marker]
+    info = log.info()
+    assert info["records"] == 1 and info["first_seq"] == 31 and info["last_seq"] == 31
+    assert info["bytes"] == len(frame.encode_frame(marker))
+    rebooted = SessionLog(storage, SMALL)
+    assert read_all(rebooted) == [marker] and rebooted.last_seq == 31
+    assert rebooted.append(rec(1)) == 32
+    assert read_all(SessionLog(storage, SMALL)) == [marker, dict(rec(1), seq=32)]
+    fresh = SessionLog(SimStorage())
+    assert fresh.erase() == 1 and fresh.append(rec(1)) == 2
+
+
+def test_a_power_cut_during_an_erase_leaves_the_old_records_or_the_marker():
+    storage = RecordingStorage()
+    log = SessionLog(storage, 200)
+    for i in range(1, 13):
+        log.append({"ev": "s", "n": i})
+    old = read_all(log)
+    start = len(storage.ops)
+    marker_seq = log.erase()
+    ops = storage.ops
+    outcomes = set()
+    for k in range(start, len(ops) + 1):
+        kind = ops[k][0] if k < len(ops) else "end"
+        for cut_bytes in range(len(ops[k][2]) if kind == "append" else 1):
+            rebooted = SessionLog(replay(ops, k, cut_bytes), 200)
+            records = read_all(rebooted)
+            if records == [{"seq": marker_seq, "ev": "erased"}]:
+                outcomes.add("erased")
+            else:  # not erased: the newest old records are all there (the oldest file may be gone)
+                assert records and records == old[len(old) - len(records):], (k, cut_bytes, records)
+                outcomes.add("kept")
+            assert rebooted.append({"ev": "after"}) > old[-1]["seq"]
+    assert outcomes == set(["erased", "kept"])
+
+
+def test_an_oversized_record_is_refused_and_nothing_written():
+    storage = SimStorage()
+    log = SessionLog(storage)
+    log.append(rec(1))
+    size = storage.size(FILES[0])
+    err = raises(msg.RequestError, log.append, {"ev": "big", "note": "x" * 1100})
+    assert err.code == msg.E_BAD_FIELD and "1024" in err.message and "bytes" in err.message, err.message
+    assert storage.size(FILES[0]) == size and log.last_seq == 1 and log.append(rec(2)) == 2
+    small = SessionLog(SimStorage(), 100)  # a line may not outgrow one file either
+    err = raises(msg.RequestError, small.append, {"ev": "x" * 120})
+    assert err.code == msg.E_BAD_FIELD and "100" in err.message, err.message
+    err = raises(msg.RequestError, log.append, {"ev": "float", "v": 1.5})
+    assert err.code == msg.E_BAD_FIELD
+    assert raises(msg.RequestError, log.append, ["not", "a", "dict"]).code == msg.E_BAD_FIELD
+    assert log.info()["records"] == 2
+
+
+class FlakyStorage(SimStorage):
+    """When armed, the next append writes `partial` bytes of its data (all of it for -1) and raises."""
+
+    def __init__(self):
+        SimStorage.__init__(self)
+        self.partial = None
+
+    def append(self, name, data):
+        if self.partial is not None:
+            SimStorage.append(self, name, data if self.partial < 0 else data[:self.partial])
+            self.partial = None
+            raise OSError(28)
+        return SimStorage.append(self, name, data)
+
+
+def failing_write_case(partial, at_rotation):
+    """Fail one append (at a rotation or not), then append again; returns what that leaves."""
+    fmax = 200
+    storage = FlakyStorage()
+    log = SessionLog(storage, fmax)
+    for i in range(1, 10):  # both files in use
+        log.append({"ev": "s", "n": i})
+    assert storage.size(FILES[0]) and storage.size(FILES[1])
+    lost = {"ev": "lost", "pad": "x" * 20}
+    lost_size = len(frame.encode_frame(dict(lost, seq=99)))
+    while (storage.size(FILES[log._active]) + lost_size > fmax) != at_rotation:
+        log.append({"ev": "s"})
+    before = read_all(log)
+    info = log.info()
+    storage.partial = partial
+    err = raises(msg.RequestError, log.append, lost)
+    assert err.code == msg.E_STORAGE and err.message.startswith("session log write failed: "), err.message
+    assert len(err.message) <= 70 and "OSError" in err.message, err.message
+    assert log.last_seq == info["last_seq"]
+    if at_rotation:  # the rotation removed the oldest file: those records are really gone
+        assert 0 < log.count < info["records"] and log.first_seq > info["first_seq"]
+        before = [r for r in before if r["seq"] >= log.first_seq]
+    else:
+        now = log.info()
+        assert now.pop("bytes") >= info.pop("bytes") and now == info  # the bytes may hold what failed
+    landed = [dict(lost, seq=info["last_seq"] + 1)] if partial == -1 and not at_rotation else []
+    assert read_all(log) == before + landed  # reads show the flash as it is
+    seq = log.append({"ev": "next"})  # short: it would fit the old file
+    assert seq > info["last_seq"]
+    return storage, log, before, seq
+
+
+def test_a_failing_write_is_e_storage_and_moves_no_counter():
+    for partial in (0, 9, -1):
+        for at_rotation in (False, True):
+            storage, log, before, seq = failing_write_case(partial, at_rotation)
+            after = read_all(SessionLog(storage, 200))
+            assert read_all(log) == after, (partial, at_rotation)
+            seqs = [r["seq"] for r in after]
+            assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # a seq is never given twice
+            assert after[-1] == {"ev": "next", "seq": seq}
+            if partial != -1 or at_rotation:  # nothing of "lost" survives
+                assert after == before + [after[-1]], (partial, at_rotation)
+            else:  # it failed but landed whole: it stays, under its own seq
+                assert after == before + [dict({"ev": "lost", "pad": "x" * 20}, seq=seq - 1), after[-1]]
+
+
+def test_after_a_torn_write_the_next_record_starts_its_own_line():
+    storage, log, before, seq = failing_write_case(9, False)
+    held = bytes(storage.files[FILES[log._active]])
+    assert held.endswith(b"\n" + frame.encode_frame({"ev": "next", "seq": seq}))
+    assert SessionLog(storage, 200).skipped == 1  # the fragment, on its own line
+
+
+def test_paging_while_records_are_added_never_repeats_and_skips_only_what_rotated_away():
+    storage = SimStorage()
+    log = SessionLog(storage, SMALL)
+    written = {}
+    n = 0
+    seq = 1
+    got = []
+    while n < 150 or seq <= log.last_seq:
+        for _ in range(4 if n < 150 else 0):  # faster than the reader at first: rotations overtake it
+            n += 1
+            written[log.append(rec(n))] = dict(rec(n), seq=n)
+        oldest = log.first_seq
+        records, nxt = log.read(seq, 160)
+        assert records, seq
+        if records[0]["seq"] != seq:  # a gap only where the records are gone
+            assert seq < oldest and records[0]["seq"] == oldest, (seq, oldest, records[0]["seq"])
+        for r in records:
+            assert r == written[r["seq"]]
+        got.extend(records)
+        seq = nxt
+    seqs = [r["seq"] for r in got]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and seqs[-1] == n == log.last_seq
+    assert len(seqs) < 150  # the reader really fell behind a rotation
+
+
+def test_a_failing_erase_is_e_storage_and_erases_nothing():
+    storage = FlakyStorage()
+    log = SessionLog(storage, 200)
+    for i in range(1, 10):
+        log.append({"ev": "s", "n": i})
+    before = read_all(log)
+    storage.partial = 7
+    err = raises(msg.RequestError, log.erase)
+    assert err.code == msg.E_STORAGE and err.message.startswith("session log erase failed: "), err.message
+    assert log.last_seq == 9 and read_all(log) == [r for r in before if r["seq"] >= log.first_seq]
+    assert log.first_seq > 1  # the oldest file went first, the newest records are kept
+    seq = log.append({"ev": "next"})
+    assert seq > 9 and read_all(SessionLog(storage, 200))[-1] == {"ev": "next", "seq": seq}
+    assert SessionLog(storage, 200).erase() > seq
