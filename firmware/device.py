@@ -811,6 +811,11 @@ class Device:
         program = self.program
         if program is None or not program.has_heat:
             raise msg.RequestError(msg.E_LOCKED, "patient mode: heat comes only with a prescribed program that has heat")
+        phase = program.phases[self.phase_index]
+        if not phase.heat:
+            raise msg.RequestError(
+                msg.E_LOCKED, "patient mode: phase %s of program %s has no heat" % (phase.name, program.name)
+            )
         target_mc = message.get("target_mc")
         if "level" in message:
             target_mc = heat.config.level_mc(message["level"])

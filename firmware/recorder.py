@@ -9,7 +9,7 @@ time, so a report can place sessions on a calendar.
 
 from firmware.protocols import messages as msg
 
-SAMPLE_EVERY_MS = 60000  # one amplitude/temperature sample per minute of session: ~2.5 KB per 30 min
+SAMPLE_EVERY_MS = 60000  # one amplitude/temperature sample per minute of session: about 5-6 KB per 30 min
 FAULT_MSG_MAX = 100
 
 

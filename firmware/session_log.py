@@ -17,7 +17,7 @@ from firmware.protocols import frame, jsonenc
 from firmware.protocols import messages as msg
 
 FILES = ("sessions.0", "sessions.1")
-FILE_MAX_BYTES = 16384
+FILE_MAX_BYTES = 98304
 READ_CHUNK = 256
 _FRAMING_BYTES = 7  # len("@") + len("*CRC4\n") around the JSON payload
 EV_ERASED = "erased"

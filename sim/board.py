@@ -206,5 +206,9 @@ class SimBoard:
 
         return Device(
             self.clock, self.pulse_out, self.sense, self.serial, device_id, heater=self.heater,
-            thermistor=self.pad_thermistor, storage=self.storage,
+            thermistor=self.pad_thermistor, storage=self.storage, random_bytes=self.random_bytes,
         )
+
+    def random_bytes(self, count):
+        """The board's random source (os.urandom there), here from the seeded generator: runs replay."""
+        return bytes(self.rng.below(256) for _ in range(count))

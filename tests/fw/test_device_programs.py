@@ -4,7 +4,7 @@ patient mode behind the clinician PIN, and the session log a therapist fetches."
 from firmware.protocols import messages as msg
 from tests.fw.harness import Harness
 
-STIM = {"mode": "continuous", "rate_hz": 100, "phase_us": 100}
+STIM = {"mode": "continuous", "rate_hz": 20, "phase_us": 100}  # few pulses: the harness keeps every one
 
 
 def _short_program(name="rx-short", max_amp_ua=20000):
@@ -219,3 +219,67 @@ def test_the_status_reply_fits_one_frame_at_its_longest():
     reply = h.ok("status")
     assert len(frame.encode_frame(reply)) <= frame.MAX_LINE_BYTES - 40, len(frame.encode_frame(reply))
     assert reply["fault_msg"].startswith("xxx") and reply["phase"] == "w" * 24  # the longest names too
+
+
+class FailingStorage:
+    """Flash that fails every write to the session log once `fail` is set (a worn or full flash)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.fail = False
+
+    def append(self, name, data):
+        if self.fail and name.startswith("sessions"):
+            raise OSError(28, "no space left")
+        return self.inner.append(name, data)
+
+    def read(self, name, offset, size):
+        return self.inner.read(name, offset, size)
+
+    def size(self, name):
+        return self.inner.size(name)
+
+    def remove(self, name):
+        return self.inner.remove(name)
+
+
+def test_a_failing_flash_never_stops_a_session_or_its_safety_checks():
+    h = Harness()
+    storage = FailingStorage(h.board.storage)
+    h.board.storage = storage
+    h.device = h.board.build_device()
+    h.ok("program_put", {"program": _short_program()})
+    storage.fail = True
+    h.ok("start", {"program": "rx-short", "lease_ms": 0})
+    h.tick(2100)
+    h.ok("set_amp", {"ch": 0, "amp_ua": 5000})
+    h.tick(600)
+    assert h.state == "RUNNING" and h.amps()[0] == 5000
+    h.fault("electrode_off:0")  # safety checks still run: the fault latches and outputs go off
+    h.tick_until(lambda: h.state == "FAULT", limit=300)
+    assert h.amps() == [0, 0] and not h.board.heater.on()
+    info = h.ok("log_info")
+    assert info["write_errors"] >= 5 and info["records"] == 0
+    reply = h.request("pain", {"when": "after", "score": 2})  # a direct request is told its record was lost
+    assert reply["ok"] is False and reply["err"] == msg.E_STORAGE and "no space" in reply["msg"], reply
+
+
+def test_in_patient_mode_heat_follows_the_phases():
+    h = Harness()
+    h.ok("program_put", {"program": _short_program()})
+    h.ok("pin", {"new": "2468"})
+    h.ok("start", {"program": "rx-short", "lease_ms": 0})
+    h.tick(5000)  # the cool-down phase: no heat
+    assert h.ok("status")["phase"] == "cool"
+    _refused(h, "heat", {"level": "low"}, msg.E_LOCKED, ("cool", "no heat"))
+    assert h.device.heat.state == "off"
+
+
+def test_pin_salts_come_from_the_boards_random_source():
+    a = Harness(seed=1)
+    b = Harness(seed=2)
+    for h in (a, b):
+        h.ok("pin", {"new": "2468"})
+    salt_a = a.board.storage.files["lock.log"]
+    salt_b = b.board.storage.files["lock.log"]
+    assert salt_a != salt_b and Harness(seed=1).board.random_bytes(16) == Harness(seed=1).board.random_bytes(16)
