@@ -3,7 +3,7 @@ a frame, and a power cut at any byte of any write loses at most the record being
 
 from firmware.protocols import frame
 from firmware.protocols import messages as msg
-from firmware.session_log import FILES, SessionLog
+from firmware.session_log import FILE_MAX_BYTES, FILES, SessionLog
 from sim.board import SimStorage
 from tests.fw.portable import raises
 
@@ -33,7 +33,7 @@ def flash_bytes(storage):
 
 def test_append_and_read_round_trip():
     log = SessionLog(SimStorage())
-    assert log.info() == {"first_seq": 0, "last_seq": 0, "records": 0, "bytes": 0, "capacity_bytes": 32768,
+    assert log.info() == {"first_seq": 0, "last_seq": 0, "records": 0, "bytes": 0, "capacity_bytes": 2 * FILE_MAX_BYTES,
                           "skipped": 0}
     assert log.read(1, 1000) == ([], 1)
     given = {"ev": "start", "amp_ua": [1200, 800], "note": "caf\u00e9 \"x\""}
