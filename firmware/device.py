@@ -13,8 +13,8 @@ from firmware import supervisor as sup
 from firmware.clock import Elapsed, ticks_diff
 from firmware.link import Link
 from firmware.lock import ClinicianLock
-from firmware import presets
-from firmware.program import PROGRAM_MAX_BYTES, parse_program
+from firmware.clinic import Clinic
+from firmware.program_run import ProgramRun
 from firmware.program_store import ProgramStore
 from firmware.ram_storage import RamStorage
 from firmware.recorder import SAMPLE_EVERY_MS, Recorder
@@ -30,7 +30,6 @@ INTERLOCK_CONCURRENT = "concurrent"  # heat and stimulation together
 INTERLOCK_ALTERNATE = "alternate"  # never heat while any channel stimulates or is about to
 INTERLOCKS = (INTERLOCK_CONCURRENT, INTERLOCK_ALTERNATE)
 STATUS_FAULT_MSG_MAX = 120
-LOG_FETCH_MAX_BYTES = 640  # records per log_fetch reply: with its envelope, one 1024-byte frame
 UNIX_S_MIN = 1000000000  # 2001: a hello's clock older than this is a host with no clock
 UNIX_S_MAX = 0x7FFFFFFF
 
@@ -64,11 +63,9 @@ class Device:
 
             self.heat = HeatController(heater, thermistor)
         self.settings = Settings(storage)
-        self.programs = ProgramStore(storage)
         self.lock = ClinicianLock(storage, clock, random_bytes or _clock_bytes(clock))
-        self.program = None  # the Program this session runs, or None (a session set up by requests)
-        self.phase_index = -1
-        self._phase_targets = None  # per channel: the patient's amplitude while a phase pauses TENS
+        self.clinic = Clinic(self, ProgramStore(storage), self.lock)
+        self.run = None  # the ProgramRun of this session, or None (a session set up by requests)
         self.maintenance = False  # for deployment: no stimulation, no heat (the board also drops its watchdog)
         self.interlock = self.settings.get("interlock_default")
         if self.heat is not None:
@@ -120,17 +117,9 @@ class Device:
                 msg.OP_TELEMETRY: self._op_telemetry,
                 msg.OP_SETTINGS: self._op_settings,
                 msg.OP_MAINTENANCE: self._op_maintenance,
-                msg.OP_PROGRAMS: self._op_programs,
-                msg.OP_PROGRAM_GET: self._op_program_get,
-                msg.OP_PROGRAM_PUT: self._op_program_put,
-                msg.OP_PROGRAM_DELETE: self._op_program_delete,
-                msg.OP_LOG_INFO: self._op_log_info,
-                msg.OP_LOG_FETCH: self._op_log_fetch,
-                msg.OP_LOG_ERASE: self._op_log_erase,
-                msg.OP_PAIN: self._op_pain,
-                msg.OP_PIN: self._op_pin,
             },
         )
+        self.link.ops.update(self.clinic.handlers())
         self.link.on_request = self._renew_lease
 
     # ---- the tick -------------------------------------------------------
@@ -232,11 +221,11 @@ class Device:
         self.session_run_ms += L.TICK_MS
         if self.session_run_ms % SAMPLE_EVERY_MS == 0:
             self._sample_due = True
-        program = self.program
-        if program is not None and not self.stopping:
-            index = program.phase_index_at(self.session_run_ms)
-            if index != self.phase_index:
-                self._enter_phase(index)
+        run = self.run
+        if run is not None and not self.stopping:
+            index = run.phase_due(self.session_run_ms)
+            if index >= 0:
+                run.enter_phase(index, self.channels, self.heat, self.recorder, now)
         if self.lease_ms and ticks_diff(now, self._lease_from) > self.lease_ms:
             self.stopping = False
             self.supervisor.pause(sup.PAUSE_LEASE)
@@ -305,6 +294,14 @@ class Device:
             "fault": heat.fault,
             "fault_msg": heat.fault_msg,
         }
+
+    @property
+    def program(self):
+        """The Program this session runs, or None."""
+        return self.run.program if self.run is not None else None
+
+    def channel_count(self):
+        return len(self.channels)
 
     def fault_cause(self):
         """Why a fault cannot be cleared yet, or None when its causes are gone."""
@@ -392,8 +389,8 @@ class Device:
             "interlock": self.interlock,
             "heat": self._heat_status(),
             # patient mode and log write errors: the programs and log_info replies (status is near its frame)
-            "program": self.program.name if self.program is not None else None,
-            "phase": self.program.phases[self.phase_index].name if self.program is not None else None,
+            "program": self.run.program.name if self.run is not None else None,
+            "phase": self.run.phase.name if self.run is not None else None,
         }
 
     def _heat_status(self):
@@ -452,13 +449,13 @@ class Device:
         """Start a session: a program by name, or (clinician) the channels as they are set."""
         program = None
         if "program" in message:
-            program = self._load_program(message["program"])
+            program = self.clinic.load_program(message["program"])
             for name in ("session_ms", "ramp_ms", "interlock"):
                 if name in message:
                     raise msg.RequestError(msg.E_BAD_FIELD, "%s comes from the program; leave it out" % name)
-            targets = self._program_targets(program, message)
+            targets = ProgramRun(program).start_targets(message)
         else:
-            self._require_clinician(message, "start a session without a program")
+            self.clinic.require_clinician(message, "start a session without a program")
             targets = self._targets(message)
         self._refuse_in_maintenance("start")
         settings = self.settings
@@ -488,9 +485,7 @@ class Device:
         self.lease_ms = lease_ms
         self.stopping = False
         self._lease_from = self.clock.ticks_ms()
-        self.program = program
-        self.phase_index = -1
-        self._phase_targets = None
+        self.run = ProgramRun(program) if program is not None else None
         for i in range(len(self.channels)):
             channel = self.channels[i]
             self.max_amp_ua[i] = 0
@@ -514,92 +509,8 @@ class Device:
         )
         if program is None:
             return {"state": self.supervisor.state_name}
-        self._enter_phase(0)
+        self.run.enter_phase(0, self.channels, self.heat, self.recorder, self.clock.ticks_ms())
         return {"state": self.supervisor.state_name, "program": program.name, "session_ms": session_ms}
-
-    def _load_program(self, name):
-        """A stored program, or (open device only) a built-in preset, checked again here:
-        the heat cap or the channel count may have changed since it was stored."""
-        if not isinstance(name, str):
-            raise msg.RequestError(msg.E_BAD_FIELD, "program must be a program name, got %s" % msg._show(name))
-        if name in self.programs.names():
-            source = self.programs.get(name)
-        else:
-            source = presets.find(name)
-            if source is None:
-                raise msg.RequestError(
-                    msg.E_NOT_FOUND, "no program named %s (the programs request lists them)" % msg._show(name)
-                )
-            if self.lock.has_pin:
-                raise msg.RequestError(
-                    msg.E_LOCKED,
-                    "patient mode runs prescribed programs only; %s is a built-in preset (a clinician uploads a copy)"
-                    % name,
-                )
-        program = parse_program(source, len(self.channels), self.settings.get("heat_max_target_mc"))
-        if program.has_heat and self.heat is None:
-            raise msg.RequestError(msg.E_BAD_STATE, "program %s needs a heat pad; this device has none" % name)
-        return program
-
-    def _program_targets(self, program, message):
-        """Optional "amp_ua" at the start of a program, each within its channel's prescription."""
-        values = message.get("amp_ua")
-        if values is None:
-            return [plan.amp_ua for plan in program.channels]
-        if not isinstance(values, list) or len(values) > len(program.channels):
-            raise msg.RequestError(
-                msg.E_BAD_FIELD,
-                "amp_ua must be a list of up to %d integers, one per channel of program %s"
-                % (len(program.channels), program.name),
-            )
-        for i in range(len(values)):
-            amp_ua = msg.int_field({"amp_ua": values[i]}, "amp_ua", 0, L.AMP_LIMIT_UA)
-            self._check_prescription(i, amp_ua, program)
-        return values
-
-    def _check_prescription(self, index, amp_ua, program):
-        if index >= len(program.channels):
-            raise msg.RequestError(msg.E_BAD_STATE, "program %s does not use channel %d" % (program.name, index))
-        top_ua = program.channels[index].max_amp_ua
-        if amp_ua > top_ua:
-            raise msg.RequestError(
-                msg.E_OUT_OF_RANGE,
-                "amp_ua %d exceeds the prescribed maximum %d for channel %d (program %s)"
-                % (amp_ua, top_ua, index, program.name),
-            )
-
-    def _enter_phase(self, index):
-        """Apply a program phase: TENS on or held at zero (the patient's amplitude kept for
-        the next TENS phase), heat on for the run of heat phases or off."""
-        program = self.program
-        phase = program.phases[index]
-        self.phase_index = index
-        self.recorder.phase(index, phase.name)
-        if phase.tens:
-            if self._phase_targets is not None:
-                for i in range(len(self.channels)):
-                    self.channels[i].set_target(self._phase_targets[i])
-                self._phase_targets = None
-        elif self._phase_targets is None:
-            self._phase_targets = [channel.target_ua for channel in self.channels]
-            for channel in self.channels:
-                channel.set_target(0)
-        heat = self.heat
-        if heat is None:
-            return
-        if phase.heat and heat.state == "off":
-            try:
-                if program.heat_level is not None:
-                    heat.set_level(program.heat_level)
-                else:
-                    heat.set_target_mc(program.heat_target_mc)
-                heat.start(self.clock.ticks_ms(), program.heat_left_ms(index))
-                self.recorder.heat(heat.target_mc)
-            except msg.RequestError as exc:  # e.g. the session's thermal dose is used up: TENS goes on
-                self.recorder.fault(["heat_refused"], exc.message)
-        elif not phase.heat and heat.state != "off" and heat.state != "fault":
-            heat.stop()
-            self.recorder.heat(None)
 
     def _close_session(self):
         """The session's last records: an end sample and the stop (with the fault, if one ended it)."""
@@ -613,9 +524,7 @@ class Device:
             "fault" if state == sup.FAULT else self.supervisor.reason, self.session_run_ms, list(self.max_amp_ua),
             heat.dose.cem43_ms if heat is not None else 0,
         )
-        self.program = None
-        self.phase_index = -1
-        self._phase_targets = None
+        self.run = None
 
     def _record_sample(self):
         heat = self.heat
@@ -693,16 +602,8 @@ class Device:
             raise msg.RequestError(
                 msg.E_BAD_STATE, "cannot raise amplitude: stopping (%s), ramping down to IDLE" % self.supervisor.reason
             )
-        program = self.program
-        if program is not None:
-            self._check_prescription(channel.index, amp_ua, program)
-            phase = program.phases[self.phase_index]
-            if not phase.tens:
-                raise msg.RequestError(
-                    msg.E_BAD_STATE,
-                    "phase %s of program %s has no stimulation; amplitude changes in a TENS phase"
-                    % (phase.name, program.name),
-                )
+        if self.run is not None:
+            self.run.check_amp_request(channel.index, amp_ua)
         envelope.check(channel.setting, amp_ua)
         channel.set_target(amp_ua)
         if self.recorder.open:
@@ -731,10 +632,10 @@ class Device:
     def _op_set_stim(self, message):
         channel = self._channel(message)
         setting = envelope.parse_setting(message.get("stim"))
-        self._require_clinician(message, "change the stimulation setting")
-        if self.program is not None:
+        self.clinic.require_clinician(message, "change the stimulation setting")
+        if self.run is not None:
             raise msg.RequestError(
-                msg.E_BAD_STATE, "program %s sets the stimulation; stop it first" % self.program.name
+                msg.E_BAD_STATE, "program %s sets the stimulation; stop it first" % self.run.program.name
             )
         self._refuse_in_fault("change the stimulation setting")
         envelope.check(setting, channel.target_ua)
@@ -776,7 +677,11 @@ class Device:
         self._refuse_in_fault("heat")
         self._refuse_in_maintenance("heat")
         if self.lock.has_pin:
-            self._check_heat_prescription(heat, message)
+            if self.run is None:
+                raise msg.RequestError(
+                    msg.E_LOCKED, "patient mode: heat comes only with a prescribed program that has heat"
+                )
+            self.run.check_patient_heat(heat, message)
         if not self.supervisor.running():
             raise msg.RequestError(
                 msg.E_BAD_STATE, "heat runs in a session: start one first (state %s)" % self.supervisor.state_name
@@ -806,25 +711,6 @@ class Device:
             self.recorder.heat(heat.target_mc)
         return heat.status()
 
-    def _check_heat_prescription(self, heat, message):
-        """Patient mode: heat as the running program prescribes it, or lower."""
-        program = self.program
-        if program is None or not program.has_heat:
-            raise msg.RequestError(msg.E_LOCKED, "patient mode: heat comes only with a prescribed program that has heat")
-        phase = program.phases[self.phase_index]
-        if not phase.heat:
-            raise msg.RequestError(
-                msg.E_LOCKED, "patient mode: phase %s of program %s has no heat" % (phase.name, program.name)
-            )
-        target_mc = message.get("target_mc")
-        if "level" in message:
-            target_mc = heat.config.level_mc(message["level"])
-        if msg.is_int(target_mc) and target_mc > program.heat_target_mc:
-            raise msg.RequestError(
-                msg.E_OUT_OF_RANGE,
-                "heat %d mC exceeds the prescribed %d mC (program %s)" % (target_mc, program.heat_target_mc, program.name),
-            )
-
     def _refuse_in_maintenance(self, what):
         if self.maintenance:
             raise msg.RequestError(
@@ -837,7 +723,7 @@ class Device:
         if on is not True and on is not False:
             raise msg.RequestError(msg.E_BAD_FIELD, "on must be true or false, got %s" % msg._show(on))
         if on:
-            self._require_clinician(message, "enter maintenance mode")
+            self.clinic.require_clinician(message, "enter maintenance mode")
         if on and self.supervisor.state != sup.IDLE:
             raise msg.RequestError(
                 msg.E_BAD_STATE, "maintenance mode needs IDLE (state %s): stop first" % self.supervisor.state_name
@@ -848,7 +734,7 @@ class Device:
     def _op_settings(self, message):
         """Without "set": the settings and their limits. With "set": change them, all or nothing."""
         if "set" in message:
-            self._require_clinician(message, "change settings")
+            self.clinic.require_clinician(message, "change settings")
             self.settings.change(message["set"])
             if self.heat is not None:
                 self._apply_heat_cap(self.settings.get("heat_max_target_mc"))
@@ -859,97 +745,6 @@ class Device:
         heat.config.max_target_mc = cap_mc
         if heat.target_mc > cap_mc:
             heat.set_target_mc(cap_mc)  # a running heat session drops to the new cap at once
-
-    # ---- programs, the session log and the clinician PIN -----------------------------------
-
-    def _require_clinician(self, message, what):
-        """Patient mode (a PIN is set): the request must carry the PIN. The PIN is never echoed."""
-        try:
-            self.lock.check(message.get("pin"))
-        except msg.RequestError as exc:
-            raise msg.RequestError(exc.code, "cannot %s: %s" % (what, exc.message))
-
-    def _op_programs(self, message):
-        return {"presets": presets.names(), "stored": self.programs.names(), "patient_mode": self.lock.has_pin}
-
-    def _op_program_get(self, message):
-        name = message.get("name")
-        if not isinstance(name, str):
-            raise msg.RequestError(msg.E_BAD_FIELD, "name must be a program name, got %s" % msg._show(name))
-        if name in self.programs.names():
-            return {"program": self.programs.get(name), "preset": False}
-        preset = presets.find(name)
-        if preset is None:
-            raise msg.RequestError(msg.E_NOT_FOUND, "no program named %s" % msg._show(name))
-        return {"program": parse_program(preset, len(self.channels)).source, "preset": True}
-
-    def _op_program_put(self, message):
-        """Upload (clinician): checked here against this device's channels and heat cap, whatever
-        the host checked before."""
-        self._require_clinician(message, "upload a program")
-        program = parse_program(message.get("program"), len(self.channels), self.settings.get("heat_max_target_mc"))
-        if presets.find(program.name) is not None:
-            raise msg.RequestError(
-                msg.E_BAD_FIELD, "name %s is a built-in preset; upload it under another name" % program.name
-            )
-        if self.program is not None and self.program.name == program.name:
-            raise msg.RequestError(msg.E_BAD_STATE, "program %s is running; stop it before replacing it" % program.name)
-        self.programs.put(program.source)
-        return {"name": program.name, "session_s": program.session_ms // 1000, "stored": len(self.programs.names())}
-
-    def _op_program_delete(self, message):
-        self._require_clinician(message, "delete a program")
-        name = message.get("name")
-        if self.program is not None and self.program.name == name:
-            raise msg.RequestError(msg.E_BAD_STATE, "program %s is running; stop it before deleting it" % name)
-        if not isinstance(name, str):
-            raise msg.RequestError(msg.E_BAD_FIELD, "name must be a program name, got %s" % msg._show(name))
-        self.programs.delete(name)
-        return {"name": name, "stored": len(self.programs.names())}
-
-    def _op_log_info(self, message):
-        info = self.recorder.log.info()
-        info["clock_set"] = self.recorder.unix_offset_s is not None
-        info["write_errors"] = self.recorder.errors
-        return info
-
-    def _op_log_fetch(self, message):
-        """A page of records from `from_seq` on: the host asks again with `next_seq` until it
-        passes `last_seq`."""
-        from_seq = msg.int_field(message, "from_seq", 0, msg.MAX_REQUEST_ID, 1)
-        max_bytes = msg.int_field(message, "max_bytes", 100, LOG_FETCH_MAX_BYTES, LOG_FETCH_MAX_BYTES)
-        log = self.recorder.log
-        records, next_seq = log.read(from_seq, max_bytes)
-        return {"records": records, "next_seq": next_seq, "last_seq": log.info()["last_seq"]}
-
-    def _op_log_erase(self, message):
-        self._require_clinician(message, "erase the session log")
-        if self.recorder.open:
-            raise msg.RequestError(msg.E_BAD_STATE, "cannot erase the session log during a session: stop it first")
-        self.recorder.log.erase()
-        return self.recorder.log.info()
-
-    def _op_pain(self, message):
-        """A pain score (0 none .. 10 worst) before or after a session, for the therapist's report."""
-        score = msg.int_field(message, "score", 0, 10)
-        when = message.get("when")
-        if when != "before" and when != "after":
-            raise msg.RequestError(msg.E_BAD_FIELD, "when must be before or after, got %s" % msg._show(when))
-        recorder = self.recorder
-        seq = recorder.pain(when, score, recorder.open)
-        if seq is None:
-            raise msg.RequestError(msg.E_STORAGE, "pain score not recorded: " + recorder.last_error)
-        return {"seq": seq, "when": when, "score": score}
-
-    def _op_pin(self, message):
-        """Set or change the clinician PIN ("new"), remove it ("remove": true), or ask its status."""
-        if "new" in message:
-            self.lock.set_pin(message["new"], message.get("pin"))
-        elif "remove" in message:
-            if message["remove"] is not True:
-                raise msg.RequestError(msg.E_BAD_FIELD, "remove must be true")
-            self.lock.remove_pin(message.get("pin"))
-        return self.lock.status()
 
     def _op_clear_fault(self, message):
         if self.supervisor.state == sup.FAULT:

@@ -106,7 +106,7 @@ def test_a_running_program_never_exceeds_its_prescription_or_heats_outside_heat_
         device = h.device
         if device.program is None:
             continue
-        phase = program.phases[device.phase_index]
+        phase = device.run.phase
         for i, channel in enumerate(device.channels):
             top_ua = program.channels[i].max_amp_ua if i < len(program.channels) else 0
             assert channel.amp_ua <= top_ua and channel.target_ua <= top_ua, (i, channel.amp_ua, top_ua)

@@ -124,7 +124,7 @@ def test_programs_survive_a_reboot_and_can_be_deleted():
     h.ok("program_put", {"program": _short_program("rx-b")})
     h.ok("program_delete", {"name": "rx-a"})
     rebooted = h.board.build_device()
-    assert rebooted.programs.names() == ["rx-b"]
+    assert rebooted.clinic.store.names() == ["rx-b"]
     _refused(h, "program_delete", {"name": "rx-a"}, msg.E_NOT_FOUND, ("rx-a",))
 
 

@@ -1,0 +1,116 @@
+"""One running program: its phase timeline and its prescription.
+
+The device owns the session (state, timers, ramps); a ProgramRun says what the
+program allows on top: which phase is due, what a phase turns on or holds off, and
+the prescribed maxima a request may not pass. Kept apart so the rules of a
+prescription read in one place.
+"""
+
+from firmware import limits as L
+from firmware.protocols import messages as msg
+
+
+class ProgramRun:
+    def __init__(self, program):
+        self.program = program
+        self.phase_index = -1
+        self._held_targets_ua = None  # per channel: the patient's amplitude while a phase holds TENS off
+
+    @property
+    def phase(self):
+        return self.program.phases[self.phase_index]
+
+    def phase_due(self, run_ms):
+        """The phase index to enter now, or -1 when the current one goes on."""
+        index = self.program.phase_index_at(run_ms)
+        return index if index != self.phase_index else -1
+
+    def start_targets(self, message):
+        """Optional "amp_ua" of a start request, each within its channel's prescription."""
+        program = self.program
+        values = message.get("amp_ua")
+        if values is None:
+            return [plan.amp_ua for plan in program.channels]
+        if not isinstance(values, list) or len(values) > len(program.channels):
+            raise msg.RequestError(
+                msg.E_BAD_FIELD,
+                "amp_ua must be a list of up to %d integers, one per channel of program %s"
+                % (len(program.channels), program.name),
+            )
+        for i in range(len(values)):
+            self.check_prescription(i, msg.int_field({"amp_ua": values[i]}, "amp_ua", 0, L.AMP_LIMIT_UA))
+        return values
+
+    def check_prescription(self, index, amp_ua):
+        program = self.program
+        if index >= len(program.channels):
+            raise msg.RequestError(msg.E_BAD_STATE, "program %s does not use channel %d" % (program.name, index))
+        top_ua = program.channels[index].max_amp_ua
+        if amp_ua > top_ua:
+            raise msg.RequestError(
+                msg.E_OUT_OF_RANGE,
+                "amp_ua %d exceeds the prescribed maximum %d for channel %d (program %s)"
+                % (amp_ua, top_ua, index, program.name),
+            )
+
+    def check_amp_request(self, index, amp_ua):
+        """A new target for a channel: within the prescription, and only in a TENS phase."""
+        self.check_prescription(index, amp_ua)
+        phase = self.phase
+        if not phase.tens:
+            raise msg.RequestError(
+                msg.E_BAD_STATE,
+                "phase %s of program %s has no stimulation; amplitude changes in a TENS phase"
+                % (phase.name, self.program.name),
+            )
+
+    def check_patient_heat(self, heat, message):
+        """Patient mode: heat as the program prescribes it in this phase, or lower."""
+        program = self.program
+        if not program.has_heat:
+            raise msg.RequestError(msg.E_LOCKED, "patient mode: heat comes only with a prescribed program that has heat")
+        phase = self.phase
+        if not phase.heat:
+            raise msg.RequestError(
+                msg.E_LOCKED, "patient mode: phase %s of program %s has no heat" % (phase.name, program.name)
+            )
+        target_mc = message.get("target_mc")
+        if "level" in message:
+            target_mc = heat.config.level_mc(message["level"])
+        if msg.is_int(target_mc) and target_mc > program.heat_target_mc:
+            raise msg.RequestError(
+                msg.E_OUT_OF_RANGE,
+                "heat %d mC exceeds the prescribed %d mC (program %s)" % (target_mc, program.heat_target_mc, program.name),
+            )
+
+    def enter_phase(self, index, channels, heat, recorder, now_ms):
+        """TENS on, or held at zero (the patient's amplitude kept for the next TENS phase);
+        heat on for the run of heat phases from here, or off."""
+        program = self.program
+        phase = program.phases[index]
+        self.phase_index = index
+        recorder.phase(index, phase.name)
+        if phase.tens:
+            if self._held_targets_ua is not None:
+                for i in range(len(channels)):
+                    channels[i].set_target(self._held_targets_ua[i])
+                self._held_targets_ua = None
+        elif self._held_targets_ua is None:
+            self._held_targets_ua = [channel.target_ua for channel in channels]
+            for channel in channels:
+                channel.set_target(0)
+        if heat is None:
+            return
+        if phase.heat and heat.state == "off":
+            try:
+                if program.heat_level is not None:
+                    heat.set_level(program.heat_level)
+                else:
+                    heat.set_target_mc(program.heat_target_mc)
+                heat.start(now_ms, program.heat_left_ms(index))
+                recorder.heat(heat.target_mc)
+            except msg.RequestError as exc:  # e.g. the session's thermal dose is used up: TENS goes on
+                recorder.fault(["heat_refused"], exc.message)
+        elif not phase.heat and heat.state != "off" and heat.state != "fault":
+            heat.stop()
+            recorder.heat(None)
