@@ -172,6 +172,8 @@ class Device:
         self.pulse_out.off()
         for channel in self.channels:
             channel.off()
+        for monitor in self.monitors:
+            monitor.reset()  # a new run of pulses starts a new count
         self._heat_policy()
 
     def _heat_policy(self):

@@ -5,7 +5,8 @@ its compliance voltage: an electrode came off, and when it is pressed back
 the full amplitude would arrive at once; that latches on the first such pulse
 (a current source at compliance delivering under a quarter of its command is
 unambiguous). More flows than was asked: an output-stage fault; that needs
-two pulses in a row, so one noisy ADC sample never trips it. Below
+two pulses in a row (ticks without a pulse in between do not break the row,
+so it holds at every rate), so one noisy ADC sample never trips it. Below
 SENSE_MIN_CHECK_UA the sense is too coarse to judge a missing load (dead band).
 """
 
@@ -38,7 +39,8 @@ class OutputMonitor:
                 "channel %d: %d uA delivered, above the hard limit %d uA" % (self.index, delivered_ua, L.AMP_LIMIT_UA),
             )
         if commanded_ua <= 0:
-            self.reset()
+            # no pulse in this tick: below 100 Hz most ticks have none, so the count of
+            # over-limit pulses in a row carries over (the device resets it when output stops)
             return False
         allowed_ua = overcurrent_allowed_ua(commanded_ua)
         if delivered_ua > allowed_ua:

@@ -663,6 +663,18 @@ def test_every_reply_fits_in_a_frame():
     assert h.device.link.tx_dropped == 0
 
 
+def test_a_stage_delivering_too_much_latches_at_every_rate():
+    for rate_hz in (2, 20, 50, 100, 200):
+        h = Harness()
+        h.ok("set_stim", {"ch": 1, "stim": {"mode": "continuous", "rate_hz": rate_hz, "phase_us": 100}})
+        h.ok("start", {"amp_ua": [0, 12000], "lease_ms": 0, "ramp_ms": FAST_RAMP_MS})
+        h.tick_until(lambda: h.amps()[1] == 12000, limit=500)
+        h.fault("overcurrent:1")
+        ticks = h.tick_until(lambda: h.state == "FAULT", limit=300)
+        assert h.faults == ["overcurrent:1"], (rate_hz, h.faults)
+        assert ticks <= 2 * (100 // rate_hz + 1) + 1, (rate_hz, ticks)  # two pulses, wherever they fall
+
+
 def test_uptime_and_ramp_across_the_clock_wrap():
     h = Harness(start_ms=TICKS_MAX + 1 - 1000)  # one second before the 2^30 ms wrap
     h.request("start", {"amp_ua": [6000], "lease_ms": 1000, "ramp_ms": 2000})

@@ -67,6 +67,19 @@ def test_relative_overcurrent_after_two_pulses():
     assert "channel 1" in m.message and str(over) in m.message and str(CMD + limits.OVERCURRENT_MARGIN_UA) in m.message
 
 
+def test_overcurrent_latches_at_low_rates_too():
+    """At 50 Hz and below a pulse comes every other tick or rarer: ticks with no pulse
+    (commanded 0, delivered 0) between two over-limit pulses do not break the row."""
+    over = CMD + limits.OVERCURRENT_MARGIN_UA + 1
+    for gap_ticks in (1, 4, 99):
+        m = OutputMonitor(0)
+        run = [(CMD, over, False)] + [(0, 0, False)] * gap_ticks + [(CMD, over, False)]
+        assert _run(m, run) == gap_ticks + 1, gap_ticks
+    m = OutputMonitor(0)
+    spaced = ([(CMD, over, False)] + [(0, 0, False)] * 3 + [(CMD, CMD, False)] + [(0, 0, False)] * 3) * 10
+    assert _run(m, spaced) is None  # a good pulse in between still breaks the row
+
+
 def test_single_spike_is_not_a_fault():
     over = CMD + limits.OVERCURRENT_MARGIN_UA + 1
     assert _run(OutputMonitor(0), [(CMD, over, False), (CMD, CMD, False)] * 20) is None
@@ -80,10 +93,10 @@ def test_absolute_overcurrent_is_immediate_even_when_idle():
     assert OutputMonitor(0).check(0, over - 1, False) is False
 
 
-def test_reset_and_zero_command_clear_the_count():
+def test_reset_clears_the_count_and_a_pulseless_tick_does_not():
     over = CMD + limits.OVERCURRENT_MARGIN_UA + 1
     m = OutputMonitor(0)
     for _ in range(20):
         assert m.check(CMD, over, False) is False
         m.reset()
-    assert _run(OutputMonitor(0), [(CMD, over, False), (0, 0, False)] * 20) is None
+    assert _run(OutputMonitor(0), [(CMD, over, False), (0, 0, False)] * 20) == 2
