@@ -154,6 +154,20 @@ class Device:
             self._fail_safe_exception(exc)
         self.link.flush()
 
+    # ---- hooks for the board's own inputs (firmware/board_entry.py) --------------------
+
+    def emergency_stop(self):
+        """The stop button: what the estop request does, output zero at once."""
+        return self._op_estop({})
+
+    def interrupt_outputs(self):
+        """The loop stood still (a stall): nothing fired meanwhile, so output restarts from zero."""
+        self._outputs_off()
+
+    def fail_safe(self, exc):
+        """A board driver outside the tick raised: outputs off and a latched fault the host can read."""
+        self._fail_safe_exception(exc)
+
     def _fail_safe_exception(self, exc):
         # bounded, ASCII: the text goes into status replies and state events
         self._fail_safe(sup.F_INTERNAL, "exception in tick: " + msg.clip("%s %s" % (type(exc).__name__, exc), 100))

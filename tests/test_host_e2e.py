@@ -256,6 +256,8 @@ def _walk_records_commands(url, run, walked, tmp_path):
     assert run("log", "erase", "--yes", code=1)["error"]["code"] == "locked"
     erased = tensctl(url, "--json", "--pin", "2468", "log", "erase", "--yes")
     assert erased.returncode == 0, erased.stderr
+    plan = run("deploy", "--dry-run")  # lists the files it would copy; opens no port
+    assert plan["dry_run"] is True and any(item["path"] == "main.py" for item in plan["files"])
     removed = tensctl(url, "--json", "--pin", "2468", "pin", "remove")
     walked.add("pin remove")
     assert removed.returncode == 0 and json.loads(removed.stdout)["pin_set"] is False
