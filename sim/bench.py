@@ -9,7 +9,9 @@ Rows:
   zero output, from `sim/bench_tick.py` run under each runtime;
 - request round trip and 20 Hz telemetry over a pty (`sim/bench_link.py`);
 - heat control against a bang-bang thermostat, fault detection latencies and false
-  trips (`sim/bench_heat.py`).
+  trips (`sim/bench_heat.py`);
+- the firmware's peak live heap over a 30-minute two-channel session with heat, in the
+  MicroPython VM with the Pico's heap (`sim/bench_memory.py`).
 The best of a few repeats is reported: it is the least disturbed by other work
 on the machine.
 """
@@ -21,7 +23,7 @@ import sys
 import tempfile
 import time
 
-from sim import bench_heat, bench_link, launcher, runner
+from sim import bench_heat, bench_link, bench_memory, launcher, runner
 from sim.scenario import normalize
 
 SESSION_S = 30 * 60
@@ -115,6 +117,7 @@ def main():
         )
     rows.extend(bench_link.rows())  # request round trip and telemetry over a pty, each runtime
     rows.extend(bench_heat.rows())  # heat control vs a bang-bang thermostat (cpython)
+    rows.extend(bench_memory.rows())  # firmware peak live heap, 30-min session (micropython, the Pico's heap)
     widths = [max(len(row[i]) for row in rows + [("benchmark", "result", "detail")]) for i in range(3)]
     line = "  ".join("%-*s" % (widths[i], ("benchmark", "result", "detail")[i]) for i in range(3))
     print(line)
