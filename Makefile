@@ -4,8 +4,13 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# MicroPython's type stubs for the Pico, for the board-only type check (tests/test_static_rp2.py).
+# In a folder of their own, never in the venv: their os, time, sys... would shadow the stdlib.
+STUBS := .stubs/rp2
+STUBS_STAMP := $(STUBS)/.installed
+RP2_STUBS := micropython-rp2-rpi-pico-stubs==1.29.0.post1 micropython-stdlib-stubs==1.29.0.post2
 
-.PHONY: demo test bench firmware fuzz clean
+.PHONY: demo test bench firmware fuzz stubs clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,10 +18,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+$(STUBS_STAMP): $(STAMP) Makefile
+	rm -rf $(STUBS)
+	$(BIN)/pip install --quiet --no-deps --target $(STUBS) $(RP2_STUBS)
+	touch $(STUBS_STAMP)
+
+stubs: $(STUBS_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/python -m host.demo
 
-test: $(STAMP)
+test: $(STAMP) $(STUBS_STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
@@ -31,4 +43,4 @@ fuzz: $(STAMP)
 	$(BIN)/python -m tests.fuzz_frames --frames $(or $(FRAMES),1000000) --seed $(or $(SEED),20240611) --progress 50000
 
 clean:
-	rm -rf $(VENV) dist build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) dist build *.egg-info .pytest_cache .hypothesis .stubs
