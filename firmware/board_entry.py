@@ -251,9 +251,15 @@ class Board:
 
     # ---- the loop ---------------------------------------------------------------------
 
+    def _booted(self):
+        device = self.device
+        if device is None:
+            raise RuntimeError("the board loop runs only after boot()")
+        return device
+
     def step(self):
         """One tick; returns TO_MAINTENANCE / TO_NORMAL when the board must reboot, else None."""
-        device = self.device
+        device = self._booted()
         device.tick()
         self.ticks += 1
         try:
@@ -286,9 +292,9 @@ class Board:
         """The loop stood still for over RESYNC_MS, so the PIO ran dry and no pulse fired: an
         interruption, and after an interruption stimulation ramps up from zero again (targets kept)."""
         try:
-            self.device.interrupt_outputs()
+            self._booted().interrupt_outputs()
         except Exception as exc:  # noqa: BLE001
-            self.device.fail_safe(exc)
+            self._booted().fail_safe(exc)
 
     def _stop_button(self):
         buttons = self.drivers.buttons
@@ -296,7 +302,7 @@ class Board:
             return
         down = bool(buttons.pressed() & STOP_MASK)
         if down and not self._stop_was_down:
-            device = self.device
+            device = self._booted()
             if device.supervisor.state != sup.IDLE and device.supervisor.state != sup.FAULT:
                 device.emergency_stop()  # the patient's stop: output zero now, no ramp
         self._stop_was_down = down
@@ -305,7 +311,7 @@ class Board:
         indicator = self.drivers.indicator
         if indicator is None:
             return
-        device = self.device
+        device = self._booted()
         try:
             output_on = self._output_on(device)
             alarm = device.supervisor.state == sup.FAULT
@@ -333,7 +339,7 @@ class Board:
         return on
 
     def _mode_switch(self):
-        wanted = bool(self.device.maintenance)
+        wanted = bool(self._booted().maintenance)
         if self._switch_to is None:
             if wanted == self.maintenance:
                 return None

@@ -39,9 +39,10 @@ MYPY_TIMEOUT_S = 240
 def checked_files():
     """What the board-only type check covers: every RP2040 driver and the board entry."""
     files = sorted((ROOT / "firmware" / "drivers").glob("rp2_*.py"))
-    main = ROOT / "firmware" / "main.py"
-    if main.exists():
-        files.append(main)
+    for name in ("main.py", "boot.py", "board_entry.py"):
+        path = ROOT / "firmware" / name
+        if path.exists():
+            files.append(path)
     return files
 
 
