@@ -9,7 +9,7 @@ Import-safe everywhere (no `machine` here): tests and the host read it too.
 from firmware.compat import const
 
 # TENS output stage, one H-bridge per channel. The two gates of a channel are consecutive
-# pins: the PIO writes both in one instruction (`out pins, 2`), so they never overlap.
+# pins: the PIO writes both in one instruction (`set pins` with 0b01, 0b10 or 0b00 only), so they never overlap.
 CH0_GATE_BASE = const(2)  # GP2 = side A (positive phase), GP3 = side B (negative phase)
 CH1_GATE_BASE = const(4)  # GP4, GP5
 GATE_BASES = (CH0_GATE_BASE, CH1_GATE_BASE)
