@@ -279,13 +279,18 @@ class ThermistorModel:
         total = 0
         if n and rng is not None:
             span = 2 * n + 1
+            x = rng._state  # Rng.next_u32 inlined (the same xorshift32 sequence): the sim's hottest loop
             for _ in range(OVERSAMPLE):
-                c = (v + rng.next_u32() % span - n) >> 4
+                x ^= (x << 13) & 0xFFFFFFFF
+                x ^= x >> 17
+                x ^= (x << 5) & 0xFFFFFFFF
+                c = (v + x % span - n) >> 4
                 if c < 0:
                     c = 0
                 elif c > CONV_MAX:
                     c = CONV_MAX
                 total += c
+            rng._state = x
         else:
             c = v >> 4
             if c < 0:
