@@ -1,12 +1,14 @@
-"""`tens-sim`: serve a simulated device, run scenarios, list faults."""
+"""`tens-sim`: serve simulated devices, inject faults into them, run scenarios, list faults."""
 
+import json
+import os
 import signal
 import sys
 import time
 
 import click
 
-from sim import faults, launcher, runner
+from sim import control, faults, launcher, runner
 from sim.clock import NEAR_WRAP_MS
 from sim.scenario import ScenarioError
 
@@ -19,70 +21,306 @@ def cli():
 
 
 @cli.command()
-@click.option("--listen", metavar="HOST:PORT", help="Serve on a TCP socket (open it as socket://HOST:PORT).")
-@click.option("--pty", "use_pty", is_flag=True, help="Serve on a pseudo-terminal and print its path (the default).")
+@click.option("--listen", metavar="HOST:PORT",
+              help="Serve on a TCP socket (open it as socket://HOST:PORT); with --devices N, "
+                   "on PORT, PORT+1, ... PORT+N-1 (port 0: a free port each).")
+@click.option("--pty", "use_pty", is_flag=True,
+              help="Serve on a pseudo-terminal (one per device) and print its path (the default).")
+@click.option("--devices", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Serve N independent devices: ids pulsewarm-sim-0..N-1, seeds SEED..SEED+N-1, "
+                   "each on its own pty or port; one URL per line on stdout.")
 @click.option("--speed", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Simulated seconds per wall second; 0 = as fast as possible.")
 @click.option("--runtime", type=RUNTIME, default="cpython", show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True, help="Noise seed (device i: SEED+i).")
 @click.option("--start-ms", type=click.IntRange(0, (1 << 30) - 1), default=0,
-              help="Start value of the 2^30 ms tick counter.")
+              help="Start value of the 2^30 ms tick counter (every device).")
 @click.option("--near-wrap", is_flag=True, help="Start the tick counter 5 s before its 2^30 ms wrap.")
-@click.option("--device-id", default="pulsewarm-sim-0", show_default=True)
-def serve(listen, use_pty, speed, runtime, seed, start_ms, near_wrap, device_id):
-    """Run a simulated device until interrupted."""
+@click.option("--device-id", default=None,
+              help="Device id [default: pulsewarm-sim-0; with --devices N: ID-0..ID-(N-1), "
+                   "pulsewarm-sim-0..N-1 without --device-id].")
+@click.option("--control", "control_at", metavar="HOST:PORT", default="127.0.0.1:0", show_default=True,
+              help="Control socket for `tens-sim inject` (device i: PORT+i; port 0: a free port each).")
+def serve(listen, use_pty, devices, speed, runtime, seed, start_ms, near_wrap, device_id, control_at):
+    """Run simulated devices until interrupted (Ctrl-C or SIGTERM stops them all).
+
+    Prints each device's URL on stdout, one a line, and on stderr its id,
+    URL and control address. While it runs, `tens-sim inject NAME --port URL`
+    injects and clears faults (see `tens-sim faults`).
+    """
     if listen and use_pty:
         raise click.UsageError("choose --listen or --pty, not both")
+    start = NEAR_WRAP_MS if near_wrap else start_ms
     try:
-        server = launcher.start_server(
-            runtime=runtime, speed=speed, pty=not listen, listen=listen, seed=seed,
-            start_ms=NEAR_WRAP_MS if near_wrap else start_ms, device_id=device_id,
+        servers = launcher.start_servers(
+            devices, runtime=runtime, speed=speed, pty=not listen, listen=listen, seed=seed,
+            start_ms=start, device_id=device_id, control=control_at, register=True,
         )
     except launcher.SimError as err:
         raise click.ClickException(str(err))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    click.echo(server.url, err=False)
-    click.echo("serving %s (%s runtime, speed %s); Ctrl-C stops" % (device_id, runtime, speed or "max"), err=True)
-    sys.stdout.flush()
     try:
-        while server.alive():
+        for server in servers:
+            click.echo(server.url)
+        sys.stdout.flush()
+        for index, server in enumerate(servers):
+            click.echo(
+                "%s  %s  control %s  seed %d" % (server.device_id, server.url, server.control_address, seed + index),
+                err=True,
+            )
+        click.echo(
+            "serving %d device%s (%s runtime, speed %s, clock from %d ms); Ctrl-C stops; "
+            "faults: tens-sim inject NAME --port URL"
+            % (len(servers), "" if len(servers) == 1 else "s", runtime, speed or "max", start),
+            err=True,
+        )
+        while True:
+            stopped = [server for server in servers if not server.alive()]
+            if stopped:
+                raise click.ClickException(
+                    "the simulated device %s stopped:\n%s" % (stopped[0].device_id, stopped[0].errors())
+                )
             time.sleep(0.2)
-        raise click.ClickException("the simulated device stopped:\n" + server.errors())
     except KeyboardInterrupt:
         pass
     finally:
-        server.close()
+        launcher.close_servers(servers)
 
 
 @cli.command()
-@click.argument("scenario", type=click.Path(dir_okay=False))
-@click.option("--trace", "trace_path", required=True, type=click.Path(dir_okay=False, writable=True),
-              help="Write the trace here (JSON lines, one per 100 ms).")
-@click.option("--runtime", type=RUNTIME, default="cpython", show_default=True)
-def run(scenario, trace_path, runtime):
-    """Run SCENARIO (JSON) as fast as possible and write its trace."""
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--clear", is_flag=True, help="Clear the named faults instead of injecting them.")
+@click.option("--clear-all", is_flag=True, help="Clear every injected fault.")
+@click.option("--port", "-p", envvar="TENSCTL_PORT", metavar="URL",
+              help="The served device: its URL as `tens-sim serve` printed it (looked up in the control "
+                   "registry), or its control address HOST:PORT. Default: $TENSCTL_PORT, else the only "
+                   "device served on this machine.")
+@click.option("--control", "control_address", metavar="HOST:PORT",
+              help="The device's control socket (printed by `tens-sim serve`), instead of --port.")
+@click.option("--json", "as_json", is_flag=True, help="Print the device's last reply as JSON.")
+def inject(names, clear, clear_all, port, control_address, as_json):
+    """Inject faults NAME... into a device `tens-sim serve` runs (--clear: clear them).
+
+    Without NAME (and without --clear-all) it shows the faults injected now.
+    The names are those of `tens-sim faults`, e.g. electrode_off:0,
+    thermistor_open. A fault stays until cleared; what the firmware latched
+    stays latched until the host clears it (tensctl clear-fault).
+    """
+    if clear and not names:
+        raise click.UsageError("--clear needs the NAMEs to clear (or use --clear-all)")
+    if clear_all and names:
+        raise click.UsageError("--clear-all takes no NAME")
     try:
-        normalized = runner.load(scenario)
-    except ScenarioError as err:
+        address, where = _control_endpoint(port, control_address)
+        reply = _control_request(address, {"list": True})
+        known = [fault["name"] for fault in reply.get("faults", [])]
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise click.BadParameter(
+                "unknown fault %r; known: %s" % (unknown[0], ", ".join(known)), param_hint="NAME"
+            )
+        if clear_all:
+            reply = _control_request(address, {"clear_all": True})
+        for name in names:
+            reply = _control_request(address, {"clear" if clear else "inject": name})
+    except control.ControlError as err:
         raise click.ClickException(str(err))
-    started = time.monotonic()
-    try:
-        lines = runner.run(normalized, trace_path, runtime)
-    except launcher.SimError as err:
-        raise click.ClickException(str(err))
-    wall_s = time.monotonic() - started
+    if as_json:
+        reply.pop("faults", None)
+        click.echo(json.dumps(reply, sort_keys=True))
+        return
+    done = ""
+    if clear_all:
+        done = "cleared every fault; "
+    elif names:
+        done = "%s %s; " % ("cleared" if clear else "injected", ", ".join(names))
     click.echo(
-        "%s: %d trace lines, %.1f simulated s in %.2f wall s (%s)"
-        % (trace_path, lines, normalized["duration_ms"] / 1000.0, wall_s, runtime),
-        err=True,
+        "%s (%s): %sactive faults: %s"
+        % (reply.get("device_id"), reply.get("url", where), done, ", ".join(reply.get("active") or []) or "none")
     )
 
 
+def _control_endpoint(port, control_address):
+    """(control address, what it was found from) for inject's --port/--control."""
+    if control_address:
+        return control_address, control_address
+    if port and "://" not in port and not port.startswith("/") and ":" in port:
+        return port, port  # HOST:PORT: a control address already
+    entry = control.resolve(port or None)
+    return entry["control"], entry["url"]
+
+
+def _control_request(address, request):
+    reply = control.request(address, request)
+    if not reply.get("ok"):
+        raise control.ControlError("%s: %s" % (reply.get("device_id") or address, reply.get("error") or "refused"))
+    return reply
+
+
+@cli.command()
+@click.argument("scenarios", nargs=-1, required=True, metavar="SCENARIO...", type=click.Path())
+@click.option("--trace", "trace_path", type=click.Path(writable=True),
+              help="Write the trace here (JSON lines, one per 100 ms). With several runs (scenarios, "
+                   "folders, runtimes): a folder, one NAME.RUNTIME[.near-wrap].jsonl per run.")
+@click.option("--runtime", "runtimes", type=RUNTIME, multiple=True,
+              help="Runtime to run under: cpython (the default) or micropython; give it twice for both.")
+@click.option("--check", is_flag=True,
+              help="Check each scenario's expectations (its \"expect\" list): a PASS/FAIL line per expectation "
+                   "on stdout; exit status 1 if any fails.")
+@click.option("--near-wrap", is_flag=True, help="Start the tick counter 5 s before its 2^30 ms wrap.")
+@click.option("--seed", type=click.IntRange(0, 0xFFFFFFFF), help="Noise seed instead of the scenario's own.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Runs at once; above 1 each run is its own process (use the machine's cores).")
+@click.option("--pulses", "pulses_path", type=click.Path(dir_okay=False, writable=True),
+              help="Also record every pulse fired here (JSON lines, one per pulse; cpython runtime); "
+                   "draw them with `tens-sim plot --waveform`.")
+def run(scenarios, trace_path, runtimes, check, near_wrap, seed, jobs, pulses_path):
+    """Run SCENARIO... (JSON files or folders of them) as fast as possible.
+
+    \b
+    tens-sim run scenario.json --trace out.jsonl
+    tens-sim run sim/scenarios --check --runtime cpython --runtime micropython -j 2
+    tens-sim run sim/scenarios/fault_thermistor_open.json --check --near-wrap --seed 7
+
+    With --check it prints one PASS/FAIL line per expectation and exits 1 if
+    any failed (or a run did not complete). The same seed gives the same
+    trace, byte for byte, under either runtime.
+    """
+    if not trace_path and not check:
+        raise click.UsageError("give --trace (write the trace), --check (check the expectations), or both")
+    runtimes = tuple(runtimes) or ("cpython",)
+    try:
+        files = runner.scenario_files(scenarios)
+        loaded = {}
+        for path in files:
+            loaded[path] = runner.load(path)  # every file checked before anything runs
+    except ScenarioError as err:
+        raise click.ClickException(str(err))
+    count = len(files) * len(runtimes)
+    if pulses_path and (count != 1 or not trace_path):
+        raise click.UsageError("--pulses records one run: one SCENARIO, one --runtime, and --trace")
+    trace_dir = None
+    if trace_path and (count > 1 or os.path.isdir(trace_path)):
+        trace_dir = trace_path
+        os.makedirs(trace_dir, exist_ok=True)
+    jobs_list = runner.plan(files, runtimes, (near_wrap,), seed, trace_dir)
+    for job in jobs_list:
+        job.normalized = loaded[job.path]
+        if trace_path and trace_dir is None:
+            job.trace_path = trace_path
+    if pulses_path:
+        job = jobs_list[0]
+        started = time.monotonic()
+        try:
+            from sim import pulses
+
+            normalized = job.scenario()
+            lines, pulse_count = pulses.run_scenario(normalized, job.trace_path, pulses_path, job.runtime)
+            click.echo("%s: %d pulses" % (pulses_path, pulse_count), err=True)
+        except (launcher.SimError, ScenarioError) as err:
+            raise click.ClickException(str(err))
+        _run_line(job.trace_path, lines, normalized["duration_ms"] / 1000.0, time.monotonic() - started, job.runtime)
+        outcomes = []
+        if check:
+            outcome = runner.Outcome(job)
+            with open(job.trace_path) as handle:
+                outcome.results = runner.check(normalized, handle)
+            outcomes = [outcome]
+            for line in outcome.report():
+                click.echo(line)
+    else:
+
+        def done(outcome):
+            if outcome.error is None:
+                _run_line(outcome.trace_path or outcome.job.label, outcome.lines, outcome.sim_s, outcome.wall_s,
+                          outcome.job.runtime)
+            if check or outcome.error is not None:
+                for line in outcome.report():
+                    click.echo(line)
+
+        started = time.monotonic()
+        outcomes = runner.run_jobs(jobs_list, workers=jobs, on_done=done)
+        if not check and len(outcomes) == 1 and outcomes[0].error is not None:
+            raise click.ClickException(outcomes[0].error)
+        if len(outcomes) > 1:
+            click.echo("%d runs in %.1f wall s" % (len(outcomes), time.monotonic() - started), err=True)
+    failed = [o for o in outcomes if not o.ok]
+    if check:
+        expectations = sum(len(o.results) for o in outcomes)
+        broken = sum(1 for o in outcomes for r in o.results if not r.ok)
+        errors = sum(1 for o in outcomes if o.error is not None)
+        click.echo(
+            "%d run%s, %d expectation%s checked: %s"
+            % (len(outcomes), "" if len(outcomes) == 1 else "s", expectations, "" if expectations == 1 else "s",
+               "all passed" if not failed else "%d failed%s" % (broken, ", %d runs did not complete" % errors if errors else ""))
+        )
+    if failed:
+        sys.exit(1)
+
+
+def _run_line(trace, lines, sim_s, wall_s, runtime):
+    click.echo("%s: %d trace lines, %.1f simulated s in %.2f wall s (%s)" % (trace, lines, sim_s, wall_s, runtime), err=True)
+
+
+@cli.command()
+@click.argument("trace", required=False, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out_path", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="Write the picture here (PNG).")
+@click.option("--waveform", "pulses_path", metavar="PULSES", type=click.Path(dir_okay=False),
+              help="Draw a few pulses from this pulse file (`tens-sim run --pulses`) at microsecond "
+                   "resolution instead of a trace.")
+@click.option("--channel", type=click.IntRange(min=0), metavar="N",
+              help="--waveform: the channel to draw.  [default: 0]")
+@click.option("--count", type=click.IntRange(1, 8), metavar="N",
+              help="--waveform: consecutive pulses to draw.  [default: 3]")
+@click.option("--from-s", type=float, metavar="S", help="Start at this simulated second (--waveform: the first "
+              "pulse at or after it).")
+@click.option("--to-s", type=float, metavar="S", help="End at this simulated second.")
+def plot(trace, out_path, pulses_path, channel, count, from_s, to_s):
+    """Draw TRACE (`tens-sim run --trace`) as a PNG, or pulses with --waveform.
+
+    \b
+    tens-sim plot TRACE.jsonl -o session.png [--from-s S] [--to-s S]
+    tens-sim plot --waveform PULSES.jsonl -o pulses.png [--channel N] [--count N] [--from-s S]
+
+    The session picture shares one time axis: device state, injected and
+    latched faults; amplitude per channel (target, commanded, delivered, mA);
+    pad temperature (true, measured, target, °C); heater duty (%). The
+    waveform picture shows each pulse's commanded current (phase 1, gap,
+    phase 2) against the current the load model lets flow, in µs.
+    """
+    from sim import plot as plot_mod
+
+    if bool(trace) == bool(pulses_path):
+        raise click.UsageError("give a TRACE to draw a session, or --waveform PULSES to draw pulses (one of them)")
+    if not pulses_path and (channel is not None or count is not None):
+        raise click.UsageError("--channel and --count go with --waveform PULSES")
+    try:
+        if pulses_path:
+            plot_mod.plot_waveform(pulses_path, out_path, count=3 if count is None else count,
+                                   channel=channel or 0, from_s=from_s, to_s=to_s)
+        else:
+            plot_mod.plot_session(trace, out_path, from_s=from_s, to_s=to_s)
+    except plot_mod.PlotError as err:
+        raise click.ClickException(str(err))
+    click.echo("wrote %s" % out_path, err=True)
+
+
 @cli.command("faults")
-def list_faults():
-    """List the faults the simulator can inject."""
-    for name in faults.names():
-        click.echo("%-20s %s" % (name, faults.describe(name)))
+@click.option("--channels", type=click.IntRange(1, 2), default=2, show_default=True,
+              help="List the channel faults of this many channels.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line: name, description.")
+def list_faults(channels, as_json):
+    """List every fault the simulator can inject, with what it models.
+
+    Inject them into a served device with `tens-sim inject NAME`, or from a
+    scenario step ("fault": NAME / "clear": NAME).
+    """
+    for name, description in faults.catalog(channels):
+        if as_json:
+            click.echo(json.dumps({"name": name, "description": description}))
+        else:
+            click.echo("%-20s %s" % (name, description))
 
 
 def main():

@@ -63,6 +63,11 @@ def names(channels=2):
     return out + sorted(DEVICE_FAULTS)
 
 
+def catalog(channels=2):
+    """Every fault name with its one-line description, in `names` order."""
+    return [(name, describe(name)) for name in names(channels)]
+
+
 def _parse(name, channels):
     if isinstance(name, str) and name in DEVICE_FAULTS:
         return DEVICE_FAULTS[name][1], 0

@@ -7,9 +7,18 @@ Two runtimes behind one front:
 The front is what a host opens like a real port: a pty path, or
 `socket://127.0.0.1:PORT` for pyserial's URL handler. One host at a time on a
 socket; the device keeps running when the host goes away.
+
+Beside the serial line each device has a control socket (sim/control.py) that
+injects and clears faults while it runs. Under the micropython runtime those
+requests reach the VM through a pipe pair of their own (not stdin/stdout, which
+carry the serial bytes untouched): the launcher writes one line
+"SEQ JSON-REQUEST\n" on the control pipe, the VM answers one line
+"SEQ JSON-REPLY\n" on the reply pipe (see sim/mp_main.py).
+`start_servers` starts several independent devices at once.
 """
 
 import errno
+import json
 import os
 import select
 import shutil
@@ -21,6 +30,7 @@ import threading
 import time
 import tty
 
+from sim import control as control_channel
 from sim.serve_loop import TICK_MS, ServedDevice
 
 RUNTIMES = ("cpython", "micropython")
@@ -172,6 +182,7 @@ class SocketFront:
 
 
 def _parse_listen(listen):
+    """HOST:PORT, PORT (or an int) -> (host, port)."""
     if isinstance(listen, int):
         return "127.0.0.1", listen
     text = str(listen)
@@ -185,23 +196,40 @@ def _parse_listen(listen):
         raise SimError("--listen takes HOST:PORT or PORT, got %r" % text)
 
 
+
 # ---- the server --------------------------------------------------------------------
+
+CONTROL_REPLY_TIMEOUT_S = 10.0  # the VM answers between two ticks; generous for a loaded CI machine
 
 
 class SimServer:
-    """A running simulated device. `url` is what a host opens; `close()` stops it."""
+    """A running simulated device. `url` is what a host opens; `close()` stops it.
 
-    def __init__(self, front, runtime, speed):
+    `control_address` ('127.0.0.1:PORT', None without a control socket) is the
+    device's control socket; `control(request)` answers the same requests in-process.
+    """
+
+    def __init__(self, front, runtime, speed, device_id="pulsewarm-sim-0"):
         self.front = front
         self.url = front.url
         self.runtime = runtime
         self.speed = speed
+        self.device_id = device_id
         self._stop = threading.Event()
         self._threads = []
         self.served = None  # the ServedDevice (cpython runtime only)
         self.process = None  # the micropython process (micropython runtime only)
         self.sim_ms = 0
         self.stderr = None  # the micropython process's stderr (a temporary file)
+        self.control_server = None
+        self.control_address = None
+        self._registry_path = None
+        self._lock = threading.Lock()  # cpython runtime: one tick or one control request at a time
+        self._control_lock = threading.Lock()  # micropython runtime: one control request in flight
+        self._control_out = None  # write end of the VM's control pipe
+        self._control_in = None  # read end of the VM's reply pipe
+        self._control_seq = 0
+        self._control_buffer = b""
 
     def errors(self):
         """What the micropython process wrote to stderr (tracebacks), for error messages."""
@@ -221,7 +249,9 @@ class SimServer:
     def _run_cpython(self):
         started = time.monotonic()
         while not self._stop.is_set():
-            out = self.served.step(self.front.read())
+            incoming = self.front.read()
+            with self._lock:
+                out = self.served.step(incoming)
             if out:
                 self.front.write(out)
             self.sim_ms += TICK_MS
@@ -259,6 +289,108 @@ class SimServer:
                 return
             self.front.write(data)
 
+    # ---- control (fault injection while the device runs) ----------------------------
+
+    def control(self, request):
+        """Answer one control request (see sim/control.py); raises SimError if the device cannot."""
+        if not isinstance(request, dict):
+            raise SimError("a control request is a dict, got %r" % (request,))
+        if not self.alive():
+            raise SimError("the simulated device %s stopped" % self.device_id + self._stderr_detail())
+        if self.process is None:
+            with self._lock:
+                reply = self.served.control(request)
+        else:
+            reply = self._control_vm(request)
+        reply["url"] = self.url
+        reply["runtime"] = self.runtime
+        return reply
+
+    def _stderr_detail(self):
+        detail = self.errors().strip()
+        return (":\n" + detail) if detail else ""
+
+    def _control_vm(self, request):
+        with self._control_lock:
+            self._control_seq += 1
+            seq = self._control_seq
+            line = ("%d %s\n" % (seq, json.dumps(request, separators=(",", ":")))).encode("ascii")
+            if len(line) > control_channel.MAX_LINE:
+                raise SimError("control request longer than %d bytes" % control_channel.MAX_LINE)
+            try:
+                os.write(self._control_out, line)  # below PIPE_BUF: the VM reads it whole
+            except OSError as err:
+                raise SimError("the simulated device %s stopped (%s)%s" % (self.device_id, err, self._stderr_detail()))
+            deadline = time.monotonic() + CONTROL_REPLY_TIMEOUT_S
+            while True:
+                while b"\n" in self._control_buffer:
+                    reply_line, _, self._control_buffer = self._control_buffer.partition(b"\n")
+                    head, _, body = reply_line.partition(b" ")
+                    if head != str(seq).encode():
+                        continue  # a late answer to an earlier request that timed out
+                    try:
+                        reply = json.loads(body.decode("utf-8"))
+                    except ValueError:
+                        raise SimError("the simulated device answered a control request with %r" % body[:200])
+                    reply.pop("seq", None)
+                    return reply
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    raise SimError(
+                        "the simulated device %s did not answer the control request within %g s"
+                        % (self.device_id, CONTROL_REPLY_TIMEOUT_S)
+                    )
+                if self.process.poll() is not None:
+                    raise SimError("the simulated device %s stopped%s" % (self.device_id, self._stderr_detail()))
+                ready, _, _ = select.select([self._control_in], [], [], min(wait, 0.2))
+                if ready:
+                    try:
+                        data = os.read(self._control_in, 65536)
+                    except OSError:
+                        data = b""
+                    if not data and self.process.poll() is not None:
+                        raise SimError("the simulated device %s stopped%s" % (self.device_id, self._stderr_detail()))
+                    self._control_buffer += data
+
+    def inject(self, name):
+        """Inject the fault `name`; returns the reply. SimError (naming the known faults) if refused."""
+        return self._checked({"inject": name})
+
+    def clear(self, name=None):
+        """Clear the fault `name` (every injected fault when None); returns the reply."""
+        return self._checked({"clear": name} if name is not None else {"clear_all": True})
+
+    def _checked(self, request):
+        reply = self.control(request)
+        if not reply.get("ok"):
+            raise SimError(reply.get("error") or "control request refused")
+        return reply
+
+    def _answer_control(self, request):
+        try:
+            return self.control(request)
+        except SimError as err:
+            return {
+                "ok": False, "error": str(err), "device_id": self.device_id, "url": self.url, "runtime": self.runtime,
+            }
+
+    def _start_control(self, address, register):
+        try:
+            host, port = control_channel.parse_address(address)
+            self.control_server = control_channel.ControlServer(self._answer_control, host, port)
+        except control_channel.ControlError as err:
+            raise SimError(str(err))
+        self.control_address = self.control_server.address
+        if register:
+            try:
+                self._registry_path = control_channel.register(
+                    self.url, self.control_address, self.device_id, self.runtime
+                )
+            except OSError as err:
+                raise SimError("cannot write the control registry in %s: %s" % (control_channel.registry_dir(), err))
+
+    # ---- life --------------------------------------------------------------------------
+
     def alive(self):
         if self.process is not None:
             return self.process.poll() is None
@@ -266,6 +398,12 @@ class SimServer:
 
     def close(self):
         self._stop.set()
+        if self._registry_path is not None:
+            control_channel.unregister(self._registry_path)
+            self._registry_path = None
+        if self.control_server is not None:
+            self.control_server.close()
+            self.control_server = None
         if self.process is not None:
             try:
                 self.process.stdin.close()
@@ -278,6 +416,14 @@ class SimServer:
                 self.process.wait()
         for thread in self._threads:
             thread.join(timeout=2)
+        with self._control_lock:
+            for fd in (self._control_out, self._control_in):
+                if fd is not None:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+            self._control_out = self._control_in = None
         self.front.close()
 
     def __enter__(self):
@@ -287,10 +433,46 @@ class SimServer:
         self.close()
 
 
+def _spawn_micropython(server, speed, seed, start_ms, channels, device_id):
+    control_read, control_write = os.pipe()  # launcher -> VM: control requests
+    reply_read, reply_write = os.pipe()  # VM -> launcher: control replies
+    command = micropython_command(
+        "serve", int(round(speed * 1000)), seed, start_ms, channels, device_id, control_read, reply_write
+    )
+    server.stderr = tempfile.TemporaryFile()
+    try:
+        server.process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=server.stderr,
+            env=micropython_env(),
+            bufsize=0,
+            pass_fds=(control_read, reply_write),
+            # its own session: a Ctrl-C at the terminal reaches the launcher, which stops the VM in
+            # order (closing its stdin); the VM also ends by itself when the launcher dies (stdin EOF)
+            start_new_session=True,
+        )
+    except BaseException:
+        for fd in (control_read, control_write, reply_read, reply_write):
+            os.close(fd)
+        raise
+    os.close(control_read)  # the VM's ends: only the VM holds them now
+    os.close(reply_write)
+    server._control_out = control_write
+    server._control_in = reply_read
+
+
 def start_server(
-    runtime="cpython", speed=1.0, pty=True, listen=None, seed=1, start_ms=0, channels=2, device_id="pulsewarm-sim-0"
+    runtime="cpython", speed=1.0, pty=True, listen=None, seed=1, start_ms=0, channels=2, device_id="pulsewarm-sim-0",
+    control="127.0.0.1:0", register=False,
 ):
-    """Start one simulated device; returns a SimServer (use as a context manager)."""
+    """Start one simulated device; returns a SimServer (use as a context manager).
+
+    control: the control socket's HOST:PORT (port 0: a free one), or None for none.
+    register: write the device to the control registry so `tens-sim inject --port URL`
+    finds it (the `tens-sim serve` command does; tests usually need not).
+    """
     if runtime not in RUNTIMES:
         raise SimError("unknown runtime %r; choose one of %s" % (runtime, ", ".join(RUNTIMES)))
     if speed < 0:
@@ -301,25 +483,80 @@ def start_server(
         front = PtyFront()
     else:
         raise SimError("choose a pty or a listen address")
-    server = SimServer(front, runtime, speed)
+    server = SimServer(front, runtime, speed, device_id)
     try:
         if runtime == "cpython":
             server.served = ServedDevice(seed, start_ms, channels, device_id)
             server._spawn(server._run_cpython)
         else:
-            command = micropython_command("serve", int(round(speed * 1000)), seed, start_ms, channels, device_id)
-            server.stderr = tempfile.TemporaryFile()
-            server.process = subprocess.Popen(
-                command,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=server.stderr,
-                env=micropython_env(),
-                bufsize=0,
-            )
+            _spawn_micropython(server, speed, seed, start_ms, channels, device_id)
             server._spawn(server._pump_to_device)
             server._spawn(server._pump_from_device)
+        if control is not None:
+            server._start_control(control, register)
     except BaseException:
         server.close()
         raise
     return server
+
+
+def device_ids(count, base=None):
+    """The ids of `count` devices: base (default pulsewarm-sim-0) for one, BASE-0..BASE-(count-1) for more."""
+    if count == 1:
+        return [base or "pulsewarm-sim-0"]
+    return ["%s-%d" % (base or "pulsewarm-sim", index) for index in range(count)]
+
+
+def _nth_address(address, index, what):
+    """Device `index`'s address from a base HOST:PORT: PORT + index (port 0: a free port each)."""
+    host, port = control_channel.parse_address(address) if isinstance(address, str) else ("127.0.0.1", int(address))
+    if port == 0:
+        return "%s:0" % host
+    if port + index > 65535:
+        raise SimError("%s %s: port %d is past 65535" % (what, address, port + index))
+    return "%s:%d" % (host, port + index)
+
+
+def start_servers(
+    count, runtime="cpython", speed=1.0, pty=True, listen=None, seed=1, start_ms=0, channels=2, device_id=None,
+    control="127.0.0.1:0", register=False,
+):
+    """Start `count` independent simulated devices; returns a list of SimServer.
+
+    Device i has id `device_ids(count, device_id)[i]`, seed seed + i, the same start of the
+    clock, and (with listen HOST:PORT) the socket PORT + i, or a pty of its own. With a
+    control HOST:PORT, its control socket is PORT + i. Port 0 gives each a free port.
+    If one cannot start, those already started are stopped and SimError is raised.
+    """
+    if count < 1:
+        raise SimError("--devices must be at least 1, got %d" % count)
+    try:
+        if listen is not None:
+            host, port = _parse_listen(listen)
+            listen = "%s:%d" % (host, port)
+        if control is not None:
+            control_channel.parse_address(control)
+    except control_channel.ControlError as err:
+        raise SimError(str(err))
+    servers = []
+    try:
+        for index, name in enumerate(device_ids(count, device_id)):
+            servers.append(start_server(
+                runtime=runtime, speed=speed, pty=pty, seed=seed + index, start_ms=start_ms, channels=channels,
+                device_id=name, register=register,
+                listen=None if listen is None else _nth_address(listen, index, "--listen"),
+                control=None if control is None else _nth_address(control, index, "--control"),
+            ))
+    except BaseException:
+        close_servers(servers)
+        raise
+    return servers
+
+
+def close_servers(servers):
+    """Stop several servers at once (each close waits for its own threads and process)."""
+    threads = [threading.Thread(target=server.close, daemon=True) for server in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)

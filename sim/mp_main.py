@@ -5,9 +5,11 @@
         normalized scenarios on stdin, one JSON object a line; for each, its trace
         lines and one audit line per tick (sim.scenario.ScenarioRun audit) in run
         order, then a line "END"; "ERROR <text>" before END if the run raised
-    micropython sim/mp_main.py serve SPEED_PERMILLE SEED START_MS CHANNELS DEVICE_ID
+    micropython sim/mp_main.py serve SPEED_PERMILLE SEED START_MS CHANNELS DEVICE_ID [CONTROL_FD REPLY_FD]
         stdin/stdout are the device's serial line; speed in thousandths of
-        real time (1000 = real time), 0 = as fast as possible
+        real time (1000 = real time), 0 = as fast as possible; control
+        requests (fault injection) arrive on the inherited pipe CONTROL_FD as
+        lines "SEQ JSON" and are answered on REPLY_FD as "SEQ JSON"
 
 The launcher (`sim.launcher`, CPython) validates and normalizes scenarios
 first, so only integers reach this side.
@@ -17,7 +19,7 @@ import select
 import sys
 import time
 
-from firmware.protocols import jsondec
+from firmware.protocols import jsondec, jsonenc
 from sim.scenario import ScenarioRun
 from sim.serve_loop import ServedDevice, TICK_MS
 
@@ -64,17 +66,51 @@ def run_many():
             out.flush()
 
 
-def serve(speed_permille, seed, start_ms, channels, device_id):
+CONTROL_PER_TICK = 4  # control requests answered before each tick at most: the device always moves on
+
+
+def _control_line(served, line, replies):
+    """Answer one control line "SEQ JSON" from the launcher with "SEQ JSON" on the reply pipe."""
+    text = line.decode().strip()
+    space = text.find(" ")
+    if space <= 0:
+        return  # not from the launcher (it always numbers its requests): nothing to answer
+    try:
+        seq = int(text[:space])
+    except ValueError:
+        return
+    try:
+        reply = served.control(jsondec.decode(text[space + 1 :], 8))
+        encoded = jsonenc.encode(reply)
+    except Exception as exc:  # a malformed request must not stop the device
+        encoded = jsonenc.encode({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)})
+    replies.write(("%d %s\n" % (seq, encoded)).encode())
+
+
+def serve(speed_permille, seed, start_ms, channels, device_id, control_fd=None, reply_fd=None):
+    """The serial line is stdin/stdout, bytes as they are. Control requests (fault
+    injection, sim/control.py) come on their own pipe, control_fd, one line
+    "SEQ JSON" each, and are answered on reply_fd with "SEQ JSON"; both are fds
+    the launcher passed to this process (opened through /dev/fd)."""
     served = ServedDevice(seed, start_ms, channels, device_id)
     stdin = sys.stdin.buffer
-    poller = select.poll()
-    poller.register(sys.stdin, select.POLLIN)
+    serial_poll = select.poll()  # the serial line only
+    serial_poll.register(sys.stdin, select.POLLIN)
+    wake_poll = select.poll()  # whatever should end a wait early: serial input or a control request
+    wake_poll.register(sys.stdin, select.POLLIN)
+    control = replies = control_poll = None
+    if control_fd is not None:
+        control = open("/dev/fd/%d" % control_fd, "rb")
+        replies = open("/dev/fd/%d" % reply_fd, "wb")
+        control_poll = select.poll()
+        control_poll.register(control, select.POLLIN)
+        wake_poll.register(control, select.POLLIN)
     started = time.ticks_ms()
     sim_ms = 0
     while True:
         incoming = bytearray()
         while len(incoming) < 512:
-            events = poller.poll(0)
+            events = serial_poll.poll(0)
             if not events:
                 break
             if events[0][1] & select.POLLIN:
@@ -84,6 +120,22 @@ def serve(speed_permille, seed, start_ms, channels, device_id):
                 incoming.extend(byte)
             else:
                 return  # hang-up without data
+        answered = 0
+        while control is not None and answered < CONTROL_PER_TICK:
+            answered += 1
+            events = control_poll.poll(0)
+            if not events:
+                break
+            line = control.readline() if events[0][1] & select.POLLIN else b""
+            if not line:  # the launcher closed the control pipe: the device runs on without it
+                wake_poll.unregister(control)
+                control = None
+                break
+            try:
+                _control_line(served, line, replies)
+            except OSError:  # the launcher stopped reading replies: run on without control
+                wake_poll.unregister(control)
+                control = None
         out = served.step(incoming)
         if out:
             _write(out)
@@ -92,7 +144,7 @@ def serve(speed_permille, seed, start_ms, channels, device_id):
             wall_due = sim_ms * 1000 // speed_permille
             wait = wall_due - time.ticks_diff(time.ticks_ms(), started)
             if wait > 0:
-                poller.poll(wait)
+                wake_poll.poll(wait)
 
 
 def main(argv):
@@ -100,6 +152,8 @@ def main(argv):
         run_scenario(argv[2])
     elif len(argv) >= 2 and argv[1] == "runmany":
         run_many()
+    elif len(argv) >= 9 and argv[1] == "serve":
+        serve(int(argv[2]), int(argv[3]), int(argv[4]), int(argv[5]), argv[6], int(argv[7]), int(argv[8]))
     elif len(argv) >= 7 and argv[1] == "serve":
         serve(int(argv[2]), int(argv[3]), int(argv[4]), int(argv[5]), argv[6])
     else:

@@ -1,12 +1,34 @@
-"""Run a scenario file under either runtime and write its trace (CPython side)."""
+"""Run scenario files under either runtime, write their traces, check their expectations (CPython side).
+
+    normalized = load("sim/scenarios/thermistor_open.json")      # validated, or ScenarioError
+    run(normalized, "out.jsonl", "micropython")                  # the trace, as `tens-sim run --trace`
+    results = check(normalized, open("out.jsonl"))               # sim.expect.Result per expectation
+
+    jobs = plan(["sim/scenarios"], ("cpython", "micropython"), near_wrap=(False, True))
+    outcomes = run_jobs(jobs, workers=2)                        # the library, both runtimes, both clocks
+
+`variant(normalized, seed=..., near_wrap=...)` is the same scenario with another noise
+seed or with the clock started 5 s before the 2^30 ms tick wrap (sim.clock.NEAR_WRAP_MS);
+expectations are timed from the start of the run, so they hold unchanged. With
+workers > 1 every run is its own process (a `micropython` one, or `python -m sim.runner`
+for CPython), so the runs use every core; with one worker CPython runs in this process.
+"""
 
 import json
 import os
 import subprocess
+import sys
 import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
-from sim import launcher
+from sim import expect, launcher
+from sim.clock import NEAR_WRAP_MS
 from sim.scenario import ScenarioError, ScenarioRun, normalize
+
+# CPU seconds per simulated second, measured over the library (sim/scenarios): used only to
+# start the longest runs first.
+COST_PER_SIM_S = {"cpython": 0.007, "micropython": 0.014}
 
 
 def load(path):
@@ -24,6 +46,39 @@ def load(path):
         raise ScenarioError("%s: %s" % (path, err))
 
 
+def scenario_files(paths):
+    """Scenario files named, folders expanded to their *.json files (sorted); ScenarioError for none."""
+    out = []
+    for path in paths:
+        if os.path.isdir(path):
+            found = sorted(os.path.join(path, name) for name in os.listdir(path) if name.endswith(".json"))
+            if not found:
+                raise ScenarioError("%s: no scenario files (*.json) in this folder" % path)
+            out.extend(found)
+        else:
+            out.append(path)
+    return out
+
+
+def variant(normalized, seed=None, near_wrap=False):
+    """The same scenario with another seed and/or the clock starting 5 s before the tick wrap."""
+    out = dict(normalized)
+    if seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= 0xFFFFFFFF:
+            raise ScenarioError("seed must be an integer in 0..4294967295, got %r" % (seed,))
+        out["seed"] = seed
+    if near_wrap:
+        out["start_ms"] = NEAR_WRAP_MS
+    return out
+
+
+def _run_form(normalized):
+    """What the device side needs: the expectations stay on this side."""
+    out = dict(normalized)
+    out.pop("expect", None)
+    return out
+
+
 def run(normalized, trace_path, runtime="cpython"):
     """Run a normalized scenario; returns the number of trace lines written."""
     if runtime == "cpython":
@@ -36,14 +91,14 @@ def run(normalized, trace_path, runtime="cpython"):
                 out.write("\n")
                 count += 1
 
-            ScenarioRun(normalized, emit).run()
+            ScenarioRun(_run_form(normalized), emit).run()
         return count
     if runtime != "micropython":
         raise launcher.SimError("unknown runtime %r; choose one of %s" % (runtime, ", ".join(launcher.RUNTIMES)))
     with tempfile.TemporaryDirectory() as tmp:
         norm_path = os.path.join(tmp, "scenario.json")
         with open(norm_path, "w") as handle:
-            json.dump(normalized, handle)
+            json.dump(_run_form(normalized), handle)
         with open(trace_path, "wb") as out:
             result = subprocess.run(
                 launcher.micropython_command("run", norm_path),
@@ -57,3 +112,169 @@ def run(normalized, trace_path, runtime="cpython"):
         )
     with open(trace_path, "rb") as handle:
         return sum(1 for _ in handle)
+
+
+def _run_cpython_process(normalized, trace_path):
+    """A CPython run in its own process (`python -m sim.runner`): parallel runs use every core."""
+    with tempfile.TemporaryDirectory() as tmp:
+        norm_path = os.path.join(tmp, "scenario.json")
+        with open(norm_path, "w") as handle:
+            json.dump(_run_form(normalized), handle)
+        result = subprocess.run(
+            [sys.executable, "-m", "sim.runner", norm_path, trace_path],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=launcher.project_root(),
+        )
+    if result.returncode != 0:
+        raise launcher.SimError(
+            "cpython run failed (exit %d):\n%s" % (result.returncode, result.stderr.decode(errors="replace")[-3000:])
+        )
+    with open(trace_path, "rb") as handle:
+        return sum(1 for _ in handle)
+
+
+def check(normalized, lines):
+    """Evaluate the scenario's expectations over its trace lines (an iterable of str)."""
+    return expect.check(normalized, lines)
+
+
+# ---- many runs ----------------------------------------------------------------------------------
+
+
+class Job:
+    """One run: a scenario file (or a normalized scenario with a label), a runtime, a clock start."""
+
+    def __init__(self, path, runtime="cpython", near_wrap=False, seed=None, normalized=None, trace_path=None):
+        self.path = path
+        self.runtime = runtime
+        self.near_wrap = near_wrap
+        self.seed = seed
+        self.normalized = normalized
+        self.trace_path = trace_path  # None: a temporary file, removed after the check
+
+    @property
+    def label(self):
+        return "%s [%s%s]" % (self.path, self.runtime, ", near wrap" if self.near_wrap else "")
+
+    def scenario(self):
+        base = self.normalized if self.normalized is not None else load(self.path)
+        return variant(base, seed=self.seed, near_wrap=self.near_wrap)
+
+
+class Outcome:
+    def __init__(self, job):
+        self.job = job
+        self.results = []  # sim.expect.Result, one per expectation
+        self.error = None  # the run or the load failed: its text
+        self.lines = 0
+        self.sim_s = 0.0
+        self.wall_s = 0.0
+        self.trace_path = job.trace_path
+
+    @property
+    def ok(self):
+        return self.error is None and all(result.ok for result in self.results)
+
+    def report(self):
+        """One line per expectation (PASS/FAIL), prefixed by the run's label."""
+        if self.error is not None:
+            return ["ERROR %s: %s" % (self.job.label, self.error)]
+        if not self.results:
+            return ["PASS %s: ran (%d trace lines); it states no expectations" % (self.job.label, self.lines)]
+        return ["%s %s: %s" % (line[:4], self.job.label, line[5:]) for line in (r.line() for r in self.results)]
+
+
+def plan(paths, runtimes=("cpython",), near_wrap=(False,), seed=None, trace_dir=None):
+    """Jobs for every scenario file (folders expanded) x runtime x clock start.
+
+    trace_dir: keep each trace there as NAME.RUNTIME[.near-wrap].jsonl (else temporary)."""
+    jobs = []
+    for path in scenario_files(paths):
+        for runtime in runtimes:
+            for wrap in near_wrap:
+                trace_path = None
+                if trace_dir is not None:
+                    stem = os.path.splitext(os.path.basename(path))[0]
+                    trace_path = os.path.join(trace_dir, "%s.%s%s.jsonl" % (stem, runtime, ".near-wrap" if wrap else ""))
+                jobs.append(Job(path, runtime, wrap, seed, trace_path=trace_path))
+    return jobs
+
+
+def run_job(job, in_process=True):
+    """Load, run and check one job; never raises for a scenario's own problems (see Outcome.error)."""
+    outcome = Outcome(job)
+    temporary = None
+    try:
+        normalized = job.scenario()
+        outcome.sim_s = normalized["duration_ms"] / 1000.0
+        if outcome.trace_path is None:
+            handle, temporary = tempfile.mkstemp(suffix=".jsonl", prefix="tens-sim-")
+            os.close(handle)
+            outcome.trace_path = temporary
+        started = time.monotonic()
+        if job.runtime == "cpython" and not in_process:
+            outcome.lines = _run_cpython_process(normalized, outcome.trace_path)
+        else:
+            outcome.lines = run(normalized, outcome.trace_path, job.runtime)
+        outcome.wall_s = time.monotonic() - started
+        with open(outcome.trace_path) as handle:
+            outcome.results = check(normalized, handle)
+    except (ScenarioError, launcher.SimError, expect.ExpectError, OSError) as err:
+        outcome.error = str(err)
+    finally:
+        if temporary is not None:
+            os.unlink(temporary)
+            outcome.trace_path = None
+    return outcome
+
+
+def _cost(job):
+    try:
+        normalized = job.normalized if job.normalized is not None else load(job.path)
+    except ScenarioError:
+        return 0
+    return normalized["duration_ms"] * COST_PER_SIM_S.get(job.runtime, 0.02)
+
+
+def run_jobs(jobs, workers=1, on_done=None):
+    """Run every job (longest first when workers > 1); Outcomes in the jobs' order.
+    on_done(outcome) is called as each finishes (from the calling thread)."""
+    if workers <= 1 or len(jobs) <= 1:
+        outcomes = []
+        for job in jobs:
+            outcome = run_job(job, in_process=True)
+            if on_done is not None:
+                on_done(outcome)
+            outcomes.append(outcome)
+        return outcomes
+    order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i]))
+    outcomes = [None] * len(jobs)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {}
+        for i in order:
+            futures[pool.submit(run_job, jobs[i], False)] = i
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                outcome = future.result()
+                outcomes[futures[future]] = outcome
+                if on_done is not None:
+                    on_done(outcome)
+    return outcomes
+
+
+def _main(argv):
+    """python -m sim.runner NORMALIZED.json TRACE: one CPython run (run_jobs's worker process)."""
+    if len(argv) != 3:
+        sys.stderr.write("usage: python -m sim.runner NORMALIZED.json TRACE.jsonl\n")
+        return 2
+    with open(argv[1]) as handle:
+        normalized = json.load(handle)
+    run(normalized, argv[2], "cpython")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv))

@@ -4,7 +4,9 @@ A scenario is checked completely before the run starts, so a typo in a fault
 name or a malformed step is an error naming the step, not a surprise at minute
 20. Validation turns seconds into integer milliseconds once (`normalize`), and
 the runner only ever sees that normalized form: both runtimes run exactly the
-same integers.
+same integers. The optional "expect" list (`sim.expect`, CPython only) is
+validated here too and kept as written; the run ignores it, `sim.runner.check`
+evaluates it over the trace afterwards.
 """
 
 from firmware.protocols import frame
@@ -18,7 +20,7 @@ TRACE_EVERY_MS = 100
 MAX_DURATION_S = 7 * 24 * 3600
 AUTO_ID_BASE = 1000000  # ids given to "send" steps that carry none
 STEP_KINDS = ("send", "raw", "fault", "clear")
-TOP_KEYS = ("duration_s", "seed", "start_ms", "channels", "description", "steps")
+TOP_KEYS = ("duration_s", "seed", "start_ms", "channels", "description", "steps", "expect")
 
 
 class ScenarioError(Exception):
@@ -62,13 +64,22 @@ def normalize(scenario):
         out.append(_normalize_step(steps[index], "steps[%d]" % index, duration_ms, channels))
     # Stable sort by time: steps at the same time keep their file order.
     order = sorted(range(len(out)), key=lambda i: (out[i]["at_ms"], i))
-    return {
+    normalized = {
         "duration_ms": duration_ms,
         "seed": seed,
         "start_ms": start_ms,
         "channels": channels,
         "steps": [out[i] for i in order],
+        "expect": [],
     }
+    if "expect" in scenario:
+        from sim import expect  # CPython only: the checks run on the host, after the run
+
+        try:
+            normalized["expect"] = expect.validate(scenario["expect"], normalized["steps"], duration_ms, channels)
+        except expect.ExpectError as err:
+            raise ScenarioError(str(err))
+    return normalized
 
 
 def _normalize_step(step, where, duration_ms, channels):

@@ -170,3 +170,90 @@ def test_audit_encoder_matches_jsonenc():
     ]
     for record in records:
         assert audit.encode(record) == jsonenc.encode(record)
+
+
+# ---- expectations ("expect", sim/expect.py): checked when the file loads --------------------------------
+
+
+def _expecting(*expectations, steps=None):
+    return {
+        "duration_s": 10,
+        "steps": steps if steps is not None else [{"at_s": 1, "fault": "thermistor_open"}],
+        "expect": list(expectations),
+    }
+
+
+def test_unknown_predicate_names_the_index_and_the_allowed_names():
+    from sim import expect
+
+    text = _error(_expecting({"always": "no_fault"}, {"always": "heater_of"}))
+    assert text.startswith("expect[1]: ") and "heater_of" in text
+    for name in expect.PREDICATES:
+        assert name in text
+    for op in ("==", "<=", "has"):
+        assert op in text
+
+
+def test_unknown_kind_or_key_names_the_allowed_ones():
+    text = _error(_expecting({"alwayz": "no_fault"}))
+    assert text.startswith("expect[0]: ") and "alwayz" in text
+    for kind in ("always", "never", "eventually", "within_ms", "at_end", "reply", "event"):
+        assert kind in text
+    text = _error(_expecting({"at_end": "no_fault", "from": 1}))
+    assert text.startswith("expect[0]: ") and "'from'" in text
+    assert "expect[0]" in _error(_expecting({"always": "no_fault", "never": "no_fault"}))
+    assert "expect[0]" in _error(_expecting("no_fault"))
+    assert "expect" in _error({"duration_s": 1, "expect": {"always": "no_fault"}})
+
+
+def test_unknown_field_names_the_fields():
+    text = _error(_expecting({"always": "no_fault"}, {"always": "amps <= 3"}))
+    assert text.startswith("expect[1]: ") and "'amps'" in text
+    for field in ("state", "ch[*].amp_ua", "heat.pad_true_mc", "reason"):
+        assert field in text
+    assert "expect[0]" in _error(_expecting({"always": {"heat.pad": 3}}))
+    text = _error(_expecting({"always": "ch[2].amp_ua == 0"}))
+    assert "expect[0]" in text and "channel 2" in text
+    assert "expect[0]" in _error(_expecting({"always": "heat.target_mc <= amp_ua"}))  # every-channel needs one on the left
+    assert "expect[0]" in _error(_expecting({"always": []}))
+    assert "expect[0]" in _error(_expecting({"always": 3}))
+
+
+def test_anchors_must_name_a_step_of_the_scenario():
+    text = _error(_expecting({"within_ms": 100, "after": "fault thermistor_short", "that": "heater_off"}))
+    assert text.startswith("expect[0]: ") and "thermistor_short" in text and "fault thermistor_open" in text
+    assert "expect[0]" in _error(_expecting({"always": "no_fault", "from": "send start"}))
+    assert "expect[0]" in _error(_expecting({"always": "no_fault", "until": 11}))  # past the end
+    assert "expect[0]" in _error(_expecting({"always": "no_fault", "from": "sometime"}))
+    assert "expect[0]" in _error(_expecting({"within_ms": 100, "that": "heater_off"}))  # no "after"
+    assert "expect[0]" in _error(_expecting({"within_ms": 1.5, "after": "start", "that": "heater_off"}))
+    assert "expect[0]" in _error(_expecting({"reply": "start"}))
+    assert "expect[0]" in _error(_expecting({"reply": {"op": "start"}, "count": -1}))
+    assert "expect[0]" in _error(_expecting({"always": "no_fault", "name": 3}))
+
+
+def test_valid_expectations_are_kept_as_written():
+    expectations = [
+        {"name": "open latched", "within_ms": 100, "after": "fault thermistor_open",
+         "that": [{"state": "FAULT", "faults": ["sensor_open"]}, "heater_off"]},
+        {"always": "heat.pad_true_mc <= heat.target_mc + 300", "from": {"first": "heat.state == holding"}, "until": "end"},
+        {"eventually": "faults has sensor_open", "from": 0.5},
+        {"at_end": {"state": "FAULT", "reason": "sensor_open"}},
+        {"reply": {"op": "start", "ok": True}, "count": 1},
+        {"event": {"ev": "state", "state": "FAULT", "msg_contains": "open"}},
+        {"never": "ch[1].pulses > 0"},
+    ]
+    normalized = normalize(_expecting(*expectations))
+    assert normalized["expect"] == expectations
+    assert normalize({"duration_s": 1})["expect"] == []
+    json.dumps(normalized)
+
+
+def test_runner_load_names_the_file(tmp_path):
+    from sim import runner
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_expecting({"always": "no_fault"}, {"within_ms": 100, "after": "clear x", "that": "no_fault"})))
+    with pytest.raises(ScenarioError) as info:
+        runner.load(str(path))
+    assert str(info.value).startswith("%s: expect[1]: " % path)

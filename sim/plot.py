@@ -1,0 +1,513 @@
+"""Pictures of a simulated session: `tens-sim plot` (CPython only).
+
+`plot_session(trace, out_png)` draws a trace (`tens-sim run --trace`) on one time axis:
+a timeline strip (device state, faults the simulator injected, faults the firmware
+latched), stimulation amplitude per channel in mA (target, commanded, delivered),
+pad temperature in °C (true, measured, target) and heater duty in %. Device states
+shade every panel; each latched fault is a red line through all of them.
+
+`plot_waveform(pulses, out_png)` draws a few consecutive pulses of one channel from a
+pulse file (`tens-sim run --pulses`, see `sim.pulses`) at microsecond resolution:
+commanded current (phase 1 positive, interphase gap, phase 2 negative) against the
+current the electrode-skin load model lets flow.
+
+Drawn with matplotlib's Agg canvas on Figure objects (no pyplot, nothing shown on a
+display). Bad input raises PlotError naming the file and line.
+"""
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from sim.pulses import PulseFileError, parse_pulses, read_pulses
+
+DPI = 100
+CHANNEL_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple")
+DELIVERED_COLORS = ("#0b3a66", "#8a3b00", "#145214", "#3d1f5c")  # darker shades: drawn over the commanded line
+STATE_COLORS = {"IDLE": "#d9d9d9", "RUNNING": "#b7e1b5", "PAUSED": "#ffe08a", "FAULT": "#f4a6a6"}
+STATE_SHADE_ALPHA = 0.35  # state shading behind the data panels
+FAULT_COLOR = "#c62828"
+INJECTED_COLOR = "#6a1b9a"
+HEAT_ACTIVE = ("heating", "holding", "autotune")  # heat states in which the target applies
+MINUTES_FROM_S = 600  # spans longer than this are drawn in minutes
+LABEL_MAX = 40  # characters of fault text in the strip
+MAX_WAVEFORM_PULSES = 8  # panels side by side in a waveform picture
+HALF = 0.22  # offset of the upper and lower label levels in a strip lane
+
+
+class PlotError(Exception):
+    """Input that cannot be plotted; the message names the file (and line)."""
+
+
+# ---- reading ---------------------------------------------------------------------------------
+
+
+def read_trace(path):
+    """Parse a trace file (JSON lines) into rows; PlotError names the file and line of a problem."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as err:
+        raise PlotError("%s: cannot read: %s" % (path, err.strerror or err))
+    except UnicodeDecodeError:
+        raise PlotError("%s: not a trace (not UTF-8 text)" % path)
+    return parse_trace(text.splitlines(), str(path))
+
+
+def parse_trace(lines, source="<trace>"):
+    """Rows from trace lines (strings, or dicts already parsed). Blank lines are skipped."""
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if isinstance(line, dict):
+            row = line
+        else:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as err:
+                raise PlotError("%s:%d: not valid JSON: %s" % (source, number, err))
+        problem = _trace_problem(row)
+        if problem:
+            raise PlotError("%s:%d: not a trace line: %s" % (source, number, problem))
+        rows.append(row)
+    if not rows:
+        raise PlotError("%s: empty: no trace lines" % source)
+    return rows
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _trace_problem(row):
+    if not isinstance(row, dict):
+        return "expected a JSON object"
+    if not _is_number(row.get("t_s")):
+        return "t_s missing or not a number"
+    if not isinstance(row.get("state"), str):
+        return "state missing or not a string"
+    if not isinstance(row.get("faults", []), list) or not isinstance(row.get("sim_faults", []), list):
+        return "faults / sim_faults must be lists"
+    channels = row.get("ch")
+    if not isinstance(channels, list):
+        return "ch missing or not a list"
+    for index, channel in enumerate(channels):
+        if not isinstance(channel, dict):
+            return "ch[%d] is not an object" % index
+        for key in ("amp_ua", "target_ua", "delivered_ua"):
+            if not _is_number(channel.get(key)):
+                return "ch[%d].%s missing or not a number" % (index, key)
+    heat = row.get("heat")
+    if heat is not None:
+        if not isinstance(heat, dict):
+            return "heat is not an object"
+        for key in ("target_mc", "pad_true_mc", "heater_duty_pct"):
+            if not _is_number(heat.get(key)):
+                return "heat.%s missing or not a number" % key
+        if heat.get("measured_mc") is not None and not _is_number(heat.get("measured_mc")):
+            return "heat.measured_mc is not a number or null"
+    return None
+
+
+def _rows_in_range(rows, from_s, to_s, source):
+    if from_s is not None and to_s is not None and to_s <= from_s:
+        raise PlotError("--to-s (%g) must be after --from-s (%g)" % (to_s, from_s))
+    kept = [
+        row for row in rows
+        if (from_s is None or row["t_s"] >= from_s) and (to_s is None or row["t_s"] <= to_s)
+    ]
+    if not kept:
+        raise PlotError(
+            "%s: no trace lines from %s to %s (the trace covers %g to %g s)"
+            % (source, _fmt_s(from_s, "the start"), _fmt_s(to_s, "the end"), rows[0]["t_s"], rows[-1]["t_s"])
+        )
+    return kept
+
+
+def _fmt_s(value, default):
+    return default if value is None else "%g s" % value
+
+
+# ---- figure helpers --------------------------------------------------------------------------
+
+
+def _figure(width_in, height_in, **subplots):
+    """A figure on the Agg canvas with constrained layout (labels do not overlap)."""
+    fig = Figure(figsize=(width_in, height_in), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(**subplots, squeeze=False)
+    return fig, axes
+
+
+def _save(fig, out_path):
+    out_path = Path(out_path)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Glyph .* missing from font")
+            fig.savefig(out_path, dpi=DPI)
+    except OSError as err:
+        raise PlotError("%s: cannot write: %s" % (out_path, err.strerror or err))
+    return out_path
+
+
+def _spans(times, values, end):
+    """[(start, stop, value)] runs of equal values over sample times; the last run ends at `end`."""
+    spans = []
+    for index, value in enumerate(values):
+        if spans and spans[-1][2] == value:
+            continue
+        if spans:
+            spans[-1][1] = times[index]
+        spans.append([times[index], end, value])
+    return [tuple(span) for span in spans]
+
+
+def _short(text):
+    return text if len(text) <= LABEL_MAX else text[: LABEL_MAX - 1] + "…"
+
+
+# ---- session ---------------------------------------------------------------------------------
+
+
+def plot_session(trace, out_path, from_s=None, to_s=None, title=None):
+    """Draw a session trace to a PNG; returns the path written.
+
+    `trace` is a trace file's path, or its lines (strings or parsed dicts). `from_s`/`to_s`
+    keep the rows from/to those simulated seconds.
+    """
+    return _save(session_figure(trace, from_s, to_s, title), out_path)
+
+
+def session_figure(trace, from_s=None, to_s=None, title=None):
+    """The Figure plot_session saves (for tests and callers that want to add to it)."""
+    if isinstance(trace, (str, Path)):
+        source = str(trace)
+        rows = read_trace(trace)
+    else:
+        source = "<trace>"
+        rows = parse_trace(trace, source)
+    rows = _rows_in_range(rows, from_s, to_s, source)
+
+    t_s = [float(row["t_s"]) for row in rows]
+    span_s = t_s[-1] - t_s[0]
+    minutes = span_s > MINUTES_FROM_S
+    scale = 60.0 if minutes else 1.0
+    unit = "min" if minutes else "s"
+    xs = [t / scale for t in t_s]
+    step = (t_s[1] - t_s[0]) if len(t_s) > 1 else 0.1
+    x_end = xs[-1] + step / scale  # each row stands for the 100 ms that follow it
+    has_heat = any(row.get("heat") is not None for row in rows)
+    channels = max(len(row["ch"]) for row in rows)
+
+    ratios = [1.4, 3] + ([3, 1.6] if has_heat else [])
+    fig, axes = _figure(12, 8.6 if has_heat else 5.2, nrows=len(ratios), ncols=1, sharex=True,
+                        gridspec_kw={"height_ratios": ratios})
+    axes = list(axes[:, 0])
+    strip, amp_ax = axes[0], axes[1]
+    data_axes = axes[1:]
+
+    fig.suptitle(title or "Simulated session: %s" % Path(source).name, fontsize=13, parse_math=False)
+
+    states = _spans(xs, [row["state"] for row in rows], x_end)
+    fault_onsets = _timeline(strip, rows, xs, x_end, states)
+    for ax in data_axes:
+        for start, stop, state in states:
+            ax.axvspan(start, stop, color=STATE_COLORS.get(state, "white"), alpha=STATE_SHADE_ALPHA, lw=0, zorder=0)
+        for x, _ in fault_onsets:
+            ax.axvline(x, color=FAULT_COLOR, lw=1.2, alpha=0.85, zorder=1)
+
+    _amplitude_panel(amp_ax, rows, xs, channels)
+    if has_heat:
+        _temperature_panel(axes[2], rows, xs)
+        _duty_panel(axes[3], rows, xs)
+
+    axes[-1].set_xlim(xs[0], x_end)
+    axes[-1].set_xlabel("simulated time (%s)" % unit)
+    for ax in data_axes:
+        ax.grid(True, axis="y", color="0.85", lw=0.6)
+        ax.margins(x=0)
+    fig.align_ylabels(axes)
+    return fig
+
+
+def _timeline(ax, rows, xs, x_end, states):
+    """The strip on top: state, injected faults and latched faults as labelled bars. Returns fault onsets."""
+    lanes = (("state", 2), ("injected", 1), ("latched fault", 0))
+    for start, stop, state in states:
+        ax.broken_barh([(start, stop - start)], (1.58, 0.84), color=STATE_COLORS.get(state, "white"), lw=0)
+    _lane_labels(ax, states, 2.0, xs[0], x_end, "0.15")
+
+    injected = _spans(xs, [", ".join(row.get("sim_faults", [])) for row in rows], x_end)
+    injected = [span for span in injected if span[2]]
+    for start, stop, _ in injected:
+        ax.broken_barh([(start, stop - start)], (0.58, 0.84), color=INJECTED_COLOR, alpha=0.3, lw=0)
+    _lane_labels(ax, injected, 1.0, xs[0], x_end, INJECTED_COLOR, always=True)
+
+    latched = _spans(xs, [", ".join(row.get("faults", [])) for row in rows], x_end)
+    latched = [span for span in latched if span[2]]
+    for start, stop, _ in latched:
+        ax.broken_barh([(start, stop - start)], (-0.42, 0.84), color=FAULT_COLOR, alpha=0.3, lw=0)
+    _lane_labels(ax, latched, 0.0, xs[0], x_end, FAULT_COLOR, always=True)
+
+    onsets = []
+    previous = set(rows[0].get("faults", []))  # latched before the window: no onset line at its edge
+    for x, row in zip(xs, rows):
+        now = set(row.get("faults", []))
+        new = [name for name in row.get("faults", []) if name not in previous]
+        if new:
+            onsets.append((x, ", ".join(new)))
+        previous = now
+    for x, _ in onsets:
+        ax.axvline(x, color=FAULT_COLOR, lw=1.2, alpha=0.85)
+
+    ax.set_ylim(-0.5, 2.5)
+    ax.set_yticks([lane for _, lane in lanes], [name for name, _ in lanes], fontsize=9)
+    ax.tick_params(axis="y", length=0)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    handles = [Patch(color=STATE_COLORS[name], label=name) for name in STATE_COLORS]
+    handles.append(Patch(color=INJECTED_COLOR, alpha=0.3, label="fault injected (sim)"))
+    handles.append(Line2D([], [], color=FAULT_COLOR, lw=1.2, label="fault latched (firmware)"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.15), fontsize=8, frameon=False,
+              title="state / faults", title_fontsize=8, alignment="left")
+    return onsets
+
+
+def _lane_labels(ax, spans, y, x_start, x_end, color, always=False):
+    """Names on their bars, left-aligned at the start of each.
+
+    When two labels in a lane would run into each other (faults come in clusters: injected,
+    then latched a tick later), the lane's labels take an upper and a lower line. State names
+    are left off bands too short for them (`always` False): the colour and the legend say which.
+    """
+    width = x_end - x_start
+    placed = []  # (x, align, left, right, text)
+    for start, stop, name in spans:
+        text = _short(name)
+        # rough text width in x units: fontsize 8 on the 12 in figure's ~8.7 in wide axes
+        text_w = width * 0.0085 * (len(text) + 1)
+        if not always and stop - start < text_w:
+            continue
+        x, align = start + width * 0.003, "left"
+        if x + text_w > x_end:  # would be cut off at the right edge: end it there instead
+            x, align = x_end - width * 0.003, "right"
+        left = x if align == "left" else x - text_w
+        placed.append((x, align, left, left + text_w, text))
+    crowded = any(later[2] < earlier[3] for earlier, later in zip(placed, placed[1:]))
+    ends = {HALF: -math.inf, -HALF: -math.inf}
+    for x, align, left, right, text in placed:
+        offset = 0.0
+        if crowded:
+            free = [level for level in (HALF, -HALF) if ends[level] <= left]
+            offset = free[0] if free else min(ends, key=ends.get)
+            ends[offset] = right
+        ax.text(x, y + offset, text, fontsize=8, va="center", ha=align, color=color, clip_on=True,
+                parse_math=False)
+
+
+def _amplitude_panel(ax, rows, xs, channels):
+    for ch in range(channels):
+        color = CHANNEL_COLORS[ch % len(CHANNEL_COLORS)]
+
+        def series(key, rows=rows, ch=ch):
+            return [row["ch"][ch][key] / 1000.0 if ch < len(row["ch"]) else math.nan for row in rows]
+
+        delivered = [  # a gap where no pulse fired in the row (burst trains, low rates)
+            row["ch"][ch]["delivered_ua"] / 1000.0
+            if ch < len(row["ch"]) and row["ch"][ch].get("pulses", 1) else math.nan
+            for row in rows
+        ]
+        ax.plot(xs, series("target_ua"), color=color, lw=1.0, ls="--", drawstyle="steps-post",
+                label="ch%d target" % ch)
+        ax.plot(xs, series("amp_ua"), color=color, lw=1.8, drawstyle="steps-post", label="ch%d commanded" % ch)
+        ax.plot(xs, delivered, color=DELIVERED_COLORS[ch % len(DELIVERED_COLORS)], lw=0.9, marker=".",
+                markersize=2.5, label="ch%d delivered (last pulse of each 100 ms)" % ch, zorder=3)
+    if not any(row["ch"][ch][key] for row in rows for ch in range(len(row["ch"])) for key in ("amp_ua", "target_ua")):
+        ax.text(0.5, 0.5, "no stimulation", transform=ax.transAxes, ha="center", va="center", color="0.35",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    ax.set_ylabel("amplitude (mA)")
+    peak = max([row["ch"][ch][key] for row in rows for ch in range(len(row["ch"]))
+                for key in ("amp_ua", "target_ua", "delivered_ua")] + [1000])
+    ax.set_ylim(0, peak / 1000.0 * 1.08)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
+
+
+def _temperature_panel(ax, rows, xs):
+    def celsius(value):
+        return math.nan if value is None else value / 1000.0
+
+    heat = [row.get("heat") or {} for row in rows]
+    true = [celsius(h.get("pad_true_mc")) for h in heat]
+    measured = [celsius(h.get("measured_mc")) for h in heat]
+    target = [celsius(h.get("target_mc")) if h.get("state") in HEAT_ACTIVE else math.nan for h in heat]
+    ax.plot(xs, target, color="black", lw=1.2, ls="--", drawstyle="steps-post", label="target (while heating)")
+    ax.plot(xs, true, color="tab:red", lw=2.2, label="pad true (model, skin face)")
+    ax.plot(xs, measured, color="tab:blue", lw=1.0, label="measured (firmware, filtered)")
+    ax.set_ylabel("temperature (°C)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
+
+
+def _duty_panel(ax, rows, xs):
+    duty = [(row.get("heat") or {}).get("heater_duty_pct", math.nan) for row in rows]
+    ax.fill_between(xs, duty, step="post", color="tab:red", alpha=0.18, lw=0)
+    ax.plot(xs, duty, color="tab:red", lw=1.0, drawstyle="steps-post", label="heater duty")
+    if not any(duty):
+        ax.text(0.5, 0.5, "heater off throughout", transform=ax.transAxes, ha="center", va="center", color="0.35",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    ax.set_ylabel("heater duty (%)")
+    ax.set_ylim(0, 105)
+    ax.set_yticks([0, 50, 100])
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
+
+
+# ---- waveform --------------------------------------------------------------------------------
+
+
+def select_pulses(records, channel=0, count=3, from_s=None, to_s=None, source="<pulses>"):
+    """`count` consecutive pulses of `channel` from `from_s` on (up to `to_s`)."""
+    if from_s is not None and to_s is not None and to_s <= from_s:
+        raise PlotError("--to-s (%g) must be after --from-s (%g)" % (to_s, from_s))
+    on_channel = [record for record in records if record["ch"] == channel]
+    if not on_channel:
+        present = sorted({record["ch"] for record in records})
+        raise PlotError("%s: no pulses on channel %d (pulses on channel %s)"
+                        % (source, channel, ", ".join(str(ch) for ch in present)))
+    chosen = []
+    for record in on_channel:
+        t_us = _pulse_us(record)
+        if from_s is not None and t_us < from_s * 1e6:
+            continue
+        if to_s is not None and t_us > to_s * 1e6:
+            break
+        chosen.append(record)
+        if len(chosen) >= count:
+            break
+    if not chosen:
+        raise PlotError(
+            "%s: no pulses on channel %d from %s to %s (channel %d fires from %.3f to %.3f s)"
+            % (source, channel, _fmt_s(from_s, "the start"), _fmt_s(to_s, "the end"), channel,
+               _pulse_us(on_channel[0]) / 1e6, _pulse_us(on_channel[-1]) / 1e6)
+        )
+    return chosen
+
+
+def _pulse_us(record):
+    return record["t_ms"] * 1000 + record["start_us"]
+
+
+def _shape(phase1_us, gap_us, phase2_us, amp1_ma, amp2_ma):
+    """x (µs), y (mA) of a biphasic pulse as a closed step outline from 0 to 0."""
+    p2_start = phase1_us + gap_us
+    end = p2_start + phase2_us
+    xs = [0, 0, phase1_us, phase1_us, p2_start, p2_start, end, end]
+    ys = [0, amp1_ma, amp1_ma, 0, 0, -amp2_ma, -amp2_ma, 0]
+    return xs, ys
+
+
+def plot_waveform(pulses, out_path, count=3, channel=0, from_s=None, to_s=None, title=None):
+    """Draw `count` consecutive pulses of `channel` at µs resolution; returns the path written.
+
+    `pulses` is a pulse file's path, or pulse records (dicts as in `sim.pulses`) or their lines.
+    `from_s`/`to_s`: the first pulse at or after from_s, none after to_s.
+    """
+    return _save(waveform_figure(pulses, count, channel, from_s, to_s, title), out_path)
+
+
+def waveform_figure(pulses, count=3, channel=0, from_s=None, to_s=None, title=None):
+    """The Figure plot_waveform saves."""
+    if not 1 <= count <= MAX_WAVEFORM_PULSES:
+        raise PlotError("--count must be 1 to %d (one panel per pulse)" % MAX_WAVEFORM_PULSES)
+    try:
+        if isinstance(pulses, (str, Path)):
+            source = str(pulses)
+            records = read_pulses(pulses)
+        else:
+            source = "<pulses>"
+            pulses = list(pulses)
+            records = pulses if pulses and isinstance(pulses[0], dict) else parse_pulses(pulses, source)
+    except PulseFileError as err:
+        raise PlotError(str(err))
+    chosen = select_pulses(records, channel, count, from_s, to_s, source)
+
+    fig, axes = _figure(max(3.6 * len(chosen) + 1.2, 6.4), 4.8, nrows=1, ncols=len(chosen), sharex=True, sharey=True)
+    axes = list(axes[0, :])
+    color = CHANNEL_COLORS[channel % len(CHANNEL_COLORS)]
+    longest = max(r["phase1_us"] + r["gap_us"] + r["phase2_us"] for r in chosen)
+    peak = max(max(r["amp1_ua"], r["amp2_ua"], r["delivered_ua"], r.get("delivered2_ua", 0)) for r in chosen) / 1000.0
+    peak = max(peak, 0.001)
+    first_us = _pulse_us(chosen[0])
+    for index, (ax, record) in enumerate(zip(axes, chosen)):
+        amp1, amp2 = record["amp1_ua"] / 1000.0, record["amp2_ua"] / 1000.0
+        p1, gap, p2 = record["phase1_us"], record["gap_us"], record["phase2_us"]
+        xs, ys = _shape(p1, gap, p2, amp1, amp2)
+        ax.fill(xs, ys, color=color, alpha=0.18, lw=0)
+        ax.plot(xs, ys, color=color, lw=2.2, label="commanded")
+        d1 = record["delivered_ua"] / 1000.0
+        d2 = record.get("delivered2_ua")
+        dx, dy = _shape(p1, gap, p2, d1, math.nan if d2 is None else d2 / 1000.0)
+        ax.plot(dx, dy, color="black", lw=1.3, ls=(0, (4, 2)), label="delivered (load model, end of phase)")
+        ax.axhline(0, color="0.5", lw=0.8)
+        # widths over/under each phase (clear of both lines); the current inside a lobe tall enough for it
+        tall1, tall2 = amp1 >= peak * 0.25, amp2 >= peak * 0.25
+        _dimension(ax, 0, p1, max(amp1, d1), peak,
+                   "%d µs" % p1 + ("" if tall1 else ", " + _ma(amp1, "%+.2f")), above=True)
+        _dimension(ax, p1 + gap, p1 + gap + p2, -max(amp2, 0 if d2 is None else d2 / 1000.0), peak,
+                   "%d µs" % p2 + ("" if tall2 else ", " + _ma(-amp2, "%+.2f")), above=False)
+        ax.annotate("gap %d µs" % gap, xy=(p1 + gap / 2.0, 0), xytext=(p1 + gap / 2.0 + longest * 0.06, peak * 0.22),
+                    fontsize=8, color="0.25", arrowprops={"arrowstyle": "->", "color": "0.4", "lw": 0.8})
+        if tall1:
+            ax.text(p1 / 2.0, amp1 / 2.0, _ma(amp1, "%+.1f"), ha="center", va="center", fontsize=8)
+        if tall2:
+            ax.text(p1 + gap + p2 / 2.0, -amp2 / 2.0, _ma(-amp2, "%+.1f"), ha="center", va="center", fontsize=8)
+        offset_ms = (_pulse_us(record) - first_us) / 1000.0
+        ax.set_title(
+            "pulse %d at t = %.4f s%s\ndelivered %s / %s%s"
+            % (index + 1, _pulse_us(record) / 1e6, "" if index == 0 else " (+%s)" % _after(offset_ms), _ma(d1),
+               "–" if d2 is None else _ma(-d2 / 1000.0), _verdict(record)),
+            fontsize=9,
+        )
+        ax.set_xlabel("time from pulse start (µs)")
+        ax.grid(True, color="0.9", lw=0.6)
+    axes[0].set_ylabel("current (mA)")
+    axes[0].set_xlim(-longest * 0.08, longest * 1.12)
+    axes[0].set_ylim(-peak * 1.35, peak * 1.35)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
+    kind = "symmetric" if all(r["amp1_ua"] == r["amp2_ua"] and r["phase1_us"] == r["phase2_us"] for r in chosen) \
+        else "asymmetric"
+    fig.suptitle(title or "Channel %d pulses (%s biphasic): %s" % (channel, kind, Path(source).name), fontsize=12,
+                 parse_math=False)
+    return fig
+
+
+def _after(ms):
+    return "%.2f ms" % ms if ms < 1000 else "%.3f s" % (ms / 1000.0)
+
+
+def _ma(value_ma, fmt="%.2f"):
+    """mA with a real minus sign, as on the axes."""
+    return (fmt % value_ma).replace("-", "\u2212") + " mA"
+
+
+def _verdict(record):
+    """How the delivered current compares with the commanded one (phase 1)."""
+    if record["delivered_ua"] < record["amp1_ua"]:
+        return "\n(less than commanded: the load hit the compliance voltage)"
+    if record["delivered_ua"] > record["amp1_ua"]:
+        return "\n(MORE than commanded: output stage fault)"
+    return ""
+
+
+def _dimension(ax, x0, x1, amp, peak, text, above):
+    """A width arrow over (or under) a phase, with its width in µs."""
+    y = amp + (peak * 0.12 if above else -peak * 0.12)
+    ax.annotate("", xy=(x0, y), xytext=(x1, y), arrowprops={"arrowstyle": "<->", "color": "0.3", "lw": 0.8})
+    ax.text((x0 + x1) / 2.0, y + (peak * 0.04 if above else -peak * 0.04), text, ha="center",
+            va="bottom" if above else "top", fontsize=8, color="0.25")

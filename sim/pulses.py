@@ -1,0 +1,163 @@
+"""Pulse records: one JSON line per pulse the simulated output stage fired (CPython only).
+
+`tens-sim run SCENARIO --trace T --pulses P` writes them; `tens-sim plot --waveform P`
+draws a few of them at microsecond resolution. Each line, keys in this order:
+
+| key | meaning |
+| --- | --- |
+| `t_ms` | simulated time of the tick that fired the pulse, ms since the start of the run |
+| `ch` | channel |
+| `start_us` | start of the pulse within that tick's window, µs (the pulse starts at t_ms * 1000 + start_us) |
+| `amp1_ua`, `phase1_us` | phase 1 (positive) as fired: current and width, after the driver's clamps |
+| `gap_us` | interphase gap |
+| `amp2_ua`, `phase2_us` | phase 2 (negative, charge-balancing): current and width |
+| `delivered_ua` | current that flowed at the end of phase 1 (the electrode-skin load model; the sense ADC reads it) |
+| `delivered2_ua` | current the same load model gives for phase 2 (the board's model computes phase 1 only; this is |
+|                 | worked out on a copy of the load, so recording changes nothing in the run) |
+
+Recording hooks `SimPulseOutput.recorder` and chains any recorder already there (the
+audit's), so the trace is byte-identical with and without `--pulses`.
+"""
+
+import json
+from contextlib import contextmanager
+
+from sim.models import ElectrodeLoad
+
+FIELDS = (
+    "t_ms", "ch", "start_us", "amp1_ua", "phase1_us", "gap_us", "amp2_ua", "phase2_us", "delivered_ua", "delivered2_ua",
+)
+REQUIRED = FIELDS[:-1]  # delivered2_ua is optional when reading (files written by hand or older tools)
+
+
+class PulseFileError(Exception):
+    """A pulse file that cannot be read; the message names the file (and line)."""
+
+
+class PulseRecorder:
+    """Callable for `SimPulseOutput.recorder`: writes one line per fired pulse to `out` (a text file)."""
+
+    def __init__(self, board, out):
+        self._board = board
+        self._out = out
+        self._chained = board.pulse_out.recorder
+        self._shadow = [ElectrodeLoad() for _ in board.loads]  # phase 2 is driven on a copy of the load
+        self.count = 0
+
+    def __call__(self, ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us, delivered_ua):
+        if self._chained is not None:
+            self._chained(ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us, delivered_ua)
+        self._out.write(
+            '{"t_ms":%d,"ch":%d,"start_us":%d,"amp1_ua":%d,"phase1_us":%d,"gap_us":%d,'
+            '"amp2_ua":%d,"phase2_us":%d,"delivered_ua":%d,"delivered2_ua":%d}\n'
+            % (
+                self._board.clock.elapsed_ms, ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us,
+                delivered_ua, self._phase2_delivered(ch, amp2_ua, phase2_us),
+            )
+        )
+        self.count += 1
+
+    def _phase2_delivered(self, ch, amp2_ua, phase2_us):
+        load = self._board.loads[ch]
+        shadow = self._shadow[ch]
+        shadow.series_ohm = load.series_ohm
+        shadow.parallel_ohm = load.parallel_ohm
+        shadow.capacitance_nf = load.capacitance_nf
+        shadow.compliance_mv = load.compliance_mv
+        driven = amp2_ua
+        if self._board.pulse_out.overshoot[ch]:  # the injected stage fault, as SimPulseOutput applies it
+            driven = amp2_ua + amp2_ua // 2 + 5000
+        return shadow.drive(driven, phase2_us)
+
+    def detach(self):
+        self._board.pulse_out.recorder = self._chained
+
+
+def attach(board, path):
+    """Record every pulse `board` fires to `path` (JSON lines). Returns a closer: call it once the run ends."""
+    out = open(path, "w", newline="\n")
+    recorder = PulseRecorder(board, out)
+    board.pulse_out.recorder = recorder
+
+    def close():
+        recorder.detach()
+        out.close()
+        return recorder.count
+
+    close.recorder = recorder
+    return close
+
+
+@contextmanager
+def recording(board, path):
+    """`with recording(board, path): ...` records the pulses fired inside; a None path records nothing."""
+    if path is None:
+        yield None
+        return
+    close = attach(board, path)
+    try:
+        yield close.recorder
+    finally:
+        close()
+
+
+def run_scenario(normalized, trace_path, pulses_path, runtime="cpython"):
+    """Run a normalized scenario under CPython, writing its trace and its pulse file.
+
+    Returns (trace lines, pulses). The trace is the one `sim.runner.run` writes. Pulses are
+    recorded on the CPython runtime only: the MicroPython VM has no pulse channel out.
+    """
+    from sim.launcher import SimError
+    from sim.scenario import ScenarioRun
+
+    if runtime != "cpython":
+        raise SimError("--pulses records on the cpython runtime only (the micropython VM writes the trace alone)")
+    count = 0
+    with open(trace_path, "w", newline="\n") as trace:
+
+        def emit(line):
+            nonlocal count
+            trace.write(line)
+            trace.write("\n")
+            count += 1
+
+        run_form = dict(normalized)
+        run_form.pop("expect", None)  # checked on the trace afterwards (sim.expect), not part of the run
+        scenario = ScenarioRun(run_form, emit)
+        with recording(scenario.board, pulses_path) as recorder:
+            scenario.run()
+    return count, recorder.count
+
+
+def read_pulses(path):
+    """Parse a pulse file into a list of dicts; PulseFileError names the file and line of any problem."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as err:
+        raise PulseFileError("%s: cannot read: %s" % (path, err.strerror or err))
+    except UnicodeDecodeError:
+        raise PulseFileError("%s: not a pulse file (not UTF-8 text)" % path)
+    return parse_pulses(text.splitlines(), path)
+
+
+def parse_pulses(lines, source="<pulses>"):
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as err:
+            raise PulseFileError("%s:%d: not valid JSON: %s" % (source, number, err))
+        if not isinstance(record, dict):
+            raise PulseFileError("%s:%d: not a pulse record: expected a JSON object" % (source, number))
+        for key in REQUIRED:
+            value = record.get(key)
+            if isinstance(value, bool) or not isinstance(value, int):
+                what = "missing" if key not in record else "not an integer: %r" % (value,)
+                raise PulseFileError("%s:%d: not a pulse record: %s %s" % (source, number, key, what))
+        records.append(record)
+    if not records:
+        raise PulseFileError("%s: empty: no pulse records" % source)
+    return records
