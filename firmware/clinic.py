@@ -57,6 +57,7 @@ class Clinic:
         the host checked before."""
         self.require_clinician(message, "upload a program")
         program = parse_program(message.get("program"), self.device.channel_count(), self.device.settings.get("heat_max_target_mc"))
+        self.device.check_program_waveforms(program)
         if presets.find(program.name) is not None:
             raise msg.RequestError(
                 msg.E_BAD_FIELD, "name %s is a built-in preset; upload it under another name" % program.name
@@ -140,6 +141,7 @@ class Clinic:
                     % name,
                 )
         program = parse_program(source, self.device.channel_count(), self.device.settings.get("heat_max_target_mc"))
+        self.device.check_program_waveforms(program)
         if program.has_heat and self.device.heat is None:
             raise msg.RequestError(msg.E_BAD_STATE, "program %s needs a heat pad; this device has none" % name)
         return program

@@ -319,6 +319,18 @@ class Device:
     def channel_count(self):
         return len(self.channels)
 
+    def check_waveform(self, setting, where):
+        """An output stage that cannot shape asymmetric pulses says so (PulseOutput.asymmetric):
+        its symmetric stand-in would carry more r.m.s. current than the envelope validated."""
+        if setting.waveform == "asymmetric" and not getattr(self.pulse_out, "asymmetric", True):
+            raise msg.RequestError(
+                msg.E_BAD_FIELD, "%s: this device's output stage makes symmetric pulses only (waveform asymmetric)" % where
+            )
+
+    def check_program_waveforms(self, program):
+        for i in range(len(program.channels)):
+            self.check_waveform(program.channels[i].setting, "channels[%d].stim" % i)
+
     def fault_cause(self):
         """Why a fault cannot be cleared yet, or None when its causes are gone."""
         for i in range(len(self.channels)):
@@ -648,6 +660,7 @@ class Device:
     def _op_set_stim(self, message):
         channel = self._channel(message)
         setting = envelope.parse_setting(message.get("stim"))
+        self.check_waveform(setting, "stim")
         self.clinic.require_clinician(message, "change the stimulation setting")
         if self.run is not None:
             raise msg.RequestError(

@@ -25,6 +25,7 @@ class SimPulseOutput:
         self.channels = channels
         self.hw_max_amp_ua = HW_MAX_AMP_UA
         self.hw_max_phase_us = HW_MAX_PHASE_US
+        self.asymmetric = True  # the simulated stage shapes both phases (a board may not: rp2_pulse.py)
         self._loads = loads
         self.last_commanded_ua = [0] * channels  # phase-1 current the last pulse asked for
         self.last_delivered_ua = [0] * channels  # what actually flowed (for the sense ADC)

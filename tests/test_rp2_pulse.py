@@ -750,7 +750,6 @@ def test_fast_emulation_equals_lockstep(words, splits):
         {"mode": "continuous", "rate_hz": 250, "phase_us": 400, "gap_us": 200},
         {"mode": "continuous", "rate_hz": 3, "phase_us": 150, "gap_us": 0},
         {"mode": "burst", "burst_hz": 150, "train_ms": 250, "train_pulses": 5, "phase_us": 100},
-        {"mode": "continuous", "rate_hz": 80, "phase_us": 200, "waveform": "asymmetric", "asym_ratio": 4},
     ],
 )
 def test_stim_engine_windows_become_exact_pulse_trains(fields):
@@ -771,7 +770,7 @@ def test_stim_engine_windows_become_exact_pulse_trains(fields):
     assert len(pulses) == fired and not cur and fired > 0
     s = channel.setting
     for p in pulses:
-        assert shape(p) == (s.phase_us, max(s.gap_us, 3), s.phase_us)  # asymmetric: same charge, symmetric
+        assert shape(p) == (s.phase_us, max(s.gap_us, 3), s.phase_us)
     period = 1000000 // (s.burst_hz if s.mode == "burst" else s.rate_hz)
     spacings = [b[0] - a[0] for a, b in zip(pulses, pulses[1:])]
     if s.mode == "burst":
@@ -790,3 +789,22 @@ def test_compiles_with_mpy_cross_for_armv6m(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert target.stat().st_size > 0
+
+
+def test_asymmetric_pulses_are_refused_not_reshaped():
+    """One amplitude reference per channel: an asymmetric pulse would come out symmetric, with
+    more r.m.s. current than the envelope validated, so the stage says it cannot and refuses."""
+    board, mod, out = make()
+    assert out.asymmetric is False
+    channel = Channel(0)
+    channel.apply_setting(envelope.parse_setting(
+        {"mode": "continuous", "rate_hz": 80, "phase_us": 200, "waveform": "asymmetric", "asym_ratio": 4}))
+    channel.set_target(20000)
+    while channel.amp_ua != channel.target_ua:
+        channel.ramp()
+    for tick in range(30):
+        board.run(tick * 10000 - board.time)
+        channel.fire_window(out, 10000)
+    board.run(40000)
+    pulses, _ = parse(board, 0)
+    assert pulses == [] and out.refused[0] > 0

@@ -17,6 +17,9 @@ PulseOutput  (all TENS channels of one device)
     channels -> int              number of channels
     hw_max_amp_ua -> int         what the output stage can do; fire() clamps to it
     hw_max_phase_us -> int       longest phase the stage allows; fire() clamps to it
+    asymmetric -> bool           whether it can shape asymmetric pulses (a longer second phase
+                                 at a lower current); when False the device refuses such settings
+                                 and fire() refuses pulses whose phases differ
     fire(ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us) -> bool
         Queue one biphasic pulse on channel `ch`, starting `start_us` after
         the start of the next tick window: a first phase of `phase1_us` at

@@ -34,10 +34,11 @@ Amplitude: each channel's current source has one reference, a 100 kHz PWM into a
 two-pole RC filter. It cannot change within a pulse, so the driver sets it per
 pulse batch and the change takes effect between pulses (the filter settles in
 about a millisecond; the tick ramps at most 0.8 mA per 10 ms, so a queued pulse
-runs at most one ramp step off). For the same reason both phases run at amp1:
-an asymmetric pulse (amp2 < amp1, phase2 > phase1, equal charge) is delivered as
-the symmetric pulse of the same phase charge. Net charge stays zero, the peak
-stays the validated amp1; the waveform's shape is a limit of this stage.
+runs at most one ramp step off). For the same reason both phases run at amp1,
+so this stage cannot make an asymmetric pulse (amp2 < amp1, phase2 > phase1): its
+symmetric stand-in would carry more r.m.s. current than the envelope validated. The
+driver says so (`asymmetric = False`: the device refuses asymmetric settings) and, as a
+second layer, refuses any pulse whose phases differ.
 
 Not imported in the MicroPython VM tests or by the host: it needs `rp2` and
 `machine`. tests/test_rp2_pulse.py runs it over an emulated PIO.
@@ -148,6 +149,7 @@ class Rp2PulseOutput:
         self.channels = n
         self.hw_max_amp_ua = HW_MAX_AMP_UA
         self.hw_max_phase_us = HW_MAX_PHASE_US
+        self.asymmetric = False  # one amplitude reference per channel: phase B mirrors phase A
         self.refused = [0] * n  # fire() calls refused, per channel (FIFO full, or slipped)
         self.slipped = [0] * n  # of those, the pulses whose place in time could not be kept
         self.off_errors = 0  # steps of off() that raised (each step is tried regardless)
@@ -184,11 +186,13 @@ class Rp2PulseOutput:
         """Queue one pulse; False, at once (never a wait), when the FIFO is full or the
         pulse cannot start where its window puts it (see _window_for).
 
-        amp2_ua and phase2_us only matter through the caller's balance
-        amp1*phase1 == amp2*phase2: phase B is phase A's mirror (see module doc).
+        Phase B is phase A's mirror: a pulse with amp2/phase2 unlike amp1/phase1 is refused.
         """
         if ch < 0 or ch >= self.channels:
             return False
+        if amp2_ua != amp1_ua or phase2_us != phase1_us:
+            self.refused[ch] += 1
+            return False  # an asymmetric pulse: this stage would deliver it symmetric (see module doc)
         sm = self._sms[ch]
         if sm.tx_fifo() >= TX_FIFO_DEPTH:  # put() would block the tick until the PIO pulled a word
             self.refused[ch] += 1

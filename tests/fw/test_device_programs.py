@@ -283,3 +283,18 @@ def test_pin_salts_come_from_the_boards_random_source():
     salt_a = a.board.storage.files["lock.log"]
     salt_b = b.board.storage.files["lock.log"]
     assert salt_a != salt_b and Harness(seed=1).board.random_bytes(16) == Harness(seed=1).board.random_bytes(16)
+
+
+def test_an_output_stage_without_asymmetric_pulses_refuses_them_everywhere():
+    h = Harness()
+    h.board.pulse_out.asymmetric = False
+    asym = {"mode": "continuous", "rate_hz": 80, "phase_us": 200, "waveform": "asymmetric", "asym_ratio": 2}
+    _refused(h, "set_stim", {"ch": 0, "stim": asym}, msg.E_BAD_FIELD, ("symmetric pulses only",))
+    program = _short_program()
+    program["channels"][1]["stim"] = asym
+    _refused(h, "program_put", {"program": program}, msg.E_BAD_FIELD, ("channels[1].stim", "symmetric pulses only"))
+    h.board.pulse_out.asymmetric = True
+    h.ok("program_put", {"program": program})
+    h.board.pulse_out.asymmetric = False
+    _refused(h, "start", {"program": "rx-short"}, msg.E_BAD_FIELD, ("channels[1].stim",))
+    assert h.state == "IDLE" and h.ok("get_stim", {"ch": 0})["stim"]["waveform"] == "symmetric"
