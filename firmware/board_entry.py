@@ -77,6 +77,8 @@ CRASH_TEXT_MAX = const(600)
 BOOT_STOP_SAMPLES = const(5)
 BOOT_STOP_GAP_MS = const(4)
 STOP_MASK = const(4)  # Buttons.pressed() bit of STOP (rp2_buttons.BUTTON_STOP)
+UP_MASK = const(1)  # rp2_buttons.BUTTON_UP
+DOWN_MASK = const(2)  # rp2_buttons.BUTTON_DOWN
 WATCHDOG_TIMEOUT_MS = const(1000)
 
 # what a Board run ended with
@@ -208,6 +210,7 @@ class Board:
         self._switch_to = None  # True/False: rebooting into that mode after the grace ticks
         self._grace = 0
         self._stop_was_down = True  # a STOP held through boot is not a press
+        self._buttons_down = 0  # the mask of the last poll: a press is a new bit
         self._ind_amp = []
         self._ind_setting = []
         self._ind_on = []
@@ -300,12 +303,21 @@ class Board:
         buttons = self.drivers.buttons
         if buttons is None:
             return
-        down = bool(buttons.pressed() & STOP_MASK)
+        mask = buttons.pressed()
+        down = bool(mask & STOP_MASK)
         if down and not self._stop_was_down:
             device = self._booted()
             if device.supervisor.state != sup.IDLE and device.supervisor.state != sup.FAULT:
                 device.emergency_stop()  # the patient's stop: output zero now, no ramp
         self._stop_was_down = down
+        steps = 0
+        if mask & UP_MASK and not self._buttons_down & UP_MASK:
+            steps = 1
+        elif mask & DOWN_MASK and not self._buttons_down & DOWN_MASK:
+            steps = -1
+        self._buttons_down = mask
+        if steps and not down:
+            self._booted().button_step(steps)  # one 0.5 mA step per press, through every request check
 
     def _indicate(self):
         indicator = self.drivers.indicator

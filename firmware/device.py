@@ -160,6 +160,26 @@ class Device:
         """The stop button: what the estop request does, output zero at once."""
         return self._op_estop({})
 
+    def button_step(self, steps):
+        """Amplitude up/down buttons: a step on every channel that stimulates, with the checks of
+        an amp_step request (envelope, prescription, phase); a refused step changes nothing."""
+        if not self.supervisor.running() or self.stopping:
+            return 0
+        if self.run is not None:
+            candidates = self.channels[:len(self.run.program.channels)]  # the channels the program uses
+        else:
+            candidates = [channel for channel in self.channels if channel.target_ua > 0] or self.channels
+        changed = 0
+        for channel in candidates:
+            if channel.target_ua == 0 and steps < 0:
+                continue
+            try:
+                self._op_amp_step({"ch": channel.index, "steps": steps})
+                changed += 1
+            except msg.RequestError:
+                pass
+        return changed
+
     def interrupt_outputs(self):
         """The loop stood still (a stall): nothing fired meanwhile, so output restarts from zero."""
         self._outputs_off()

@@ -550,6 +550,33 @@ def test_the_stop_button_is_an_emergency_stop_and_a_stop_held_through_boot_is_no
     assert device.supervisor.reason == "estop"
 
 
+def test_the_up_and_down_buttons_step_the_stimulating_channels_once_per_press():
+    rig = Rig()
+    rig.board.boot()
+    rig.steps(3)
+    rig.buttons.mask = be.UP_MASK  # pressed while IDLE: nothing to step
+    rig.steps(3)
+    rig.buttons.mask = 0
+    rig.steps(1)
+    assert [c.target_ua for c in rig.board.device.channels] == [0, 0]
+    _start_session(rig, amp_ua=20000)
+    rig.buttons.mask = be.UP_MASK  # held for many ticks: one press, one step
+    rig.steps(20)
+    device = rig.board.device
+    assert [c.target_ua for c in device.channels] == [20500, 0]  # channel 1 is not in use: left off
+    rig.buttons.mask = 0
+    rig.steps(1)
+    for _ in range(3):
+        rig.buttons.mask = be.DOWN_MASK
+        rig.steps(1)
+        rig.buttons.mask = 0
+        rig.steps(1)
+    assert device.channels[0].target_ua == 19000
+    rig.buttons.mask = be.UP_MASK | be.STOP_MASK  # STOP wins: no step, an emergency stop
+    rig.steps(1)
+    assert device.supervisor.state_name == "IDLE" and device.channels[0].target_ua == 0
+
+
 def test_the_indicator_follows_the_output_every_tick_and_alarms_on_a_fault():
     rig = Rig()
     rig.board.boot()

@@ -298,3 +298,16 @@ def test_an_output_stage_without_asymmetric_pulses_refuses_them_everywhere():
     h.board.pulse_out.asymmetric = False
     _refused(h, "start", {"program": "rx-short"}, msg.E_BAD_FIELD, ("channels[1].stim",))
     assert h.state == "IDLE" and h.ok("get_stim", {"ch": 0})["stim"]["waveform"] == "symmetric"
+
+
+def test_the_amplitude_buttons_obey_the_prescription_and_the_phase():
+    h = Harness()
+    h.ok("program_put", {"program": _short_program(max_amp_ua=1000)})
+    h.ok("start", {"program": "rx-short", "lease_ms": 0})
+    assert h.device.button_step(1) == 0  # warm-up: no stimulation in this phase
+    h.tick(2000)
+    assert h.device.button_step(1) == 2 and [c.target_ua for c in h.device.channels] == [500, 500]
+    h.device.button_step(1)
+    assert h.device.button_step(1) == 0 and [c.target_ua for c in h.device.channels] == [1000, 1000]
+    h.device.button_step(-1)
+    assert [c.target_ua for c in h.device.channels] == [500, 500]
