@@ -26,11 +26,11 @@ import hashlib
 
 from firmware.clock import ticks_diff
 from firmware.compat import const
+from firmware import record_file
 from firmware.protocols import frame
 from firmware.protocols import messages as msg
 
 STORE_NAME = "lock.log"
-READ_CHUNK = 256
 
 PIN_MIN_DIGITS = const(4)
 PIN_MAX_DIGITS = const(8)
@@ -239,15 +239,8 @@ class ClinicianLock:
     # ---- load ----------------------------------------------------------------------------
 
     def _load(self):
-        reader = frame.LineReader()
-        offset = 0
-        while True:
-            data = self.storage.read(STORE_NAME, offset, READ_CHUNK)
-            if not data:
-                break
-            offset += len(data)
-            for line in reader.feed(data):
-                self._replay(line)
+        for line, _ in record_file.lines(self.storage, STORE_NAME):
+            self._replay(line)
 
     def _replay(self, line):
         try:

@@ -13,12 +13,12 @@ added after it so the next record starts its own line. Nothing is kept in RAM bu
 counters and offsets; `read` pages by seq so each page fits a 1024-byte frame.
 """
 
+from firmware import record_file
 from firmware.protocols import frame, jsonenc
 from firmware.protocols import messages as msg
 
 FILES = ("sessions.0", "sessions.1")
 FILE_MAX_BYTES = 98304
-READ_CHUNK = 256
 _FRAMING_BYTES = 7  # len("@") + len("*CRC4\n") around the JSON payload
 EV_ERASED = "erased"
 
@@ -125,17 +125,8 @@ class SessionLog:
         return size > 0 and self.storage.read(name, size - 1, 1) != b"\n"
 
     def _lines(self, name, offset):
-        """Yield (line, offset after its newline) from offset on, reading READ_CHUNK at a time."""
-        reader = frame.LineReader()
-        while True:
-            data = self.storage.read(name, offset, READ_CHUNK)
-            if not data:
-                return
-            pos = 0
-            for line in reader.feed(data):  # one entry per newline in data, in order
-                pos = data.find(b"\n", pos) + 1
-                yield line, offset + pos
-            offset += len(data)
+        """Yield (line, offset after its newline) from offset on, a chunk at a time."""
+        return record_file.lines(self.storage, name, offset)
 
     # ---- counters ------------------------------------------------------------------------
 

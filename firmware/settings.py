@@ -9,11 +9,11 @@ and a damaged record is skipped on boot, never half-applied.
 
 from firmware import limits as L
 from firmware.heat.config import HARD_MAX_TARGET_MC
+from firmware import record_file
 from firmware.protocols import frame
 from firmware.protocols import messages as msg
 
 STORE_NAME = "settings.log"
-READ_CHUNK = 256
 
 # name -> (lowest, highest, default); integers with their unit in the name
 INT_SETTINGS = {
@@ -89,15 +89,8 @@ class Settings:
         return sorted(checked)
 
     def _load(self):
-        reader = frame.LineReader()
-        offset = 0
-        while True:
-            data = self.storage.read(STORE_NAME, offset, READ_CHUNK)
-            if not data:
-                break
-            offset += len(data)
-            for line in reader.feed(data):
-                self._replay(line)
+        for line, _ in record_file.lines(self.storage, STORE_NAME):
+            self._replay(line)
 
     def _replay(self, line):
         try:
