@@ -239,12 +239,11 @@ class ClinicianLock:
     # ---- load ----------------------------------------------------------------------------
 
     def _load(self):
-        for line, _ in record_file.lines(self.storage, STORE_NAME):
-            self._replay(line)
+        for record in record_file.records(self.storage, STORE_NAME):
+            self._replay(record)
 
-    def _replay(self, line):
+    def _replay(self, record):
         try:
-            record = frame.decode_line(line) if line is not None else None
             if record is None:
                 raise ValueError("not a record")
             if "failures" in record:
@@ -267,5 +266,5 @@ class ClinicianLock:
                 self._iter = iterations
             else:
                 raise ValueError("unknown record")
-        except (frame.FrameError, ValueError, AttributeError, TypeError, KeyError):
+        except (ValueError, AttributeError, TypeError, KeyError):
             self.skipped_records += 1

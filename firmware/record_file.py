@@ -22,3 +22,16 @@ def lines(storage, name, offset=0, chunk=READ_CHUNK):
             pos = data.find(b"\n", pos) + 1
             yield line, offset + pos
         offset += len(data)
+
+
+def records(storage, name):
+    """Yield each record of a file as a dict, or None for a line that is damaged or not a
+    record (a torn write, a bad checksum): the store counts it and goes on."""
+    for line, _ in lines(storage, name):
+        record = None
+        if line is not None:
+            try:
+                record = frame.decode_line(line)
+            except frame.FrameError:
+                record = None
+        yield record if isinstance(record, dict) else None

@@ -89,15 +89,14 @@ class Settings:
         return sorted(checked)
 
     def _load(self):
-        for line, _ in record_file.lines(self.storage, STORE_NAME):
-            self._replay(line)
+        for record in record_file.records(self.storage, STORE_NAME):
+            self._replay(record)
 
-    def _replay(self, line):
+    def _replay(self, record):
         try:
-            record = frame.decode_line(line) if line is not None else None
             if record is None:
                 raise ValueError("not a record")
             name = record.get("name")
             self.values[name] = _check(name, record.get("value"))
-        except (frame.FrameError, msg.RequestError, ValueError, AttributeError, TypeError):
+        except (msg.RequestError, ValueError, AttributeError, TypeError):
             self.skipped_records += 1
