@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -21,21 +20,13 @@ from host.transport import open_port
 from sim import control
 from sim.clock import NEAR_WRAP_MS
 from sim.launcher import SimError, close_servers, device_ids, start_servers
+from tests.test_sim_inject import WAIT_S, wait_for
 
 pytestmark = pytest.mark.e2e
 
 SPEED = 5
-WAIT_S = 30.0
 
 
-def wait_for(fetch, predicate, wait_s=WAIT_S, what="condition"):
-    deadline = time.monotonic() + wait_s
-    while True:
-        value = fetch()
-        if predicate(value):
-            return value
-        assert time.monotonic() < deadline, "%s never held; last: %r" % (what, value)
-        time.sleep(0.05)
 
 
 class Hosts:
