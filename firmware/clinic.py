@@ -106,7 +106,7 @@ class Clinic:
         if when != "before" and when != "after":
             raise msg.RequestError(msg.E_BAD_FIELD, "when must be before or after, got %s" % msg._show(when))
         recorder = self.device.recorder
-        seq = recorder.pain(when, score, recorder.open)
+        seq = recorder.pain(when, score)
         if seq is None:
             raise msg.RequestError(msg.E_STORAGE, "pain score not recorded: " + recorder.last_error)
         return {"seq": seq, "when": when, "score": score}

@@ -69,11 +69,11 @@ class Recorder:
         self.open = False
         self.sid = None
 
-    def pain(self, when, score, in_session):
+    def pain(self, when, score):
         """A score "before" belongs to the running session or the next one (sid null); "after",
         to the running or the last session."""
         if when == "before":
-            sid = self.sid if in_session else None
+            sid = self.sid if self.open else None
         else:
-            sid = self.sid if in_session else self.last_sid
+            sid = self.sid if self.open else self.last_sid
         return self._write({"ev": "pain", "sid": sid, "when": when, "score": score})
