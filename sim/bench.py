@@ -4,7 +4,8 @@ Rows:
 - simulated seconds per wall-clock second for a 30-minute single-channel
   session (start, ramp to 20 mA, hold, stop) with its 100 ms trace, and for a
   30-minute two-channel session with the pad held at 40 C, each runtime;
-- firmware tick cost (two channels at 100 Hz, steady), heap bytes allocated per
+- firmware tick cost (two channels at 100 Hz, steady; and with the pad held at 40 C,
+  which bounds how fast any simulated session can run), heap bytes allocated per
   steady tick, and fault latency from the first pulse into an open electrode to
   zero output, from `sim/bench_tick.py` run under each runtime;
 - request round trip and 20 Hz telemetry over a pty (`sim/bench_link.py`);
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 
+from firmware import limits as L
 from sim import bench_heat, bench_link, bench_memory, launcher, runner
 from sim.scenario import normalize
 
@@ -71,8 +73,10 @@ def tick_figures(runtime):
     for _ in range(3):
         out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
         figures = json.loads(out)
-        if best is None or figures["tick_us"] < best["tick_us"]:
+        if best is None:
             best = figures
+        for key in ("tick_us", "tick_heat_us"):  # each timing its least disturbed run
+            best[key] = min(best[key], figures[key])
     return best
 
 
@@ -83,9 +87,24 @@ def main():
         rows.append(
             ("firmware tick, 2 ch at 100 Hz, %s" % runtime, "%.1f us / tick" % figures["tick_us"], "best of 3, 3000 ticks")
         )
+        rows.append(
+            (
+                "firmware tick, 2 ch at 100 Hz + heat holding, %s" % runtime,
+                "%.1f us / tick" % figures["tick_heat_us"],
+                "drivers that do nothing: a simulated session can run at most %.0fx"
+                % (L.TICK_MS * 1000 / figures["tick_heat_us"]),
+            )
+        )
         if runtime == "micropython":
             rows.append(
                 ("heap allocated per steady tick, micropython", "%.3f bytes" % figures["heap_bytes_per_tick"], "goal 0")
+            )
+            rows.append(
+                (
+                    "heap allocated per steady tick with heat, micropython",
+                    "%.3f bytes" % figures["heap_heat_bytes_per_tick"],
+                    "goal 0",
+                )
             )
             for mode in ("continuous", "acupuncture", "burst"):
                 rows.append(

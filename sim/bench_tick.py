@@ -3,9 +3,12 @@
     micropython sim/bench_tick.py      prints one JSON line of results
 
 - tick cost: `Device.tick()` with two channels at 100 Hz, RUNNING at target, over
-  drivers that do nothing (so the figure is the firmware's own cost);
-- heap per steady tick: bytes allocated per tick in that steady state (MicroPython's
-  gc.mem_alloc; CPython has no equivalent and reports -1);
+  drivers that do nothing (so the figure is the firmware's own cost); and the same
+  with the heat pad held at 40 C (a heater switch that only counts, a thermistor that
+  reads the target with one code of dither): the least a simulated tick can cost;
+- heap per steady tick: bytes allocated per tick in those steady states, with the
+  collector off while counting (MicroPython's gc.mem_alloc; CPython has no
+  equivalent and reports -1);
 - fault latency: ticks from the first pulse into an open electrode to zero output.
 """
 
@@ -62,6 +65,31 @@ class QuietSerial:
         return len(data)
 
 
+class NullHeater:
+    def __init__(self):
+        self.leases = 0
+
+    def lease(self, duty_permille, lease_ms):
+        self.leases += 1
+
+    def off(self):
+        pass
+
+
+class HoldingThermistor:
+    """Reads the code of a pad at `temp_mc`, alternating one code up and down (ADC noise)."""
+
+    def __init__(self, temp_mc):
+        from firmware.heat.thermistor import mc_to_code
+
+        self._code = mc_to_code(temp_mc)
+        self._flip = 0
+
+    def read_raw(self):
+        self._flip ^= 1
+        return self._code + self._flip
+
+
 class StepClock:
     def __init__(self):
         self.now = 0
@@ -82,23 +110,31 @@ def _elapsed_us(start):
     return time.perf_counter_ns() // 1000 - start
 
 
-def steady_device():
+def steady_device(heat=False):
     from firmware.device import Device
 
     ref = [None]
     clock = StepClock()
     serial = QuietSerial()
-    device = Device(clock, NullPulseOutput(), EchoSense(ref), serial, "bench")
+    if heat:
+        device = Device(clock, NullPulseOutput(), EchoSense(ref), serial, "bench", heater=NullHeater(),
+                        thermistor=HoldingThermistor(40000))
+    else:
+        device = Device(clock, NullPulseOutput(), EchoSense(ref), serial, "bench")
     ref[0] = device
     serial.inbox.extend(frame.encode_frame({"id": 1, "op": "start", "amp_ua": [20000, 20000], "lease_ms": 0}))
+    if heat:
+        serial.inbox.extend(frame.encode_frame({"id": 2, "op": "heat", "level": "medium"}))
     for _ in range(1000):  # ramp to target
         device.tick()
         clock.now += 10
     return device, clock
 
 
-def tick_cost_us(ticks):
-    device, clock = steady_device()
+def tick_cost_us(ticks, heat=False):
+    device, clock = steady_device(heat)
+    if heat and device.heat.state != "holding":
+        raise RuntimeError("bench: heat is %s, not holding: %s" % (device.heat.state, device.heat.fault_msg))
     start = _now_us()
     for _ in range(ticks):
         device.tick()
@@ -106,16 +142,20 @@ def tick_cost_us(ticks):
     return _elapsed_us(start) / ticks
 
 
-def heap_per_tick(ticks):
+def heap_per_tick(ticks, heat=False):
     if not hasattr(gc, "mem_alloc"):
         return -1
-    device, clock = steady_device()
+    device, clock = steady_device(heat)
     gc.collect()
-    before = gc.mem_alloc()
-    for _ in range(ticks):
-        device.tick()
-        clock.now += 10
-    return (gc.mem_alloc() - before) / ticks
+    gc.disable()  # a collection inside the loop would hide what was allocated
+    try:
+        before = gc.mem_alloc()
+        for _ in range(ticks):
+            device.tick()
+            clock.now += 10
+        return (gc.mem_alloc() - before) / ticks
+    finally:
+        gc.enable()
 
 
 def fault_latency_ticks(stim):
@@ -144,7 +184,9 @@ def fault_latency_ticks(stim):
 def main():
     results = {
         "tick_us": tick_cost_us(3000),
+        "tick_heat_us": tick_cost_us(3000, heat=True),
         "heap_bytes_per_tick": heap_per_tick(3000),
+        "heap_heat_bytes_per_tick": heap_per_tick(3000, heat=True),
         "latency_continuous_ticks": fault_latency_ticks({"mode": "continuous", "rate_hz": 100}),
         "latency_acupuncture_ticks": fault_latency_ticks({"mode": "acupuncture", "rate_hz": 2}),
         "latency_burst_ticks": fault_latency_ticks({"mode": "burst"}),

@@ -138,24 +138,41 @@ class ScenarioRun:
             self.board.pulse_out.recorder = self._record_pulse
 
     def run(self):
+        # The hot loop: everything it calls each tick is bound to a local once, and the next
+        # step's time is held in `next_at` (past the end when none is left), so a tick with
+        # nothing to do costs a compare, not a list lookup.
         steps = self.scenario["steps"]
-        index = 0
-        received = []
-        t_ms = 0
         duration_ms = self.scenario["duration_ms"]
+        end = duration_ms + TICK_MS  # past the last tick: "no step left"
+        index = 0
+        next_at = steps[0]["at_ms"] if steps else end
+        received = []
+        tick = self.device.tick
+        host_read = self.board.serial.host_read
+        advance = self.board.advance
+        emit = self.emit
+        audit = self.audit
+        device = self.device
+        board = self.board
+        t_ms = 0
         while t_ms <= duration_ms:
-            while index < len(steps) and steps[index]["at_ms"] <= t_ms:
+            while next_at <= t_ms:
                 self._apply(steps[index])
                 index += 1
-            self.device.tick()
-            seen = len(received)
-            self._collect(received)
-            if self.audit is not None:
-                self.audit(self._audit_line(t_ms, received, seen))
+                next_at = steps[index]["at_ms"] if index < len(steps) else end
+            tick()
+            data = host_read()
+            if audit is not None:
+                seen = len(received)
+                if data:
+                    self._feed(data, received)
+                audit(self._audit_line(t_ms, received, seen))
+            elif data:
+                self._feed(data, received)
             if t_ms % TRACE_EVERY_MS == 0:
-                self.emit(trace_line(t_ms, self.device, self.board, received))
+                emit(trace_line(t_ms, device, board, received))
                 received = []
-            self.board.advance(TICK_MS)
+            advance(TICK_MS)
             t_ms += TICK_MS
 
     def _apply(self, step):
@@ -176,8 +193,11 @@ class ScenarioRun:
 
     def _collect(self, received):
         data = self.board.serial.host_read()
-        if not data:
-            return
+        if data:
+            self._feed(data, received)
+
+    def _feed(self, data, received):
+        """Decode the device's output bytes into messages appended to `received`."""
         for line in self._reader.feed(data):
             if line is None:
                 continue
