@@ -7,7 +7,8 @@ byte queues. Faults are injected by changing the hardware state (see
 measurements of a simulated tick measure the firmware.
 """
 
-from firmware.clock import ticks_add, ticks_diff
+from firmware.clock import TICKS_MAX
+from firmware.compat import const
 from firmware.ram_storage import RamStorage
 from sim.clock import VirtualClock
 from sim.models import ElectrodeLoad, SenseAdc
@@ -18,6 +19,10 @@ from sim.thermistor_model import ThermistorModel
 HW_MAX_AMP_UA = 100000
 HW_MAX_PHASE_US = 2000
 SERIAL_TX_CAPACITY = 8192  # bytes the "USB" holds before a write is refused
+# firmware.clock's tick ring, as compile-time constants for the inlined ticks_diff in SimHeater.on
+_TICKS_MASK = const((1 << 30) - 1)
+_TICKS_HALF = const(1 << 29)
+assert _TICKS_MASK == TICKS_MAX
 
 
 class SimPulseOutput:
@@ -48,18 +53,20 @@ class SimPulseOutput:
             self.refused[ch] += 1
             return False
         # The driver clamps to what the stage can do, whatever it is asked.
-        if amp1_ua > self.hw_max_amp_ua:
-            amp1_ua = self.hw_max_amp_ua
-        if amp2_ua > self.hw_max_amp_ua:
-            amp2_ua = self.hw_max_amp_ua
+        max_ua = self.hw_max_amp_ua
+        if amp1_ua > max_ua:
+            amp1_ua = max_ua
+        if amp2_ua > max_ua:
+            amp2_ua = max_ua
         if amp1_ua < 0:
             amp1_ua = 0
         if amp2_ua < 0:
             amp2_ua = 0
-        if phase1_us > self.hw_max_phase_us:
-            phase1_us = self.hw_max_phase_us
-        if phase2_us > self.hw_max_phase_us:
-            phase2_us = self.hw_max_phase_us
+        max_us = self.hw_max_phase_us
+        if phase1_us > max_us:
+            phase1_us = max_us
+        if phase2_us > max_us:
+            phase2_us = max_us
         driven_ua = amp1_ua
         if self.overshoot[ch]:
             driven_ua = amp1_ua + amp1_ua // 2 + 5000
@@ -71,12 +78,14 @@ class SimPulseOutput:
         self.pulse_count[ch] += 1
         self.row_pulses[ch] += 1
         charge_pc = amp1_ua * phase1_us
-        if charge_pc > self.row_max_charge_pc[ch]:
-            self.row_max_charge_pc[ch] = charge_pc
+        row_max = self.row_max_charge_pc
+        if charge_pc > row_max[ch]:
+            row_max[ch] = charge_pc
         self.row_net_pc[ch] += charge_pc - amp2_ua * phase2_us
         self.row_delivered_ua[ch] = delivered
-        if self.recorder is not None:
-            self.recorder(ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us, delivered)
+        recorder = self.recorder
+        if recorder is not None:
+            recorder(ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us, delivered)
         return True
 
     def off(self):
@@ -108,9 +117,15 @@ class SimOutputSense:
     def read_ua(self, ch):
         if self.broken:
             raise OSError("output-sense ADC not responding")
-        self._compliance[ch] = self._pulse_out.last_at_compliance[ch]
-        self._pulse_out.last_at_compliance[ch] = False
-        return self._adc.measure_ua(self._pulse_out.take_delivered(ch))
+        pulse_out = self._pulse_out
+        at_compliance = pulse_out.last_at_compliance
+        self._compliance[ch] = at_compliance[ch]
+        at_compliance[ch] = False
+        # pulse_out.take_delivered(ch), inlined (once per channel per tick)
+        delivered = pulse_out.last_delivered_ua
+        true_ua = delivered[ch]
+        delivered[ch] = 0
+        return self._adc.measure_ua(true_ua)
 
     def at_compliance(self, ch):
         """Whether the last pulse read by read_ua hit the compliance voltage."""
@@ -127,6 +142,8 @@ class SimSerial:
 
     # device side (the Serial driver interface)
     def read_into(self, buf):
+        if not self._rx:  # the usual tick: nothing from the host
+            return 0
         count = min(len(buf), len(self._rx))
         if count:
             buf[:count] = self._rx[:count]
@@ -137,7 +154,7 @@ class SimSerial:
         room = self.tx_capacity - len(self._tx)
         count = min(room, len(data))
         if count > 0:
-            self._tx.extend(data[:count])
+            self._tx.extend(data if count == len(data) else data[:count])  # no copy when all fits
             return count
         return 0
 
@@ -163,13 +180,14 @@ class SimHeater:
 
     def lease(self, duty_permille, lease_ms):
         self._leased = duty_permille > 0
-        self._until = ticks_add(self._clock.ticks_ms(), lease_ms)
+        self._until = (self._clock._ticks + lease_ms) & _TICKS_MASK  # ticks_add(now, lease_ms), inlined
 
     def off(self):
         self._leased = False
 
     def on(self):
-        return self._leased and ticks_diff(self._until, self._clock.ticks_ms()) > 0
+        # ticks_diff(self._until, self._clock.ticks_ms()) > 0, inlined: asked every tick
+        return self._leased and ((self._until - self._clock._ticks + _TICKS_HALF) & _TICKS_MASK) > _TICKS_HALF
 
 
 class SimStorage(RamStorage):

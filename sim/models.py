@@ -18,10 +18,10 @@ stay exact (just slower) outside them.
 
 from firmware.compat import const
 
-COMPLIANCE_MV = 100000  # 100 V: default compliance of the output stage
-SENSE_FULL_SCALE_UA = 100000
-SENSE_CODES = 4096
-OPEN_CIRCUIT = 0  # series_ohm value meaning "no contact"
+COMPLIANCE_MV = const(100000)  # 100 V: default compliance of the output stage
+SENSE_FULL_SCALE_UA = const(100000)
+SENSE_CODES = const(4096)
+OPEN_CIRCUIT = const(0)  # series_ohm value meaning "no contact"
 
 # 1 - exp(-x) in 1/65536 units ("Q16") at x = k/32 time constants, k = 0..256
 # (0..8 tau). Generated once offline with CPython:
@@ -131,6 +131,16 @@ class ElectrodeLoad:
         self.delivered_ua = 0
         self.at_compliance = False
         self.peak_mv = 0
+        # One-entry cache of drive()'s figures (r16, max_ua): a channel fires the same phase into
+        # the same load pulse after pulse. The key is every input they depend on, so a run-time
+        # change of any attribute (a fault) misses. series -1 never hits: drive() returns before.
+        self._key_series_ohm = -1
+        self._key_parallel_ohm = -1
+        self._key_capacitance_nf = -1
+        self._key_compliance_mv = -1
+        self._key_phase_us = -1
+        self._cached_r16 = 0
+        self._cached_max_ua = 0
 
     def effective_r16(self, phase_us):
         """Electrode voltage / current at the end of a constant-current phase, in 1/16 ohm.
@@ -155,6 +165,22 @@ class ElectrodeLoad:
         edge16 = _rp_times_q16(rp, EXP_TABLE[1])  # the table path's value at x = 1/32
         return r16 + (cap16 if cap16 < edge16 else edge16)  # so R never drops across the seam
 
+    def _load_figures(self, comp, phase_us):
+        """Fill drive()'s cache for the present load, comp (clamped) and phase_us: R_eff (1/16 ohm)
+        and the most current within compliance. A separate method keeps drive()'s frame small
+        (MicroPython puts a frame above 11 slots on the heap, every call)."""
+        r16 = self.effective_r16(phase_us)
+        # floor(comp * 1000 * 16 / r16), split to keep ints small
+        lim = comp * 1000
+        q = lim // r16
+        self._cached_max_ua = (q << 4) + (((lim - q * r16) << 4) // r16)
+        self._cached_r16 = r16
+        self._key_series_ohm = self.series_ohm
+        self._key_parallel_ohm = self.parallel_ohm
+        self._key_capacitance_nf = self.capacitance_nf
+        self._key_compliance_mv = comp
+        self._key_phase_us = phase_us
+
     def drive(self, amp_ua, phase_us):
         """Push amp_ua for phase_us; return the delivered current (uA).
 
@@ -171,26 +197,32 @@ class ElectrodeLoad:
             self.at_compliance = False
             self.peak_mv = 0
             return 0
-        if self.series_ohm <= OPEN_CIRCUIT:  # no contact (a negative value is treated the same)
+        series_ohm = self.series_ohm
+        if series_ohm <= OPEN_CIRCUIT:  # no contact (a negative value is treated the same)
             self.delivered_ua = 0
             self.at_compliance = True
             self.peak_mv = comp
             return 0
-        r16 = self.effective_r16(phase_us)
-        # the most current within compliance: floor(comp * 1000 * 16 / r16), split to keep ints small
-        lim = comp * 1000
-        q = lim // r16
-        max_ua = (q << 4) + (((lim - q * r16) << 4) // r16)
+        if (
+            phase_us != self._key_phase_us
+            or series_ohm != self._key_series_ohm
+            or comp != self._key_compliance_mv
+            or self.parallel_ohm != self._key_parallel_ohm
+            or self.capacitance_nf != self._key_capacitance_nf
+        ):
+            self._load_figures(comp, phase_us)
+        max_ua = self._cached_max_ua
         if amp_ua <= max_ua:
             self.delivered_ua = amp_ua
             self.at_compliance = False
             # floor(amp * r16 / 16 / 1000); amp * (r16 >> 4) <= comp * 1000 here
+            r16 = self._cached_r16
             self.peak_mv = (amp_ua * (r16 >> 4) + ((amp_ua * (r16 & 15)) >> 4)) // 1000
-        else:
-            self.delivered_ua = max_ua
-            self.at_compliance = True
-            self.peak_mv = comp
-        return self.delivered_ua
+            return amp_ua
+        self.delivered_ua = max_ua
+        self.at_compliance = True
+        self.peak_mv = comp
+        return max_ua
 
 
 class SenseAdc:

@@ -11,9 +11,11 @@ class Rng:
 
     def next_u32(self):
         x = self._state
-        x ^= (x << 13) & 0xFFFFFFFF
+        # x ^= x << 13 and x ^= x << 5 within 32 bits; masking before the shift gives the same
+        # bits without a 45-bit intermediate (a slower big int on CPython)
+        x ^= (x & 0x7FFFF) << 13
         x ^= x >> 17
-        x ^= (x << 5) & 0xFFFFFFFF
+        x ^= (x & 0x7FFFFFF) << 5
         self._state = x
         return x
 
@@ -22,4 +24,11 @@ class Rng:
 
     def symmetric(self, half_range):
         """Integer uniformly in [-half_range, +half_range]."""
-        return self.below(2 * half_range + 1) - half_range
+        # below(2 * half_range + 1) - half_range, with next_u32 inlined: the sense ADC draws
+        # one per channel per tick
+        x = self._state
+        x ^= (x & 0x7FFFF) << 13
+        x ^= x >> 17
+        x ^= (x & 0x7FFFFFF) << 5
+        self._state = x
+        return x % (2 * half_range + 1) - half_range

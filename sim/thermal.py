@@ -60,6 +60,9 @@ from sim.thermistor_model import NODE_HEATER, NODE_PAD, ThermistorModel  # noqa:
 
 SUBSTEP_MAX_MS = 250
 STABILITY_DIVISOR = 8  # sub-step <= min node C / sum(G) / 8
+# Link factors below this keep dT * q8 under 2**30 for |dT| < 100 K, so step() can take the
+# product in one go (true for the simulator's 10 ms tick: q8 <= 5120 for the reference pad).
+Q_SMALL = (1 << 30) // 100000
 
 # Constructor parameters, in signature order.
 PARAM_NAMES = (
@@ -174,6 +177,11 @@ class PadPlant:
         self.substep_ms = max(1, min(SUBSTEP_MAX_MS, min(self.node_tau_ms) // STABILITY_DIVISOR))
         self._h = 0
         self._q_hp = self._q_ps = self._q_pa = self._q_sc = 0
+        self._q_small = True
+        self._p_duty = -1
+        self._p_supply_mv = self._p_heater_milliohm = -1
+        self._p_stuck_on = self._p_heater_open = False
+        self._p_mw = 0
         self._set_h(self.substep_ms)
 
         rest_skin = self._rest()[1]
@@ -266,6 +274,7 @@ class PadPlant:
         self._q_ps = _link_q8(h, self.r_pad_skin_mk_per_w)
         self._q_pa = _link_q8(h, self.r_pad_ambient_mk_per_w)
         self._q_sc = _link_q8(h, self.r_skin_core_mk_per_w)
+        self._q_small = max(self._q_hp, self._q_ps, self._q_pa, self._q_sc) < Q_SMALL
 
     def step(self, dt_ms, duty_permille):
         """Advance dt_ms with the heater at duty_permille (0..1000, clamped) for the whole step.
@@ -273,7 +282,24 @@ class PadPlant:
         Faults apply: stuck_on heats at 1000 whatever the duty, heater_open not at all.
         Sets power_mw, in_uj, lost_ambient_uj, lost_core_uj. Allocation-free.
         """
-        p = self._power_mw(duty_permille)
+        # heater power = _power_mw(duty_permille), kept for the last inputs: the duty changes only
+        # when the heater switch flips (a few times per duty window), the knobs on a fault
+        if (
+            duty_permille == self._p_duty
+            and self.supply_mv == self._p_supply_mv
+            and self.heater_milliohm == self._p_heater_milliohm
+            and self.stuck_on == self._p_stuck_on
+            and self.heater_open == self._p_heater_open
+        ):
+            p = self._p_mw
+        else:
+            p = self._power_mw(duty_permille)
+            self._p_duty = duty_permille
+            self._p_supply_mv = self.supply_mv
+            self._p_heater_milliohm = self.heater_milliohm
+            self._p_stuck_on = self.stuck_on
+            self._p_heater_open = self.heater_open
+            self._p_mw = p
         self.power_mw = p
         c_h = self.heater_cap_mj_per_k
         c_p = self.pad_cap_mj_per_k
@@ -286,7 +312,6 @@ class PadPlant:
         rh = self._rem_h
         rp = self._rem_p
         rs = self._rem_s
-        e_in_total = 0
         e_amb_total = 0
         e_core_total = 0
         hmax = self.substep_ms
@@ -296,43 +321,46 @@ class PadPlant:
             left -= h
             if h != self._h:
                 self._set_h(h)
-            # heat over each link this sub-step (µJ) = dT * q8 / 256, split so no product reaches 2**30
-            q = self._q_hp
-            d = th - tp
-            e_hp = (d >> 8) * q + (((d & 255) * q + 128) >> 8)
-            q = self._q_ps
-            d = tp - ts
-            e_ps = (d >> 8) * q + (((d & 255) * q + 128) >> 8)
-            q = self._q_pa
-            d = tp - ta
-            e_pa = (d >> 8) * q + (((d & 255) * q + 128) >> 8)
-            q = self._q_sc
-            d = ts - tc
-            e_sc = (d >> 8) * q + (((d & 255) * q + 128) >> 8)
-            e_in = p * h  # mW * ms = µJ
-            e_in_total += e_in
+            # heat over each link this sub-step (µJ) = dT * q8 / 256, rounded
+            if self._q_small:
+                # every q8 < Q_SMALL: dT * q8 stays below 2**30 for |dT| < 100 K (a 10 ms tick)
+                e_hp = ((th - tp) * self._q_hp + 128) >> 8
+                e_ps = ((tp - ts) * self._q_ps + 128) >> 8
+                e_pa = ((tp - ta) * self._q_pa + 128) >> 8
+                e_sc = ((ts - tc) * self._q_sc + 128) >> 8
+            else:
+                # the same value, split so no product reaches 2**30
+                q = self._q_hp
+                d = th - tp
+                e_hp = (d >> 8) * q + (((d & 255) * q + 128) >> 8)
+                q = self._q_ps
+                d = tp - ts
+                e_ps = (d >> 8) * q + (((d & 255) * q + 128) >> 8)
+                q = self._q_pa
+                d = tp - ta
+                e_pa = (d >> 8) * q + (((d & 255) * q + 128) >> 8)
+                q = self._q_sc
+                d = ts - tc
+                e_sc = (d >> 8) * q + (((d & 255) * q + 128) >> 8)
             e_amb_total += e_pa
             e_core_total += e_sc
             # new temperature = old + energy / C (µJ / (mJ/K) = mK), remainder carried
-            acc = rh + e_in - e_hp
-            inc = acc // c_h
-            th += inc
-            rh = acc - inc * c_h
+            acc = rh + p * h - e_hp  # p * h: mW * ms = µJ
+            rh = acc % c_h
+            th += acc // c_h
             acc = rp + e_hp - e_ps - e_pa
-            inc = acc // c_p
-            tp += inc
-            rp = acc - inc * c_p
+            rp = acc % c_p
+            tp += acc // c_p
             acc = rs + e_ps - e_sc
-            inc = acc // c_s
-            ts += inc
-            rs = acc - inc * c_s
+            rs = acc % c_s
+            ts += acc // c_s
         self.heater_mc = th
         self.pad_mc = tp
         self.skin_mc = ts
         self._rem_h = rh
         self._rem_p = rp
         self._rem_s = rs
-        self.in_uj = e_in_total
+        self.in_uj = p * dt_ms if dt_ms > 0 else 0  # the sum of p * h over the sub-steps
         self.lost_ambient_uj = e_amb_total
         self.lost_core_uj = e_core_total
 

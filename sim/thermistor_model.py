@@ -38,6 +38,7 @@ VM give identical codes for the same seed. The per-tick methods (`sample`,
 r_fixed_ohm < 16384.
 """
 
+from firmware.compat import const
 from sim.models import one_minus_exp_q16, ratio_q16
 
 NTC_R25_OHM = 10000  # resistance at 25 °C
@@ -45,9 +46,9 @@ NTC_BETA = 3950  # B25/50 of the common "10k 3950" NTC (e.g. MF52-103/3950)
 R_FIXED_OHM = 10000  # the divider's fixed (high-side) resistor
 VREF_MV = 3300  # the divider and ADC reference; the code is ratiometric, so only documentation
 ADC_BITS = 12
-OVERSAMPLE = 16  # conversions summed per read_raw(): 16 * 4095 = 65520 at most
-CODE_FULL = 65536  # code of the rail itself (ratio 1.0); the largest code read is 65520
-CONV_MAX = 4095
+OVERSAMPLE = const(16)  # conversions summed per read_raw(): 16 * 4095 = 65520 at most
+CODE_FULL = const(65536)  # code of the rail itself (ratio 1.0); the largest code read is 65520
+CONV_MAX = const(4095)
 
 # NTC resistance in ohm at -20..125 °C in 1 °C steps (146 entries). Generated once
 # offline with CPython from the Beta equation:
@@ -56,8 +57,8 @@ CONV_MAX = 4095
 # (chord error ~ (B/T^2 * 1 K)^2 / 8 of R); rounding to whole ohms adds at most
 # 0.03 °C below 100 °C and 0.06 °C at 125 °C. Interpolation is done in 1/16 ohm so
 # the code stays strictly monotonic. Outside the range the end entry holds.
-NTC_T_MIN_MC = -20000
-NTC_T_STEP_MC = 1000
+NTC_T_MIN_MC = const(-20000)
+NTC_T_STEP_MC = const(1000)
 NTC_TABLE_OHM = (
     105385, 99109, 93252, 87783, 82674, 77898, 73432, 69253, 65341, 61678, 58246, 55028, 52011,
     49179, 46522, 44026, 41681, 39477, 37405, 35455, 33621, 31893, 30266, 28733, 27288, 25925,
@@ -220,6 +221,10 @@ class ThermistorModel:
         self.short = False
         self.detached = False
         self._v16 = ideal_code(start_mc, r_fixed_ohm)
+        # what _v16 was computed from: sample() recomputes only when either changed (the bead's
+        # temperature stays put on most 10 ms ticks, in whole milli-degrees)
+        self._v16_mc = start_mc
+        self._v16_r_fixed_ohm = r_fixed_ohm
         self.last_code = self._v16
 
     def _node_mc(self):
@@ -233,8 +238,15 @@ class ThermistorModel:
 
     def update(self, dt_ms):
         """Follow the attached plant's node for dt_ms (ambient taken from the plant)."""
-        self.ambient_mc = self.plant.ambient_mc
-        self.sample(self._node_mc(), dt_ms)
+        plant = self.plant
+        self.ambient_mc = plant.ambient_mc
+        nid = self._node_id  # _node_mc() inlined: called every tick
+        if nid == 0:
+            self.sample(plant.pad_mc, dt_ms)
+        elif nid == 1:
+            self.sample(plant.heater_mc, dt_ms)
+        else:
+            self.sample(plant.skin_mc, dt_ms)
 
     def sample(self, node_mc, dt_ms):
         """Advance the lag by dt_ms toward node_mc (or the detached target); refresh the true code.
@@ -261,7 +273,12 @@ class ThermistorModel:
             b = (d & 255) * f + ((a & 255) << 8) + self._frac
             self.sensor_mc += (a >> 8) + (b >> 16)
             self._frac = b & 0xFFFF
-        self._v16 = ideal_code(self.sensor_mc, self.r_fixed_ohm)
+        sensor_mc = self.sensor_mc
+        r_fixed_ohm = self.r_fixed_ohm
+        if sensor_mc != self._v16_mc or r_fixed_ohm != self._v16_r_fixed_ohm:
+            self._v16 = ideal_code(sensor_mc, r_fixed_ohm)
+            self._v16_mc = sensor_mc
+            self._v16_r_fixed_ohm = r_fixed_ohm
 
     def true_code(self):
         """Noise-free code of the current state (faults included): 65536 open, 0 short."""
@@ -279,17 +296,33 @@ class ThermistorModel:
         total = 0
         if n and rng is not None:
             span = 2 * n + 1
-            x = rng._state  # Rng.next_u32 inlined (the same xorshift32 sequence): the sim's hottest loop
-            for _ in range(OVERSAMPLE):
-                x ^= (x << 13) & 0xFFFFFFFF
-                x ^= x >> 17
-                x ^= (x << 5) & 0xFFFFFFFF
-                c = (v + x % span - n) >> 4
-                if c < 0:
-                    c = 0
-                elif c > CONV_MAX:
-                    c = CONV_MAX
-                total += c
+            low = v - n  # the lowest a conversion can be, in 1/16 LSB (before >> 4)
+            # Rng.next_u32 inlined (the same xorshift32 sequence): the sim's hottest loop. The
+            # masks before the left shifts give the same bits as masking after, without the
+            # 45-bit intermediates (slower big ints on CPython).
+            x = rng._state
+            if low >= 0 and v + n < (CONV_MAX + 1) << 4:
+                # No conversion can clip (the usual case, away from the rails), so no clamps.
+                # (low + r) >> 4 == (low >> 4) + (((low & 15) + r) >> 4): summing the small part
+                # per draw keeps the values tiny (below 80 at noise_lsb 2), ints CPython caches.
+                frac = low & 15
+                for _ in range(OVERSAMPLE):
+                    x ^= (x & 0x7FFFF) << 13
+                    x ^= x >> 17
+                    x ^= (x & 0x7FFFFFF) << 5
+                    total += (frac + x % span) >> 4
+                total += (low >> 4) * OVERSAMPLE
+            else:
+                for _ in range(OVERSAMPLE):
+                    x ^= (x & 0x7FFFF) << 13
+                    x ^= x >> 17
+                    x ^= (x & 0x7FFFFFF) << 5
+                    c = (low + x % span) >> 4
+                    if c < 0:
+                        c = 0
+                    elif c > CONV_MAX:
+                        c = CONV_MAX
+                    total += c
             rng._state = x
         else:
             c = v >> 4
