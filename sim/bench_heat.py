@@ -18,8 +18,7 @@ Rows, all measured (python -m sim.bench_heat prints them):
   fault that latches nothing within 5 min is reported with the pad's range instead;
 - false trips: 200 randomized normal 6-minute sessions over the +-30 % plant family
   (random_spread; level/target changes, stop/restart, interlock hold-offs, cold or warm
-  pad): any latched fault counts. Their thermistor is QuickNoiseThermistor (the model's
-  ADC noise distribution, drawn 15x cheaper) so 20 simulated hours fit the time budget.
+  pad): any latched fault counts.
 Goals of the issue, printed met / NOT MET from the measured numbers: overshoot <= 0.3 C,
 steady r.m.s. error <= 0.1 C, rise time <= 1.2 x the full-power limit, >= 5 x lower steady
 error than bang-bang, runaway and detached sensor detected within 20 s (applied to
@@ -28,12 +27,10 @@ own `runaway` fault is what a sensor off the pad while holding latches), zero fa
 All runs go to a process pool (one worker per CPU) to keep the wall time short.
 """
 
-import bisect
 import copy
 import math
 import multiprocessing
 import os
-import random
 import time
 
 from firmware.clock import ticks_add, ticks_diff
@@ -43,7 +40,7 @@ from firmware.protocols import messages
 from sim.bangbang import BangBang
 from sim.rng import Rng
 from sim.thermal import THERMAL_FAULTS, PadPlant, random_spread
-from sim.thermistor_model import CONV_MAX, OVERSAMPLE, ThermistorModel
+from sim.thermistor_model import ThermistorModel
 
 PID = "PID"
 BANG_BANG = "bang-bang"
@@ -140,60 +137,6 @@ class LeasedHeater:
         return self.duty_permille if ticks_diff(self.until, now) > 0 else 0
 
 
-def _sum_cdfs(noise_16):
-    """Per residue r = code & 15: the exact distribution of sum_i ((r + u_i) >> 4) over the
-    OVERSAMPLE conversions, u_i uniform in -noise_16..noise_16 (ThermistorModel.read_raw's noise
-    in 1/16 LSB), as (cumulative probabilities, lowest per-conversion offset, highest)."""
-    tables = []
-    for r in range(16):
-        counts = {}
-        for u in range(-noise_16, noise_16 + 1):
-            counts[(r + u) >> 4] = counts.get((r + u) >> 4, 0) + 1
-        low, high = min(counts), max(counts)
-        one = [counts.get(d, 0) for d in range(low, high + 1)]
-        dist = [1]
-        for _ in range(OVERSAMPLE):
-            conv = [0] * (len(dist) + len(one) - 1)
-            for i, a in enumerate(dist):
-                for j, b in enumerate(one):
-                    conv[i + j] += a * b
-            dist = conv
-        total = sum(dist)
-        acc = 0
-        cdf = []
-        for weight in dist:
-            acc += weight
-            cdf.append(acc / total)
-        tables.append((cdf, low, high))
-    return tables
-
-
-class QuickNoiseThermistor(ThermistorModel):
-    """ThermistorModel whose read_raw() draws the sum of its 16 noisy conversions in one go.
-
-    Each conversion is (code + 8 + u) >> 4 with u uniform noise, so the sum is
-    16 * ((code + 8) >> 4) plus an offset whose distribution depends only on (code + 8) & 15:
-    drawn here from that exact distribution (Python's random, seeded), 15x cheaper than 16
-    xorshift draws. Same distribution as ThermistorModel, other numbers; near the rails
-    (clipping) it falls back to ThermistorModel.read_raw. Used for the many false-trip sessions.
-    """
-
-    def __init__(self, seed, plant, **kwargs):
-        ThermistorModel.__init__(self, Rng(seed), plant, "pad", **kwargs)
-        self._random = random.Random(seed).random
-        self._tables = _sum_cdfs(self.noise_lsb << 4)
-
-    def read_raw(self):
-        v = self.true_code() + 8
-        q = v >> 4
-        cdf, low, high = self._tables[v & 15]
-        if q + low < 0 or q + high > CONV_MAX:
-            return ThermistorModel.read_raw(self)
-        total = OVERSAMPLE * (q + low) + bisect.bisect_right(cdf, self._random())
-        self.last_code = total
-        return total
-
-
 class Loop:
     """Controller (PID = HeatController, or BANG_BANG) + LeasedHeater + PadPlant + ThermistorModel.
 
@@ -202,16 +145,13 @@ class Loop:
     trip on in which the element got no power (None while it is still powered).
     """
 
-    def __init__(self, kind=PID, plant=None, seed=1, tau_ms=3000, config=None, quick_noise=False):
+    def __init__(self, kind=PID, plant=None, seed=1, tau_ms=3000, config=None):
         if plant is None:
             plant = PadPlant()
             plant.settle()
         self.kind = kind
         self.plant = plant
-        if quick_noise:
-            self.therm = QuickNoiseThermistor(seed, plant, tau_ms=tau_ms)
-        else:
-            self.therm = ThermistorModel(Rng(seed), plant, "pad", tau_ms=tau_ms)
+        self.therm = ThermistorModel(Rng(seed), plant, "pad", tau_ms=tau_ms)
         self.heater = LeasedHeater()
         if kind == PID:
             self.ctl = HeatController(self.heater, self.therm, config)
@@ -403,7 +343,7 @@ def normal_session(index, session_ms=NORMAL_SESSION_MS):
     if warm:  # an earlier session held 36..42 C, then a pause of 0.5..10 min
         _hold_state(plant, _between(rng, 36000, 42000))
         plant.step(_between(rng, 30000, 600000), 0)
-    loop = Loop(PID, plant, seed=index + 1, tau_ms=_between(rng, 1000, 6000), quick_noise=True)
+    loop = Loop(PID, plant, seed=index + 1, tau_ms=_between(rng, 1000, 6000))
     loop.set_target(_random_target(rng))
     events = []
     if rng.below(2):
@@ -553,8 +493,8 @@ def _false_trip_row(sessions):
         for what in s["events"]:
             counts[what] = counts.get(what, 0) + 1
     detail = (
-        "%d-min sessions (%.1f h simulated), +-30 %% plant family, room 18..26 C, sensor lag 1..6 s, "
-        "QuickNoiseThermistor; %d warm starts, %d target changes, %d stop/restarts, %d hold-offs"
+        "%d-min sessions (%.1f h simulated), +-30 %% plant family, room 18..26 C, sensor lag 1..6 s; "
+        "%d warm starts, %d target changes, %d stop/restarts, %d hold-offs"
         % (NORMAL_SESSION_MS // 60000, n * NORMAL_SESSION_MS / 3600000.0, sum(1 for s in sessions if s["warm"]),
            counts.get("target", 0), counts.get("stop", 0), counts.get("allow", 0) // 2)
     )

@@ -21,6 +21,8 @@ the divider voltage plus uniform noise of +-noise_lsb 12-bit LSB (drawn from
 sim.rng.Rng in 1/16 LSB steps), then clips to 0..4095; with noise >= 1 LSB the
 noise dithers the 12-bit quantisation so the 16-bit sum resolves below one LSB;
 with noise_lsb = 0 every conversion is identical and the code is a multiple of 16.
+Away from the rails the sixteen noisy conversions are drawn as one sum from its exact
+distribution (sim.adc_noise), one random number per read instead of sixteen.
 
 The thermistor body follows the temperature of the node it touches (the pad's
 skin face for the main sensor, the heater element for the second sensor)
@@ -39,6 +41,7 @@ r_fixed_ohm < 16384.
 """
 
 from firmware.compat import const
+from sim.adc_noise import OversampleNoise
 from sim.models import one_minus_exp_q16, ratio_q16
 
 NTC_R25_OHM = 10000  # resistance at 25 °C
@@ -77,6 +80,16 @@ NODE_PAD = "pad"  # main sensor: on the pad's skin face (plant.pad_mc)
 NODE_HEATER = "heater"  # second sensor: on the heater element (plant.heater_mc)
 NODE_SKIN = "skin"  # for experiments: the skin node (plant.skin_mc)
 _NODE_IDS = {NODE_PAD: 0, NODE_HEATER: 1, NODE_SKIN: 2}
+
+_NOISE_TABLES = {}  # noise half-range in 1/16 LSB -> OversampleNoise, shared by every model
+
+
+def oversample_noise(noise_16):
+    """The summed-noise distribution of one read at this noise (built once per process)."""
+    noise = _NOISE_TABLES.get(noise_16)
+    if noise is None:
+        noise = _NOISE_TABLES[noise_16] = OversampleNoise(noise_16, OVERSAMPLE)
+    return noise
 
 
 def ntc_r16(temp_mc):
@@ -226,6 +239,7 @@ class ThermistorModel:
         self._v16_mc = start_mc
         self._v16_r_fixed_ohm = r_fixed_ohm
         self.last_code = self._v16
+        self._noise = None  # sim.adc_noise.OversampleNoise for noise_lsb (made at the first read)
 
     def _node_mc(self):
         plant = self.plant
@@ -289,47 +303,43 @@ class ThermistorModel:
         return self._v16
 
     def read_raw(self):
-        """Sum of OVERSAMPLE 12-bit conversions, 0..65520. Draws OVERSAMPLE numbers when noisy."""
+        """Sum of OVERSAMPLE 12-bit conversions, 0..65520.
+
+        Each conversion is (v + u) >> 4 (v: the true code plus half an LSB, u: noise in 1/16
+        LSB), clipped to 0..4095. Away from the rails no conversion can clip, and the sum is
+        drawn in one step from its exact distribution (sim.adc_noise: one random number, not
+        sixteen). Near a rail (an open or shorted sensor) every conversion is drawn and clipped.
+        """
         v = self.true_code() + 8  # + half a 12-bit LSB: each conversion rounds
         n = self.noise_lsb << 4  # noise half-range in 1/16 LSB
         rng = self._rng
-        total = 0
-        if n and rng is not None:
-            span = 2 * n + 1
-            low = v - n  # the lowest a conversion can be, in 1/16 LSB (before >> 4)
-            # Rng.next_u32 inlined (the same xorshift32 sequence): the sim's hottest loop. The
-            # masks before the left shifts give the same bits as masking after, without the
-            # 45-bit intermediates (slower big ints on CPython).
-            x = rng._state
-            if low >= 0 and v + n < (CONV_MAX + 1) << 4:
-                # No conversion can clip (the usual case, away from the rails), so no clamps.
-                # (low + r) >> 4 == (low >> 4) + (((low & 15) + r) >> 4): summing the small part
-                # per draw keeps the values tiny (below 80 at noise_lsb 2), ints CPython caches.
-                frac = low & 15
-                for _ in range(OVERSAMPLE):
-                    x ^= (x & 0x7FFFF) << 13
-                    x ^= x >> 17
-                    x ^= (x & 0x7FFFFFF) << 5
-                    total += (frac + x % span) >> 4
-                total += (low >> 4) * OVERSAMPLE
-            else:
-                for _ in range(OVERSAMPLE):
-                    x ^= (x & 0x7FFFF) << 13
-                    x ^= x >> 17
-                    x ^= (x & 0x7FFFFFF) << 5
-                    c = (low + x % span) >> 4
-                    if c < 0:
-                        c = 0
-                    elif c > CONV_MAX:
-                        c = CONV_MAX
-                    total += c
-            rng._state = x
-        else:
+        if not n or rng is None:
             c = v >> 4
             if c < 0:
                 c = 0
             elif c > CONV_MAX:
                 c = CONV_MAX
             total = c * OVERSAMPLE
+        elif v - n >= 0 and v + n < (CONV_MAX + 1) << 4:
+            noise = self._noise
+            if noise is None or noise.noise_16 != n:
+                noise = self._noise = oversample_noise(n)
+            total = (v >> 4) * OVERSAMPLE + noise.offset(v & 15, rng.next_u32() >> 8)
+        else:
+            total = self._read_clipped(v, n, rng)
         self.last_code = total
+        return total
+
+    def _read_clipped(self, v, n, rng):
+        """Conversion by conversion, each clipped to 0..CONV_MAX: the rails (open, short)."""
+        span = 2 * n + 1
+        low = v - n  # the lowest a conversion can be, in 1/16 LSB (before >> 4)
+        total = 0
+        for _ in range(OVERSAMPLE):
+            c = (low + rng.next_u32() % span) >> 4
+            if c < 0:
+                c = 0
+            elif c > CONV_MAX:
+                c = CONV_MAX
+            total += c
         return total

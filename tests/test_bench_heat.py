@@ -1,16 +1,11 @@
 """sim/bench_heat.py (the heat rows of `make bench`) and sim/bangbang.py: the metrics on known
 series, the bang-bang switching points, and short closed loops of both controllers."""
 
-import statistics
-
 import pytest
 
 from firmware.heat import thermistor as conversion
 from sim import bench_heat as bh
 from sim.bangbang import BangBang
-from sim.rng import Rng
-from sim.thermal import PadPlant
-from sim.thermistor_model import ThermistorModel
 
 # ---- metrics on synthetic series ---------------------------------------------------------------
 
@@ -52,7 +47,7 @@ def test_rms_error_over_a_window():
         bh.rms_error_mc(series, 42000, 20000)
 
 
-# ---- the heater lease and the quick-noise thermistor -------------------------------------------
+# ---- the heater lease ----------------------------------------------------------------------------
 
 
 def test_leased_heater_powered_only_inside_the_lease():
@@ -64,38 +59,6 @@ def test_leased_heater_powered_only_inside_the_lease():
     heater.lease(1000, 50)
     heater.off()
     assert heater.duty(1010) == 0
-
-
-def _pair(temp_mc, noise_lsb=2):
-    plant = PadPlant()
-    plant.set_state(temp_mc, temp_mc, 33000)
-    exact = ThermistorModel(Rng(3), plant, "pad", noise_lsb=noise_lsb)
-    quick = bh.QuickNoiseThermistor(3, plant, noise_lsb=noise_lsb)
-    return exact, quick
-
-
-def test_quick_noise_thermistor_has_the_models_distribution():
-    for temp_mc in (25000, 38000, 41234, 42000, 45000):
-        exact, quick = _pair(temp_mc)
-        a = [exact.read_raw() for _ in range(4000)]
-        b = [quick.read_raw() for _ in range(4000)]
-        assert abs(statistics.mean(a) - statistics.mean(b)) < 0.35, temp_mc  # std 4.8: 4000 samples -> 0.1
-        assert abs(statistics.pstdev(a) / statistics.pstdev(b) - 1) < 0.08, temp_mc
-        assert min(a) - 3 <= min(b) and max(b) <= max(a) + 3
-        assert len(set(b)) > 10  # it is noisy
-
-
-def test_quick_noise_thermistor_without_noise_and_at_the_rails_is_exact():
-    exact, quick = _pair(41000, noise_lsb=0)
-    assert [exact.read_raw() for _ in range(5)] == [quick.read_raw() for _ in range(5)]
-    exact, quick = _pair(41000)  # same seed: at the rails both draw from Rng(3) alike
-    exact.open = quick.open = True
-    a = [exact.read_raw() for _ in range(5)]
-    assert a == [quick.read_raw() for _ in range(5)] and min(a) > 65500
-    exact.open = quick.open = False
-    exact.short = quick.short = True
-    a = [exact.read_raw() for _ in range(5)]
-    assert a == [quick.read_raw() for _ in range(5)] and max(a) < 40
 
 
 # ---- bang-bang ---------------------------------------------------------------------------------

@@ -43,7 +43,7 @@ def loop_for(spread, ambient_mc, tau_ms, seed, start_below_mc):
     """A pad of the family on the back, at rest, or warm at target - start_below_mc."""
     plant = PadPlant(ambient_mc=ambient_mc).scaled(spread)
     plant.settle()
-    return Loop(plant=plant, seed=seed, tau_ms=tau_ms, quick_noise=True)
+    return Loop(plant=plant, seed=seed, tau_ms=tau_ms)
 
 
 def warm_to(loop, temp_mc):

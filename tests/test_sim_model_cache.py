@@ -2,8 +2,8 @@
 
 The simulated hardware caches what rarely changes between 10 ms ticks (the electrode load's
 R_eff and compliance limit per phase, the thermistor's ideal code per temperature, the heater
-power per duty) and takes shortcuts in its hottest loops (read_raw without clamps away from
-the rails, the thermal links' product in one go when it is small). Each test here drives the
+power per duty) and takes shortcuts in its hottest loops (read_raw's noise drawn as one sum
+away from the rails, the thermal links' product in one go when it is small). Each test here drives the
 cached object through changes a fault or a caller can make between two calls and compares it,
 call by call, with a reference computed without any cache: a stale cache or a shortcut that
 is not exact fails here. (Byte-identical traces are checked by the scenario tests.)
@@ -17,6 +17,7 @@ from sim.board import SimBoard, SimHeater
 from sim.clock import NEAR_WRAP_MS, VirtualClock
 from sim.models import OPEN_CIRCUIT, ElectrodeLoad
 from sim.rng import Rng
+from sim.adc_noise import OversampleNoise
 from sim.thermal import PadPlant
 from sim.thermistor_model import CONV_MAX, OVERSAMPLE, ThermistorModel, ideal_code
 
@@ -39,12 +40,22 @@ def reference_drive(series_ohm, parallel_ohm, capacitance_nf, compliance_mv, amp
 
 
 def reference_read_raw(true_code, noise_lsb, state):
-    """(code, new rng state) of ThermistorModel.read_raw: every conversion drawn and clamped."""
+    """(code, new rng state) of ThermistorModel.read_raw, with no shortcut or shared table.
+
+    Where a conversion could clip (near a rail), every conversion is drawn and clamped. Elsewhere
+    the sum is 16 * (v >> 4) plus an offset drawn with one number from a freshly built table of
+    its distribution (that table is checked against enumeration in tests/fw/test_adc_noise.py).
+    """
     v = true_code + 8
     n = noise_lsb << 4
     if not n:
         return min(max(v >> 4, 0), CONV_MAX) * OVERSAMPLE, state
     x = state
+    if v - n >= 0 and v + n <= CONV_MAX * 16 + 15:
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        return OVERSAMPLE * (v >> 4) + OversampleNoise(n, OVERSAMPLE).offset(v & 15, x >> 8), x
     total = 0
     for _ in range(OVERSAMPLE):
         x ^= (x << 13) & 0xFFFFFFFF
@@ -167,7 +178,7 @@ def test_pulse_output_follows_an_electrode_fault_at_once():
     assert out.last_at_compliance[0]
 
 
-# ---- the thermistor: read_raw's clamp-free loop, sample()'s ideal-code cache -----------------
+# ---- the thermistor: read_raw's one-draw sum, sample()'s ideal-code cache -----------------
 
 
 @settings(max_examples=400, deadline=None)
@@ -176,7 +187,7 @@ def test_pulse_output_follows_an_electrode_fault_at_once():
     st.integers(0, 6),
     st.integers(1, 0xFFFFFFFF),
 )
-def test_read_raw_equals_clamping_every_conversion(true_code, noise_lsb, state):
+def test_read_raw_equals_its_reference(true_code, noise_lsb, state):
     th = ThermistorModel(Rng(1), start_mc=30000, noise_lsb=noise_lsb)
     th._v16 = true_code
     th._rng._state = state
