@@ -191,11 +191,6 @@ class ScenarioRun:
         else:
             faults.set_fault(self.board, step["clear"], False)
 
-    def _collect(self, received):
-        data = self.board.serial.host_read()
-        if data:
-            self._feed(data, received)
-
     def _feed(self, data, received):
         """Decode the device's output bytes into messages appended to `received`."""
         for line in self._reader.feed(data):
