@@ -239,7 +239,8 @@ class ThermistorModel:
         self._v16_mc = start_mc
         self._v16_r_fixed_ohm = r_fixed_ohm
         self.last_code = self._v16
-        self._noise = None  # sim.adc_noise.OversampleNoise for noise_lsb (made at the first read)
+        # the summed-noise table for noise_lsb, made now, not in the middle of a measured run
+        self._noise = oversample_noise(noise_lsb << 4) if noise_lsb and rng is not None else None
 
     def _node_mc(self):
         plant = self.plant
