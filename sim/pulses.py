@@ -107,26 +107,21 @@ def run_scenario(normalized, trace_path, pulses_path, runtime="cpython"):
     Returns (trace lines, pulses). The trace is the one `sim.runner.run` writes. Pulses are
     recorded on the CPython runtime only: the MicroPython VM has no pulse channel out.
     """
+    from sim import runner
     from sim.launcher import SimError
-    from sim.scenario import ScenarioRun
 
     if runtime != "cpython":
         raise SimError("--pulses records on the cpython runtime only (the micropython VM writes the trace alone)")
-    count = 0
-    with open(trace_path, "w", newline="\n") as trace:
+    recorders = []
 
-        def emit(line):
-            nonlocal count
-            trace.write(line)
-            trace.write("\n")
-            count += 1
+    @contextmanager
+    def record(board):
+        with recording(board, pulses_path) as recorder:
+            recorders.append(recorder)
+            yield
 
-        run_form = dict(normalized)
-        run_form.pop("expect", None)  # checked on the trace afterwards (sim.expect), not part of the run
-        scenario = ScenarioRun(run_form, emit)
-        with recording(scenario.board, pulses_path) as recorder:
-            scenario.run()
-    return count, recorder.count
+    count = runner.run_here(normalized, trace_path, record)
+    return count, recorders[0].count
 
 
 def read_pulses(path):

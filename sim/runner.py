@@ -79,20 +79,34 @@ def _run_form(normalized):
     return out
 
 
+def run_here(normalized, trace_path, attach=None):
+    """Run under CPython in this process, writing the trace; returns the number of lines.
+
+    `attach(board)`, if given, is a context manager held around the run (sim.pulses records
+    every pulse this way).
+    """
+    count = 0
+    with open(trace_path, "w", newline="\n") as out:
+
+        def emit(line):
+            nonlocal count
+            out.write(line)
+            out.write("\n")
+            count += 1
+
+        scenario = ScenarioRun(_run_form(normalized), emit)
+        if attach is None:
+            scenario.run()
+        else:
+            with attach(scenario.board):
+                scenario.run()
+    return count
+
+
 def run(normalized, trace_path, runtime="cpython"):
     """Run a normalized scenario; returns the number of trace lines written."""
     if runtime == "cpython":
-        count = 0
-        with open(trace_path, "w", newline="\n") as out:
-
-            def emit(line):
-                nonlocal count
-                out.write(line)
-                out.write("\n")
-                count += 1
-
-            ScenarioRun(_run_form(normalized), emit).run()
-        return count
+        return run_here(normalized, trace_path)
     if runtime != "micropython":
         raise launcher.SimError("unknown runtime %r; choose one of %s" % (runtime, ", ".join(launcher.RUNTIMES)))
     with tempfile.TemporaryDirectory() as tmp:
