@@ -28,9 +28,6 @@ _HEAT = '"heat":{"cem43_min":%d,"heater_duty_pct":%d,"measured_mc":%s,"pad_true_
 # Sorted keys: ch faults [heat] rx sim_faults state, after the leading t_s
 _LINE = '{"t_s":%d.%d,"ch":[%s],"faults":%s,%s"rx":%s,"sim_faults":%s,"state":%s}'
 
-_QUOTED = {}  # state and heat-state names -> their JSON strings (a handful of names)
-_QUOTED_MAX = 32
-
 
 def trace_line(t_ms, device, board, received):
     pulse_out = board.pulse_out
@@ -91,11 +88,5 @@ def _list(items):
 
 
 def _string(text):
-    """A JSON string through the protocol encoder, remembered for the few names that recur."""
-    hit = _QUOTED.get(text)
-    if hit is None:
-        hit = jsonenc.encode(text)
-        if len(_QUOTED) < _QUOTED_MAX:
-            _QUOTED[text] = hit
-    return hit
-
+    """A JSON string through the protocol encoder (which remembers the few names that recur)."""
+    return jsonenc.encode(text)
