@@ -66,11 +66,8 @@ class QuietSerial:
 
 
 class NullHeater:
-    def __init__(self):
-        self.leases = 0
-
     def lease(self, duty_permille, lease_ms):
-        self.leases += 1
+        pass
 
     def off(self):
         pass
@@ -116,11 +113,9 @@ def steady_device(heat=False):
     ref = [None]
     clock = StepClock()
     serial = QuietSerial()
-    if heat:
-        device = Device(clock, NullPulseOutput(), EchoSense(ref), serial, "bench", heater=NullHeater(),
-                        thermistor=HoldingThermistor(40000))
-    else:
-        device = Device(clock, NullPulseOutput(), EchoSense(ref), serial, "bench")
+    heater = NullHeater() if heat else None
+    thermistor = HoldingThermistor(40000) if heat else None
+    device = Device(clock, NullPulseOutput(), EchoSense(ref), serial, "bench", heater=heater, thermistor=thermistor)
     ref[0] = device
     serial.inbox.extend(frame.encode_frame({"id": 1, "op": "start", "amp_ua": [20000, 20000], "lease_ms": 0}))
     if heat:
