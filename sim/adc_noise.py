@@ -56,8 +56,8 @@ def _power(counts, n):
 class OversampleNoise:
     """Per residue, the distribution of the summed offset of `conversions` noisy conversions.
 
-    `lowest` / `highest`: the extreme per-conversion offsets over every residue (a caller
-    checks q + lowest >= 0 and q + highest <= its rail before using `offset`).
+    `lowest` / `highest`: the extreme per-conversion offsets over every residue: how far
+    from v >> 4 a single conversion can land (so where clipping at a rail can begin).
     """
 
     def __init__(self, noise_16, conversions):
