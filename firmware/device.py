@@ -127,16 +127,24 @@ class Device:
     def tick(self):
         """One control period. Never raises: an exception turns outputs off and latches a fault.
 
-        Control and protocol I/O are guarded separately, so a driver that keeps
-        raising turns the outputs off on every tick while the host can still
-        ask for status, hear about the fault and clear it.
+        Each group of checks, control and protocol I/O are guarded separately, so
+        a driver that keeps raising turns the outputs off on every tick while the
+        other checks go on (a broken output-sense ADC must not stop the heat
+        checks from finding a stuck heater) and the host can still ask for
+        status, hear about the fault and clear it.
         """
+        now = self.clock.ticks_ms()  # the injected clock: counting, it cannot fail
+        self.ticks += 1
         try:
-            now = self.clock.ticks_ms()
             self.uptime.update(now)
-            self.ticks += 1
             self._check_outputs()
+        except Exception as exc:
+            self._fail_safe_exception(exc)
+        try:
             self._check_heat(now)
+        except Exception as exc:
+            self._fail_safe_exception(exc)
+        try:
             self._check_timers(now)
             self._control()
         except Exception as exc:

@@ -21,8 +21,12 @@ Per reading (once per tick), in this order:
 5. filter: integer EMA over 2^filter_shift readings (state kept scaled, so no
    truncation bias): `value_mc`.
 
-`update()` returns None or a fault name; then `fault_msg` says why. No
-allocation unless a fault is raised.
+`update()` returns None or a fault name; then `fault_msg` says why. A count
+fault (open, short, jump) is returned once, on the reading that completes the
+count: the controller latches on it, and a sensor that stays broken through
+the latched fault must not compose its message again every tick (on the board
+that is 480 bytes of heap a tick). `reset()` re-arms the counts. No allocation
+unless a fault is raised.
 """
 
 from firmware.heat import faults as F
@@ -90,7 +94,7 @@ class Sensor:
         if mc < self._min:
             self._short_n = 0
             self._open_n += 1
-            if self._open_n >= self._bad_n:
+            if self._open_n == self._bad_n:
                 return self._found(
                     F.F_SENSOR_OPEN,
                     "%s: reads %s (raw %d), below the minimum %s for %d readings: open circuit (min_valid_mc)"
@@ -100,7 +104,7 @@ class Sensor:
         if mc > self._max:
             self._open_n = 0
             self._short_n += 1
-            if self._short_n >= self._bad_n:
+            if self._short_n == self._bad_n:
                 return self._found(
                     F.F_SENSOR_SHORT,
                     "%s: reads %s (raw %d), above the maximum %s for %d readings: short circuit (max_valid_mc)"
@@ -120,7 +124,7 @@ class Sensor:
         step = mc - self._last_good
         if step > self._jump or -step > self._jump:
             self._jump_count += 1
-            if self._jump_count >= self._jump_n:
+            if self._jump_count == self._jump_n:
                 return self._found(
                     F.F_SENSOR_JUMP,
                     "%s: jumped from %s to %s, more than the limit %s per reading for %d readings (jump_limit_mc)"

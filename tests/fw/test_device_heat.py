@@ -250,6 +250,23 @@ def test_a_stuck_heater_latches_stuck_on_while_heat_is_off():
     assert "stuck" in h.ok("status")["fault_msg"]
 
 
+def test_a_failing_output_sense_does_not_blind_the_heat_checks():
+    # one driver raising on every tick latches a fault, but every other check keeps running:
+    # a stuck heater is still found, and the pad's temperature stays on show
+    h = session()
+    h.board.plant.settle()
+    h.tick(20 * SECOND)
+    h.fault("sense_adc_error")
+    h.tick(SECOND)
+    assert h.state == "FAULT" and h.faults == ["internal_error"], h.faults
+    before_mc = heat_status(h)["measured_mc"]
+    h.fault("heater_stuck_on")
+    h.tick_until(lambda: "stuck_on" in h.faults, 300 * SECOND)
+    assert h.faults == ["internal_error", "stuck_on"], h.faults
+    assert heat_status(h)["measured_mc"] > before_mc + 5000
+    assert h.board.plant.pad_mc < 43000, h.board.plant.pad_mc
+
+
 def test_after_a_repaired_stuck_heater_clearing_does_not_relatch_on_old_readings():
     h = session()
     h.board.plant.settle()

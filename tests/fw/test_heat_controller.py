@@ -252,6 +252,34 @@ def test_tick_allocates_nothing_on_micropython():
     assert rig.heat.state == "holding"
 
 
+def test_a_latched_sensor_fault_allocates_nothing_while_the_sensor_stays_broken():
+    # a fault can stand for minutes before someone reads it; the tick must not fill the heap meanwhile
+    try:
+        import micropython
+    except ImportError:
+        micropython = None
+    for code, fault in ((65535, "sensor_open"), (3, "sensor_short"), ("jump", "sensor_jump")):
+        rig = Rig(plant=Plant(start_mc=30000))
+        rig.heat.start(rig.now)
+        rig.tick(100)
+        rig.therm.code = rig.therm.read_raw() - 9000 if code == "jump" else code  # 9000 codes: about 16 C
+        assert rig.tick(20) == fault, rig.heat.fault_msg
+        message = rig.heat.fault_msg
+        if micropython is not None:
+            micropython.heap_lock()
+        try:
+            found = rig.tick(500)
+        finally:
+            if micropython is not None:
+                micropython.heap_unlock()
+        assert found is None and rig.heat.state == "fault" and rig.heat.fault == fault
+        assert rig.heat.fault_msg == message and rig.heater.on_at(rig.now) is False
+        assert rig.heat.clear_fault()
+        rig.heat.start(rig.now)
+        if code != "jump":  # still open or shorted: the next readings find it again
+            assert rig.tick(20) == fault
+
+
 def test_tick_allocates_nothing_from_a_cold_start_on_micropython():
     # below rise_ref_mc the fast heat-up watch computes its expectation every window slot
     try:

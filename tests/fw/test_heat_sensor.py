@@ -113,6 +113,39 @@ def test_persistent_jump_latches_after_jump_readings():
     assert "pad sensor" in msg and "2.00 C" in msg and "jump_limit_mc" in msg and "33.00 C" in msg
 
 
+def _reports(sensor, n):
+    """Indices of the readings, out of n, that returned a fault."""
+    return [i for i in range(n) if sensor.update(0, 10) is not None]
+
+
+def test_a_broken_sensor_is_reported_once_per_run_and_reset_rearms():
+    # the controller latches on the first report; the sensor must not compose the message again
+    # on every later reading of the same fault (it allocates), but must find it again after reset
+    config = HeatConfig()
+    for code, fault in ((65535, F.F_SENSOR_OPEN), (3, F.F_SENSOR_SHORT)):
+        drv, s = _sensor(30000, config)
+        _feed(s, 5)
+        drv.code = code
+        assert _reports(s, 300) == [config.bad_readings - 1], fault
+        s.fault_msg = ""
+        s.reset()
+        assert _reports(s, 300) == [config.bad_readings - 1], fault
+        assert s.update(0, 10) is None and s.fault_msg != ""
+
+
+def test_a_persistent_jump_is_reported_once_and_again_after_good_readings():
+    config = HeatConfig()
+    drv, s = _sensor(30000, config)
+    good = drv.code
+    _feed(s, 10)
+    drv.code = th.mc_to_code(33000)
+    assert _reports(s, 300) == [config.jump_readings - 1]
+    drv.code = good
+    assert _reports(s, 5) == []
+    drv.code = th.mc_to_code(33000)
+    assert _reports(s, 300) == [config.jump_readings - 1]
+
+
 def test_steps_within_the_limit_are_no_jump():
     drv, s = _sensor(30000)
     _feed(s, 3)
