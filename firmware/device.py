@@ -120,7 +120,7 @@ class Device:
             },
         )
         self.link.ops.update(self.clinic.handlers())
-        self.link.on_request = self._renew_lease
+        self.link.on_request = self._before_request
 
     # ---- the tick -------------------------------------------------------
 
@@ -307,7 +307,11 @@ class Device:
         for channel in self.channels:
             channel.target_ua = 0
 
-    def _renew_lease(self, op):
+    def _before_request(self, op):
+        """Any valid request renews the lease. First the session log catches up: a session that
+        ended earlier in this tick (a fault, an estop) gets its fault and stop records, with its
+        own reason, before this request can clear the fault or start the next session."""
+        self._record_session()
         self._lease_from = self.clock.ticks_ms()
 
     def _announce_state(self):
@@ -530,9 +534,7 @@ class Device:
             raise msg.RequestError(
                 msg.E_BAD_FIELD, "interlock %s is not one of %s" % (msg._show(interlock), ", ".join(INTERLOCKS))
             )
-        self.supervisor.start()  # from IDLE only
-        if self.recorder.open:
-            self._close_session()  # the last session ended in this very tick: its stop comes first
+        self.supervisor.start()  # from IDLE only (the last session's records are closed: _before_request)
         self.interlock = interlock
         if self.heat is not None and self.heat.state == "off":
             self.heat.reset_dose()  # the thermal dose is counted per therapy session

@@ -105,6 +105,9 @@ def parse_setting(fields):
             )
         spec = _FIELDS[name]
         setattr(setting, name, msg.int_field(fields, name, spec[1], spec[2]))
+    if "asym_ratio" in fields and waveform != "asymmetric":
+        # a ratio with symmetric pulses is a setting that says two things: refuse, don't guess
+        raise msg.RequestError(msg.E_BAD_FIELD, "asym_ratio applies only to waveform asymmetric, not %s" % waveform)
     _check_consistency(setting)
     return setting
 

@@ -53,6 +53,11 @@ OP: == != < <= > >= has (a list field contains the value). VALUE: JSON (a
 number, "text", null, true, [..]), a bare word (a string: FAULT), or another
 PATH with an optional "+ N" / "- N" (integers). A null value compares false
 with < <= > >=. A per-channel PATH must hold on every channel it names.
+The VALUE must fit its PATH when the file loads (`_field_type`): a number for a
+numeric field, one of the field's values for `state`, `heat.state` and `reason`
+(compared with == and != only), a name the list can hold for `faults` and
+`sim_faults` (`has`, or == / != with a list); two PATHs compare only as numbers,
+or as fields of one kind with == and !=.
 
 ANCHOR, a time in the run:
     "start" / "end"                   the first / the last row
@@ -76,7 +81,11 @@ import json
 import re
 
 from firmware import envelope, limits, presets
+from firmware import supervisor as sup
+from firmware.heat import faults as heat_faults
+from firmware.heat.heat import ST_AUTOTUNE, ST_FAULT, ST_HEATING, ST_HOLDING, ST_OFF
 from firmware.program import parse_program
+from sim import faults as sim_faults
 from sim.scenario import AUTO_ID_BASE  # the ids the runner gives "send" steps that carry none
 
 KINDS = ("always", "never", "eventually", "within_ms", "at_end", "reply", "event")
@@ -95,6 +104,8 @@ CH_FIELDS = ("amp_ua", "target_ua", "delivered_ua", "phase_us", "rate_hz", "puls
              "net_charge_nc")
 HEAT_FIELDS = ("state", "target_mc", "measured_mc", "pad_true_mc", "heater_duty_pct", "cem43_min")
 HEAT_ACTIVE = ("heating", "holding", "autotune")
+HEAT_STATES = (ST_OFF, ST_HEATING, ST_HOLDING, ST_AUTOTUNE, ST_FAULT)
+REASONS = ("", "start", "resume", "stop", "estop", "session_end", "clear_fault", sup.PAUSE_REQUEST, sup.PAUSE_LEASE)
 PHASE_EDGE_MS = 200  # follows_phases leaves rows this near a phase boundary alone
 
 
@@ -308,6 +319,69 @@ def _path(text, channels):
     raise ExpectError("unknown field %r; fields: %s" % (text, ", ".join(field_names())))
 
 
+def device_fault_names(channels):
+    """Every name the device's `faults` list can hold: channel faults carry their channel."""
+    names = ["%s:%d" % (fault, ch) for fault in (sup.F_NO_LOAD, sup.F_OVERCURRENT, sup.F_ENVELOPE)
+             for ch in range(channels)]
+    return names + [sup.F_INTERNAL] + list(heat_faults.ALL)
+
+
+def _field_type(path, channels):
+    """("number", None), ("enum", names) for a one-of-these string, or ("list", names) for a list of them.
+
+    A comparison's value is checked against this when the scenario loads: a typo such as
+    `amp_ua > 5OOO` or `state == RUNING` would otherwise compare false on every row, and a
+    `never` built on it would pass without checking anything."""
+    kind, _, name = path
+    if kind == "top":
+        if name == "state":
+            return ("enum", sup.STATE_NAMES)
+        if name == "faults":
+            return ("list", device_fault_names(channels))
+        if name == "sim_faults":
+            return ("list", sim_faults.names(channels))
+        if name == "reason":
+            return ("enum", REASONS + tuple(device_fault_names(channels)))
+        return ("number", None)
+    if kind == "heat" and name == "state":
+        return ("enum", HEAT_STATES)
+    return ("number", None)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_value(label, ftype, op, value):
+    """ExpectError unless `label OP value` can be true on some row of a trace."""
+    kind, names = ftype
+    if kind == "list":
+        if op == "has":
+            if value not in names:
+                raise ExpectError("%s has %s: not a name %s can hold; names: %s"
+                                  % (label, _show(value), label, ", ".join(names)))
+            return
+        if op in ("==", "!="):
+            if not isinstance(value, list) or any(item not in names for item in value):
+                raise ExpectError("%s %s %s: the value must be a list of names from: %s"
+                                  % (label, op, _show(value), ", ".join(names)))
+            return
+        raise ExpectError("%s is a list: compare it with has, == or !=, not %s" % (label, op))
+    if op == "has":
+        raise ExpectError("%s is not a list: has works on faults and sim_faults only" % label)
+    if kind == "enum":
+        if op not in ("==", "!="):
+            raise ExpectError("%s is one of %s: compare it with == or !=, not %s" % (label, ", ".join(names), op))
+        if value not in names and not (value is None and label.startswith("heat.")):
+            raise ExpectError("%s %s %s: not a value %s takes; values: %s"
+                              % (label, op, _show(value), label, ", ".join(repr(n) if not n else n for n in names)))
+        return
+    if value is None and op in ("==", "!=") and label.startswith("heat."):
+        return  # a scenario without a pad has no heat fields
+    if not _is_number(value):
+        raise ExpectError("%s %s %s: %s is a number, the value is not (a typo?)" % (label, op, _show(value), label))
+
+
 def _values(trace, i, path):
     """[(label, value)] of a path on row i (one per channel for an every-channel path)."""
     kind, ch, name = path
@@ -358,6 +432,7 @@ def _comparison(text, channels):
             % (text, ", ".join(sorted(PREDICATES)), " ".join(OPS))
         )
     left = _path(found.group(1), channels)
+    left_type = _field_type(left, channels)
     op = found.group(2)
     rhs = found.group(3)
     right_path = None
@@ -369,9 +444,18 @@ def _comparison(text, channels):
             offset = int(ref.group(3)) * (-1 if ref.group(2) == "-" else 1)
         if right_path[0] == "ch" and right_path[1] is None and not (left[0] == "ch" and left[1] is None):
             raise ExpectError("%r: an every-channel value needs an every-channel field on the left" % text)
+        right_type = _field_type(right_path, channels)
+        if left_type[0] != "number" or right_type[0] != "number":
+            if op not in ("==", "!=") or offset or left_type != right_type:
+                raise ExpectError("%r: only numbers compare with < <= > >= and + N; %s and %s are not both numbers "
+                                  "of one kind" % (text, found.group(1), ref.group(1)))
         constant = None
     else:
         constant = _constant(rhs)
+        try:
+            _check_value(found.group(1), left_type, op, constant)
+        except ExpectError as err:
+            raise ExpectError("%r: %s" % (text, err))
 
     def check(trace, i):
         lefts = _values(trace, i, left)
@@ -425,6 +509,8 @@ def compile_cond(cond, channels):
         if not cond:
             raise ExpectError("an empty object of fields")
         pairs = [(_path(key, channels), cond[key]) for key in sorted(cond)]
+        for key, (path, want) in zip(sorted(cond), pairs):
+            _check_value(key, _field_type(path, channels), "==", want)
 
         def fields_equal(trace, i):
             bad = []

@@ -204,6 +204,28 @@ def test_a_restart_in_the_tick_a_session_ended_keeps_sessions_apart():
     assert kinds == ["start", "stop", "start", "stop"], kinds
     starts = [r for r in records if r["ev"] == "start"]
     assert [r["program"] for r in starts] == ["conventional", "burst"]
+    stops = [r for r in records if r["ev"] == "stop"]
+    assert [r["reason"] for r in stops] == ["estop", "stop"], stops  # each session ends with its own reason
+
+
+def test_a_fault_cleared_in_the_tick_it_latched_is_still_in_the_log():
+    # the control part of a tick latches the fault; a clear_fault already waiting is handled later
+    # in the same tick: the session's fault and stop records must be written before the clear
+    h = Harness()
+    h.ok("start", {"program": "conventional", "lease_ms": 0, "amp_ua": [4000, 4000]})
+    h.tick(100)
+    h.fault("electrode_off:0")
+    for _ in range(500):
+        h.send("clear_fault")
+        h.tick()
+        if h.state != "RUNNING":
+            break
+    assert h.state == "IDLE" and h.device.supervisor.reason == "clear_fault", h.state
+    records = _fetch_all(h)
+    kinds = [r["ev"] for r in records if r["ev"] in ("start", "fault", "stop")]
+    assert kinds == ["start", "fault", "stop"], kinds
+    assert records[-1]["ev"] == "stop" and records[-1]["reason"] == "fault", records[-1]
+    assert [r for r in records if r["ev"] == "fault"][0]["faults"] == ["no_load:0"]
 
 
 def test_the_status_reply_fits_one_frame_at_its_longest():
@@ -216,7 +238,9 @@ def test_the_status_reply_fits_one_frame_at_its_longest():
     h.ok("start", {"program": "p" * 24, "lease_ms": 0})
     h.tick(100)
     h.device._fail_safe("stuck_on", "x" * 300)  # the longest fault text there can be
-    reply = h.ok("status")
+    # straight to the handler: over the link the session's records close first and the program
+    # leaves the status, so this is a bound on any real reply (the longest names and fault text)
+    reply = msg.reply_ok(99999, h.device.link.ops["status"]({"id": 99999, "op": "status"}))
     assert len(frame.encode_frame(reply)) <= frame.MAX_LINE_BYTES - 40, len(frame.encode_frame(reply))
     assert reply["fault_msg"].startswith("xxx") and reply["phase"] == "w" * 24  # the longest names too
 

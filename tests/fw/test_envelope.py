@@ -57,6 +57,8 @@ def _base_for(name):
         return {"mode": "modulated"}
     if name.startswith("sd_"):
         return {"mode": "strength_duration", "rate_hz": 1}
+    if name == "asym_ratio":
+        return {"mode": "continuous", "waveform": "asymmetric"}
     return {"mode": "continuous"}
 
 
@@ -345,3 +347,10 @@ def test_min_step_is_at_most_two_percent_of_the_maximum():
         high = E.Envelope(s, E.max_amp_ua(s))
         assert low.rms_ua * 100 <= 2 * high.rms_ua, (fields, low.rms_ua, high.rms_ua)
         assert low.peak_ua * 100 <= 2 * high.peak_ua
+
+
+def test_asym_ratio_with_symmetric_pulses_is_refused():
+    for fields in ({"asym_ratio": 3}, {"waveform": "symmetric", "asym_ratio": 2, "mode": "burst"}):
+        err = raises(msg.RequestError, E.parse_setting, fields)
+        assert err.code == msg.E_BAD_FIELD and "asym_ratio" in err.message and "asymmetric" in err.message, err.message
+    assert E.parse_setting({"waveform": "asymmetric", "asym_ratio": 3}).ratio == 3

@@ -1,0 +1,71 @@
+"""Expectation values are checked against their field when a scenario loads (sim/expect.py).
+
+A comparison with a misspelled value (`amp_ua > 5OOO`, `state == RUNING`, `faults has
+no_laod:0`) is false on every row, so a `never` built on it would pass having checked nothing.
+Each must be refused, naming the expectation and what was wrong; each correct spelling of
+the same claim must load and, on a run where the claim is false, fail.
+"""
+
+import pytest
+
+from sim import runner
+from sim.scenario import ScenarioError, normalize
+
+RUNNING_AT_8_MA = [
+    {"at_s": 0.1, "send": {"op": "start", "amp_ua": [8000, 6000], "lease_ms": 0}},
+    {"at_s": 7.0, "fault": "electrode_off:0"},
+]
+
+TYPOS = [
+    ({"never": "amp_ua > 5OOO"}, "5OOO"),
+    ({"never": "amp_ua > 5000 +"}, "5000 +"),
+    ({"never": "state == RUNING"}, "RUNING"),
+    ({"never": "faults has no_laod:0"}, "no_laod:0"),
+    ({"never": "faults has no_load"}, "no_load:0"),  # the channel is part of the name: the error lists it
+    ({"never": "sim_faults has electrode_of:0"}, "electrode_of:0"),
+    ({"never": "heat.state == hold"}, "hold"),
+    ({"always": "reason == sesion_end"}, "sesion_end"),
+    ({"always": "ch[0].pulses < null"}, "null"),
+    ({"always": "state < FAULT"}, "=="),
+    ({"always": "amp_ua has 3"}, "has"),
+    ({"always": "faults == no_load:0"}, "list"),
+    ({"always": "state == heat.target_mc"}, "numbers"),
+    ({"always": "heat.pad_true_mc <= state + 3"}, "numbers"),
+    ({"always": {"state": "RUNING"}}, "RUNING"),
+    ({"always": {"ch[0].amp_ua": "8000"}}, "number"),
+]
+
+
+def _scenario(*expectations):
+    return {"duration_s": 9, "channels": 2, "steps": RUNNING_AT_8_MA, "expect": list(expectations)}
+
+
+@pytest.mark.parametrize("expectation,named", TYPOS, ids=[repr(t[0]) for t in TYPOS])
+def test_a_value_that_cannot_match_its_field_is_refused_when_the_scenario_loads(expectation, named):
+    with pytest.raises(ScenarioError) as err:
+        normalize(_scenario({"always": "in_envelope"}, expectation))
+    text = str(err.value)
+    assert text.startswith("expect[1]: ") and named in text, text
+
+
+CORRECT = [
+    ({"never": "amp_ua > 5000"}, True),
+    ({"never": "state == RUNNING"}, True),
+    ({"never": "faults has no_load:0"}, True),
+    ({"never": "sim_faults has electrode_off:0"}, True),
+    ({"never": {"state": "FAULT"}}, True),
+    ({"never": "reason == no_load:0"}, True),
+    ({"always": "heat.state == off"}, None),  # holds: no heat is asked for
+    ({"always": "ch[0].amp_ua <= ch[1].amp_ua + 1000"}, True),
+    ({"always": "ch[0].amp_ua <= ch[1].amp_ua + 3000"}, False),
+]
+
+
+@pytest.mark.parametrize("expectation,fails", CORRECT, ids=[repr(t[0]) for t in CORRECT])
+def test_the_correct_spelling_loads_and_checks(expectation, fails, tmp_path):
+    normalized = normalize(_scenario(expectation))
+    trace = tmp_path / "t.jsonl"
+    runner.run_here(normalized, str(trace))
+    results = runner.check(normalized, trace.read_text().splitlines())
+    (result,) = results
+    assert result.ok is not fails, result.line()
