@@ -10,7 +10,7 @@ import firmware
 from firmware import envelope
 from firmware import limits as L
 from firmware import supervisor as sup
-from firmware.clock import Elapsed, ticks_diff
+from firmware.clock import TICKS_MAX, Elapsed, ticks_diff
 from firmware.link import Link
 from firmware.lock import ClinicianLock
 from firmware.clinic import Clinic
@@ -134,7 +134,7 @@ class Device:
         status, hear about the fault and clear it.
         """
         now = self.clock.ticks_ms()  # the injected clock: counting, it cannot fail
-        self.ticks += 1
+        self.ticks = (self.ticks + 1) & TICKS_MAX  # a counter for tests and logs: wraps, stays a small int
         try:
             self.uptime.update(now)
             self._check_outputs()
@@ -249,7 +249,7 @@ class Device:
             delivered_ua = self.sense.read_ua(i)
             self.delivered_ua[i] = delivered_ua
             monitor = self.monitors[i]
-            if monitor.check(self.channels[i].fired_ua, delivered_ua, self.sense.at_compliance(i)):
+            if monitor.check(self.channels[i].sensed_ua(), delivered_ua, self.sense.at_compliance(i)):
                 self._fail_safe(monitor.fault, monitor.message)
 
     def _check_heat(self, now):
@@ -807,6 +807,14 @@ class Device:
 
     def _op_clear_fault(self, message):
         if self.supervisor.state == sup.FAULT:
+            if self.supervisor.changes != self._seen_changes:
+                # latched in this very tick: the host has not heard of it yet, and a clear it
+                # sent before knowing would make the fault vanish without a state event
+                raise msg.RequestError(
+                    msg.E_BAD_STATE,
+                    "cannot clear the fault yet: %s latched in this tick; clear it after its state event"
+                    % ", ".join(self.supervisor.faults),
+                )
             cause = self.fault_cause()
             if cause is not None:
                 raise msg.RequestError(msg.E_BAD_STATE, "cannot clear the fault yet: " + cause)

@@ -8,6 +8,11 @@ unambiguous). More flows than was asked: an output-stage fault; that needs
 two pulses in a row (ticks without a pulse in between do not break the row,
 so it holds at every rate), so one noisy ADC sample never trips it. Below
 SENSE_MIN_CHECK_UA the sense is too coarse to judge a missing load (dead band).
+
+On the board a pulse may complete one tick after the tick that fed it (see
+Channel.sensed_ua), so some reads come between pulses: a read showing no pulse
+(under SENSE_MIN_CHECK_UA, not at compliance) says nothing about the last one
+and leaves the row of over-limit pulses as it was.
 """
 
 from firmware import limits as L
@@ -51,8 +56,8 @@ class OutputMonitor:
                     "channel %d: %d uA delivered for %d uA commanded, limit %d uA"
                     % (self.index, delivered_ua, commanded_ua, allowed_ua),
                 )
-        else:
-            self._over_count = 0
+        elif at_compliance or delivered_ua >= L.SENSE_MIN_CHECK_UA:
+            self._over_count = 0  # a pulse within the limit breaks the row
         if (
             at_compliance
             and commanded_ua >= L.SENSE_MIN_CHECK_UA

@@ -70,7 +70,11 @@ class Channel:
             self.ramp_step_ua = ramp_step_for(span_ua, self.ramp_ms)
 
     def off(self):
-        """Output to zero now, target kept: the next pulses ramp up from zero."""
+        """Output to zero now, target kept: the next pulses ramp up from zero, over ramp_ms
+        (the step is set afresh: one left from turning down from a high amplitude would
+        make the soft start far shorter)."""
+        if self.target_ua > 0:
+            self.ramp_step_ua = ramp_step_for(self.target_ua, self.ramp_ms)
         self.amp_ua = 0
         self._amp_now = 0
         self._next_us = 0
@@ -78,6 +82,7 @@ class Channel:
         self._mod_ms = 0
         self.fired_ua = 0
         self.fired_count = 0
+        self.prev_fired_ua = 0
         self.phase_us = 0
         self.rate_hz = 0
 
@@ -85,6 +90,17 @@ class Channel:
         """Output and target to zero: the user dials up again."""
         self.off()
         self.target_ua = 0
+
+    def sensed_ua(self):
+        """The amplitude the output-sense read at the start of a tick is judged against.
+
+        On the board a window's pulses fire up to one tick after the tick that fed them
+        (rp2_pulse.LEAD_US), so what completed since the last read was fed in the last
+        window or the one before: the larger of the two (they differ by at most a ramp step).
+        """
+        if self.fired_ua > self.prev_fired_ua:
+            return self.fired_ua
+        return self.prev_fired_ua
 
     # ---- per tick ------------------------------------------------------------------------
 
@@ -126,6 +142,7 @@ class Channel:
 
     def fire_window(self, pulse_out, window_us):
         """Hand this window's pulses to the driver. Returns the count, or BREACH."""
+        self.prev_fired_ua = self.fired_ua
         self.fired_ua = 0
         self.fired_count = 0
         if self.amp_ua <= 0:

@@ -73,12 +73,16 @@ class Supervisor:
             self._set(IDLE, reason)
 
     def trip(self, name, message):
-        """Latch a fault. Only the first message is kept: it names the cause."""
-        if name not in self.faults:
-            self.faults.append(name)
+        """Latch a fault. Only the first message is kept: it names the cause. A new fault
+        while already latched is a change too: the host hears of it (a state event with the
+        longer list) before a clear_fault can take it away."""
         if self.state != FAULT:
+            self.faults.append(name)
             self.fault_msg = message
             self._set(FAULT, name)
+        elif name not in self.faults:
+            self.faults.append(name)
+            self.changes += 1
 
     def clear(self):
         if self.state != FAULT:

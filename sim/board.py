@@ -26,8 +26,20 @@ assert _TICKS_MASK == TICKS_MAX
 
 
 class SimPulseOutput:
-    def __init__(self, loads, channels):
+    """The output stage. By default a pulse reaches the output sense at once (at fire()).
+
+    lead_us > 0 models the board's timing instead (rp2_pulse.py): a window's pulses start
+    lead_us after the tick that fed them, so a pulse late in its window completes after
+    the next tick's sense read; the sense sees each pulse only once it has completed
+    (`land`). Tests use it; the scenario runner keeps the instant sense (lead_us 0), which
+    allocates nothing per pulse.
+    """
+
+    def __init__(self, loads, channels, clock=None, lead_us=0):
         self.channels = channels
+        self.lead_us = lead_us
+        self._clock = clock
+        self._in_flight = [[] for _ in range(channels)]  # (done_at_us, delivered_ua, at_compliance)
         self.hw_max_amp_ua = HW_MAX_AMP_UA
         self.hw_max_phase_us = HW_MAX_PHASE_US
         self.asymmetric = True  # the simulated stage shapes both phases (a board may not: rp2_pulse.py)
@@ -73,8 +85,12 @@ class SimPulseOutput:
         load = self._loads[ch]
         delivered = load.drive(driven_ua, phase1_us)
         self.last_commanded_ua[ch] = amp1_ua
-        self.last_delivered_ua[ch] = delivered
-        self.last_at_compliance[ch] = load.at_compliance
+        if self.lead_us:
+            done_us = self._clock.elapsed_ms * 1000 + self.lead_us + start_us + phase1_us + gap_us + phase2_us
+            self._in_flight[ch].append((done_us, delivered, load.at_compliance))
+        else:
+            self.last_delivered_ua[ch] = delivered
+            self.last_at_compliance[ch] = load.at_compliance
         self.pulse_count[ch] += 1
         self.row_pulses[ch] += 1
         charge_pc = amp1_ua * phase1_us
@@ -93,6 +109,22 @@ class SimPulseOutput:
             self.last_commanded_ua[ch] = 0
             self.last_delivered_ua[ch] = 0
             self.last_at_compliance[ch] = False
+            self._in_flight[ch] = []  # the board flushes the FIFO and stops the state machine
+
+    def land(self, ch):
+        """With lead_us: the pulses completed by now reach the sense (its peak-hold keeps the
+        highest current; the comparator latch, any compliance)."""
+        now_us = self._clock.elapsed_ms * 1000
+        waiting = []
+        for pulse in self._in_flight[ch]:
+            if pulse[0] <= now_us:
+                if pulse[1] > self.last_delivered_ua[ch]:
+                    self.last_delivered_ua[ch] = pulse[1]
+                if pulse[2]:
+                    self.last_at_compliance[ch] = True
+            else:
+                waiting.append(pulse)
+        self._in_flight[ch] = waiting
 
     def take_delivered(self, ch):
         """The current of the last pulse since the previous call (0 if none)."""
@@ -118,6 +150,8 @@ class SimOutputSense:
         if self.broken:
             raise OSError("output-sense ADC not responding")
         pulse_out = self._pulse_out
+        if pulse_out.lead_us:
+            pulse_out.land(ch)
         at_compliance = pulse_out.last_at_compliance
         self._compliance[ch] = at_compliance[ch]
         at_compliance[ch] = False
@@ -199,12 +233,12 @@ class SimStorage(RamStorage):
 
 
 class SimBoard:
-    def __init__(self, seed=1, start_ms=0, channels=2):
+    def __init__(self, seed=1, start_ms=0, channels=2, pulse_lead_us=0):
         self.rng = Rng(seed)
         self.clock = VirtualClock(start_ms)
         self.loads = [ElectrodeLoad() for _ in range(channels)]
         self.nominal_series_ohm = self.loads[0].series_ohm
-        self.pulse_out = SimPulseOutput(self.loads, channels)
+        self.pulse_out = SimPulseOutput(self.loads, channels, self.clock, pulse_lead_us)
         self.sense = SimOutputSense(self.pulse_out, SenseAdc(self.rng))
         self.serial = SimSerial()
         self.heater = SimHeater(self.clock)

@@ -29,8 +29,8 @@ TICK_MS = 10
 
 
 class Harness:
-    def __init__(self, seed=1, start_ms=0, channels=2, serial=None):
-        self.board = SimBoard(seed=seed, start_ms=start_ms, channels=channels)
+    def __init__(self, seed=1, start_ms=0, channels=2, serial=None, pulse_lead_us=0):
+        self.board = SimBoard(seed=seed, start_ms=start_ms, channels=channels, pulse_lead_us=pulse_lead_us)
         if serial is not None:
             self.board.serial = serial
         self.device = self.board.build_device()

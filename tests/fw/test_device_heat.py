@@ -261,8 +261,12 @@ def test_a_failing_output_sense_does_not_blind_the_heat_checks():
     assert h.state == "FAULT" and h.faults == ["internal_error"], h.faults
     before_mc = heat_status(h)["measured_mc"]
     h.fault("heater_stuck_on")
+    since = len(h.inbox)
     h.tick_until(lambda: "stuck_on" in h.faults, 300 * SECOND)
     assert h.faults == ["internal_error", "stuck_on"], h.faults
+    h.tick()
+    event = h.events("state", since)[-1]  # the second fault is news too: the host hears of it
+    assert event["faults"] == ["internal_error", "stuck_on"] and event["state"] == "FAULT", event
     assert heat_status(h)["measured_mc"] > before_mc + 5000
     assert h.board.plant.pad_mc < 43000, h.board.plant.pad_mc
 

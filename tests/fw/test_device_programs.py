@@ -208,23 +208,31 @@ def test_a_restart_in_the_tick_a_session_ended_keeps_sessions_apart():
     assert [r["reason"] for r in stops] == ["estop", "stop"], stops  # each session ends with its own reason
 
 
-def test_a_fault_cleared_in_the_tick_it_latched_is_still_in_the_log():
-    # the control part of a tick latches the fault; a clear_fault already waiting is handled later
-    # in the same tick: the session's fault and stop records must be written before the clear
+def test_a_clear_sent_before_the_fault_was_heard_of_is_refused_and_the_log_keeps_the_fault():
+    # the control part of a tick latches the fault; a clear_fault the host sent before it knew
+    # is handled later in the same tick: it is refused, so the fault is announced (state event)
+    # and logged before anything can clear it
     h = Harness()
     h.ok("start", {"program": "conventional", "lease_ms": 0, "amp_ua": [4000, 4000]})
     h.tick(100)
     h.fault("electrode_off:0")
     for _ in range(500):
-        h.send("clear_fault")
+        since = len(h.inbox)
+        request_id = h.send("clear_fault")
         h.tick()
         if h.state != "RUNNING":
             break
-    assert h.state == "IDLE" and h.device.supervisor.reason == "clear_fault", h.state
+    assert h.state == "FAULT", h.state
+    reply = [m for m in h.inbox[since:] if m.get("id") == request_id][0]
+    assert reply["ok"] is False and reply["err"] == msg.E_BAD_STATE, reply
+    assert "no_load:0" in reply["msg"] and "this tick" in reply["msg"], reply
+    assert h.events("state", since)[-1]["state"] == "FAULT"
+    h.fault("electrode_off:0", active=False)
+    h.ok("clear_fault")
     records = _fetch_all(h)
     kinds = [r["ev"] for r in records if r["ev"] in ("start", "fault", "stop")]
     assert kinds == ["start", "fault", "stop"], kinds
-    assert records[-1]["ev"] == "stop" and records[-1]["reason"] == "fault", records[-1]
+    assert [r for r in records if r["ev"] == "stop"][0]["reason"] == "fault"
     assert [r for r in records if r["ev"] == "fault"][0]["faults"] == ["no_load:0"]
 
 

@@ -340,6 +340,49 @@ def test_no_load_latches_at_low_rates_too():
     assert len(h.pulses_on(0, count)) == 1 and h.pulses[-1][0] == h.device.ticks - 1
 
 
+BOARD_LEAD_US = 5000  # rp2_pulse.LEAD_US (a board-only module): a window starts this long after its tick
+# rates whose pulses land late in their window on some ticks (not a multiple of 10 ms)
+LATE_PULSE_SETTINGS = (
+    {"rate_hz": 66}, {"rate_hz": 40}, {"rate_hz": 9}, {"mode": "acupuncture", "rate_hz": 3},
+    {"mode": "modulated", "rate_hz": 60, "mod_rate_pct": 50},
+)
+
+
+def _with_board_timing(fields, fault, amp_ua=8000):
+    """A channel running `fields` with the board's pulse timing, `fault` injected; returns
+    (harness, pulses into the fault before the outputs stopped)."""
+    h = Harness(pulse_lead_us=BOARD_LEAD_US)
+    stim(h, 0, fields)
+    running(h, amps=(amp_ua,))
+    h.tick(37)  # somewhere in the pattern of early and late pulses
+    h.fault(fault)
+    count = len(h.pulses)
+    h.tick_until(lambda: h.state == "FAULT", limit=3 * TICKS_PER_S)
+    return h, len(h.pulses_on(0, count))
+
+
+def test_with_the_boards_pulse_timing_every_pulse_is_judged():
+    # On the board a pulse fires LEAD_US + start_us after the tick that fed it: one late in its
+    # window completes after the next tick's sense read. It must still be judged against what
+    # was commanded, and a read between pulses must not break the row of over-limit pulses.
+    for fields in LATE_PULSE_SETTINGS:
+        h, pulses = _with_board_timing(fields, "electrode_off:0")
+        assert h.faults == ["no_load:0"] and pulses == 1, (fields, h.faults, pulses)
+        h, pulses = _with_board_timing(fields, "overcurrent:0")
+        assert h.faults == ["overcurrent:0"] and pulses == limits.OVERCURRENT_PULSES, (fields, h.faults, pulses)
+
+
+def test_with_the_boards_pulse_timing_a_healthy_load_never_trips():
+    for fields in LATE_PULSE_SETTINGS + ({"rate_hz": 100}, {"mode": "burst"}):
+        h = Harness(pulse_lead_us=BOARD_LEAD_US)
+        stim(h, 0, fields)
+        stim(h, 1, fields)
+        running(h, amps=(8000, 30000))
+        h.ok("set_amp", {"ch": 1, "amp_ua": 2500})  # ramping down between judged pulses
+        h.tick(3 * TICKS_PER_S)
+        assert h.state == "RUNNING" and h.faults == [], (fields, h.faults, h.device.supervisor.fault_msg)
+
+
 def test_dead_band_never_trips_no_load():
     h = running(amps=(limits.SENSE_MIN_CHECK_UA - limits.AMP_STEP_UA, 1000))
     h.fault("electrode_off:0")

@@ -98,6 +98,28 @@ def test_soft_start_takes_the_configured_ramp_time():
             assert ticks == full
 
 
+def test_after_an_interruption_the_soft_start_takes_the_ramp_time_again():
+    # turning down from 40 mA uses a large step (one ramp time for the whole span); an
+    # interruption must not leave that step for the restart from zero to the low target
+    ch = Channel(0)
+    ch.ramp_ms = 5000
+    ch.set_target(40000)
+    while ch.amp_ua < 40000:
+        ch.ramp()
+    ch.set_target(2000)
+    ch.ramp()
+    ch.off()  # a pause, a fault, a refused pulse: output to zero, target kept
+    fresh = Channel(1)
+    fresh.ramp_ms = 5000
+    fresh.set_target(2000)
+    for channel in (ch, fresh):
+        channel.ticks = 0
+        while channel.amp_ua < 2000:
+            channel.ramp()
+            channel.ticks += 1
+    assert ch.ticks == fresh.ticks == 2000 // 10, (ch.ticks, fresh.ticks)  # at the least step, 10 uA a tick
+
+
 def test_ramp_up_in_bounded_steps():
     ch = Channel(0)
     ch.set_target(1000)

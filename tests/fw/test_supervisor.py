@@ -79,8 +79,8 @@ def test_faults_latch_and_keep_the_first_message():
     s.trip("overcurrent:1", "again")
     s.trip(sup.F_INTERNAL, "second")
     assert s.faults == ["overcurrent:1", sup.F_INTERNAL]
-    assert s.fault_msg == "first"
-    assert s.changes == changes  # still FAULT: no new state change
+    assert s.fault_msg == "first" and s.reason == "overcurrent:1"
+    assert s.changes == changes + 1  # the same fault again is nothing new; another one is (a state event)
     s.to_idle("estop")  # neither a stop nor an emergency stop leaves FAULT
     assert s.state == sup.FAULT
 
