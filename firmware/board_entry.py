@@ -211,9 +211,8 @@ class Board:
         self._grace = 0
         self._stop_was_down = True  # a STOP held through boot is not a press
         self._buttons_down = 0  # the mask of the last poll: a press is a new bit
-        self._ind_amp = []
-        self._ind_setting = []
-        self._ind_on = []
+        self._ind_setting = []  # per channel: the setting whose indicator threshold is known ...
+        self._ind_threshold = []  # ... and that threshold (uA): lit at amp_ua >= it
 
     # ---- boot -----------------------------------------------------------------------
 
@@ -227,9 +226,8 @@ class Board:
         )
         self.outputs_off()
         count = len(self.device.channels)
-        self._ind_amp = [0] * count
         self._ind_setting = [None] * count
-        self._ind_on = [False] * count
+        self._ind_threshold = [0] * count
         marker = self._take_marker()
         if marker or self.stop_held:
             self.maintenance = True
@@ -333,7 +331,13 @@ class Board:
         indicator.set(output_on, alarm)  # every tick: the driver counts calls for its blink patterns
 
     def _output_on(self, device):
-        """Any channel above the indicator threshold (10 mA r.m.s. or 10 mJ into 1 kohm), as status says."""
+        """Any channel above the indicator threshold (10 mA r.m.s. or 10 mJ into 1 kohm), as status says.
+
+        Runs every step, ramps included: the lowest lit amplitude of a channel's setting is
+        computed once when the setting changes (envelope.indicator_threshold_ua: the same
+        rule as Envelope(setting, amp).indicator, whose products are long ints on the board),
+        and each step compares two small ints.
+        """
         on = False
         channels = device.channels
         for i in range(len(channels)):
@@ -342,11 +346,10 @@ class Board:
             if amp_ua <= 0:
                 continue
             setting = channel.setting
-            if amp_ua != self._ind_amp[i] or setting is not self._ind_setting[i]:
-                self._ind_amp[i] = amp_ua
+            if setting is not self._ind_setting[i]:
+                self._ind_threshold[i] = envelope.indicator_threshold_ua(setting)
                 self._ind_setting[i] = setting
-                self._ind_on[i] = bool(envelope.Envelope(setting, amp_ua).indicator)
-            if self._ind_on[i]:
+            if amp_ua >= self._ind_threshold[i]:
                 on = True
         return on
 

@@ -288,3 +288,25 @@ def binding_limit(s):
 
 def describe(s):
     return "%s %s, %d us, %d Hz max, %d cm2" % (s.mode, s.waveform, s.phase_us, max_rate_hz(s), s.area_cm2)
+
+
+def indicator_threshold_ua(s):
+    """The lowest amplitude at which Envelope(s, amp).indicator is True.
+
+    The indicator only rises with amplitude (phase_amps, i2t, rms and energy never fall as
+    amp_ua grows), so `amp_ua >= indicator_threshold_ua(s)` is Envelope(s, amp_ua).indicator
+    for every amp_ua >= 0, and a caller that checks it every tick computes this once per
+    setting (a binary search like max_amp_ua: long ints, not the hot path) and then compares
+    two small ints.
+    """
+    high = L.AMP_LIMIT_UA
+    while not Envelope(s, high).indicator:  # every setting lights somewhere: rms grows with amp
+        high = high * 2
+    low = 0  # Envelope(s, 0).indicator is False: no current, no r.m.s., no energy
+    while high - low > 1:
+        mid = (low + high) // 2
+        if Envelope(s, mid).indicator:
+            high = mid
+        else:
+            low = mid
+    return high

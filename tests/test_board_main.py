@@ -597,6 +597,53 @@ def test_the_indicator_follows_the_output_every_tick_and_alarms_on_a_fault():
     assert rig.indicator.calls[-1] == (False, True)
 
 
+def test_the_indicator_builds_no_envelope_per_ramp_tick_and_stays_exact(monkeypatch):
+    """Envelope(setting, amp) computes long ints on the board (i2t and the like, from 1.64 mA):
+    the indicator, checked every step, compares the amplitude with a threshold found once per
+    setting, never rebuilding an Envelope as the amplitude ramps."""
+    from firmware import envelope
+
+    real = envelope.Envelope
+    built = [0]
+
+    class Counted(real):
+        def __init__(self, s, amp_ua):
+            built[0] += 1
+            real.__init__(self, s, amp_ua)
+
+    rig = Rig()
+    rig.board.boot()
+    board = rig.board
+    real_indicate = board._indicate
+    per_step = []  # Envelopes built inside the indicator path, per step
+
+    def indicate():
+        before = built[0]
+        real_indicate()
+        per_step.append(built[0] - before)
+
+    board._indicate = indicate
+    monkeypatch.setattr(envelope, "Envelope", Counted)
+    request_id = rig.send("start", amp_ua=[LIT_UA, 0], lease_ms=0, ramp_ms=8000)
+    amps = []
+    wrong = []
+    for _ in range(900):
+        rig.steps(1)
+        channel = board.device.channels[0]
+        amps.append(channel.amp_ua)
+        expected = channel.amp_ua > 0 and real(channel.setting, channel.amp_ua).indicator  # (not counted)
+        if rig.indicator.calls[-1][0] != bool(expected):
+            wrong.append((channel.amp_ua, rig.indicator.calls[-1], expected))
+    assert rig.reply(request_id)["ok"] is True
+    changes = len([1 for a, b in zip(amps, amps[1:]) if a != b and b > 0])
+    assert changes >= 400 and amps[-1] == LIT_UA  # ramped up tick by tick
+    assert not wrong, wrong[:5]  # off below the threshold, lit from it on (the ramp crosses it)
+    assert rig.indicator.calls[-1] == (True, False)
+    steps_building = [n for n in per_step if n]
+    assert len(steps_building) <= 1, (len(steps_building), changes)  # the setting's threshold, once
+    assert sum(per_step) <= 40, sum(per_step)  # one binary search: ~log2(80000) Envelopes
+
+
 def test_an_indicator_that_fails_latches_a_fault_instead_of_rebooting():
     rig = Rig()
     rig.board.boot()

@@ -808,3 +808,75 @@ def test_asymmetric_pulses_are_refused_not_reshaped():
     board.run(40000)
     pulses, _ = parse(board, 0)
     assert pulses == [] and out.refused[0] > 0
+
+
+# ==== the amplitude reference's duty: exact, and small ints only ===============================
+
+SMALL_INT_LIMIT = 1 << 30  # the rp2 port's small ints: |x| < 2^30; beyond, every result is a heap object
+
+
+class _TracedAmp(int):
+    """An amplitude that records every product and sum computed from it (fire()'s intermediates)."""
+
+    seen = []
+
+    def _note(self, value):
+        _TracedAmp.seen.append(value)
+        return value
+
+    def __mul__(self, other):
+        return self._note(int(self) * other)
+
+    def __rmul__(self, other):
+        return self._note(other * int(self))
+
+    def __add__(self, other):
+        return self._note(int(self) + other)
+
+    def __radd__(self, other):
+        return self._note(other + int(self))
+
+    def __lshift__(self, other):
+        return self._note(int(self) << other)
+
+
+def test_duty_is_exact_for_every_amplitude_and_its_product_stays_a_small_int():
+    """fire() sets duty = amp * 65535 // HW_MAX_AMP_UA for every amp 0..HW_MAX_AMP_UA (and the
+    clamp above), computing nothing of 2^30 or more on the way (on the board: a long int per pulse)."""
+    board, mod, out = make()
+    full = mod.HW_MAX_AMP_UA
+    pwm = out._pwms[0]
+    set_to = []
+    real = pwm.duty_u16
+
+    def spy(value=None):
+        if value is not None:
+            set_to.append(value)
+            return real(value)
+        return real()
+
+    pwm.duty_u16 = spy
+    _TracedAmp.seen = []
+    wrong = []
+    biggest = 0
+    for amp in list(range(0, full + 1)) + [full + 1, full + 5000]:
+        expected = min(amp, full) * 65535 // full
+        out._duty[0] = -1  # force the write, so every amplitude's duty is seen
+        out._busy[0] = False  # an idle timeline: each pulse is accepted at once
+        out._timeline[0] = False
+        del set_to[:]
+        traced = _TracedAmp(amp)
+        assert out.fire(0, 0, traced, 100, 50, traced, 100) is True, amp
+        if set_to != [expected]:
+            wrong.append((amp, set_to[:], expected))
+        if _TracedAmp.seen:
+            biggest = max(biggest, max(abs(v) for v in _TracedAmp.seen))
+            _TracedAmp.seen = []
+        if out._sms[0].tx_fifo() >= mod.TX_FIFO_DEPTH - 1:
+            out.off()  # (nothing runs the emulated clock: empty the FIFO before it is full)
+    assert not wrong, wrong[:5]
+    assert biggest < SMALL_INT_LIMIT, biggest
+    # the reduced fraction, from the constants: the largest product over the whole range
+    assert mod.DUTY_NUM * full // mod.DUTY_DEN == 65535 and 65535 * mod.DUTY_DEN == full * mod.DUTY_NUM
+    assert (mod.DUTY_NUM, mod.DUTY_DEN) == (13107, 16000)
+    assert full * mod.DUTY_NUM < SMALL_INT_LIMIT, full * mod.DUTY_NUM  # 1 048 560 000

@@ -66,6 +66,24 @@ SM_IDS = (0, 1)  # PIO0 state machines 0 and 1: one per channel, both share one 
 TX_FIFO_DEPTH = const(8)  # TX joined with the unused RX FIFO: 8 pulses per channel at most
 
 HW_MAX_AMP_UA = const(80000)  # the reference's full scale (duty 65535) is 80 mA
+DUTY_FULL = const(65535)
+
+
+def _gcd(a, b):
+    while b:
+        a, b = b, a % b
+    return a
+
+
+# duty = amp * DUTY_FULL // HW_MAX_AMP_UA, exactly, as amp * DUTY_NUM // DUTY_DEN: the fraction in
+# lowest terms (13107 / 16000) keeps the product a small int on the board (|x| < 2^30): the plain
+# amp * 65535 is a long int, allocated on every pulse, from 16385 uA up. Derived, not written out,
+# so a changed full scale stays exact; a full scale whose reduced product leaves the small ints
+# fails here, at import, not silently in the pulse path.
+DUTY_NUM = DUTY_FULL // _gcd(DUTY_FULL, HW_MAX_AMP_UA)
+DUTY_DEN = HW_MAX_AMP_UA // _gcd(DUTY_FULL, HW_MAX_AMP_UA)
+if HW_MAX_AMP_UA * DUTY_NUM > 0x3FFFFFFF:
+    raise ValueError("amp * DUTY_NUM leaves the small ints: change HW_MAX_AMP_UA or the duty formula")
 HW_MAX_PHASE_US = const(1000)  # the driver's clamp; the program's own is 1025 us
 PWM_FREQ = const(100000)
 
@@ -234,7 +252,7 @@ class Rp2PulseOutput:
                 return self._slip(ch)  # further ahead than one word can wait: not this window's pulse
         if self._parked[ch]:
             self._arm(ch)
-        duty = amp * 65535 // HW_MAX_AMP_UA
+        duty = amp * DUTY_NUM // DUTY_DEN  # == amp * 65535 // HW_MAX_AMP_UA, in small ints
         if duty != self._duty[ch]:
             self._pwms[ch].duty_u16(duty)
             self._duty[ch] = duty

@@ -18,6 +18,13 @@ temperatures where the dose rate is already below 2^-16 (T < 35 C).
 T is clamped to 50 C for the arithmetic (over_temp latches at 45 C long
 before), so every product stays below 2^30. Units: cem43_ms = CEM43
 milliseconds (60000 = 1 equivalent minute at 43 C).
+
+The count saturates at CEM43_MAX_MS = 2^29 (149 equivalent hours, 149 times the default
+cap): the dose keeps accumulating while heat is off or latched in FAULT (a stuck-on heater
+the firmware cannot open keeps the pad hot), up to 128 per ms at 50 C, and an unbounded
+count would pass the board's small ints (2^30) after ~2.3 h and then allocate a long int
+every tick. At the ceiling the count stays there (the fraction is dropped); reached() is
+True there whatever the cap, so a saturated dose can never read as "below the cap".
 """
 
 from firmware.compat import const
@@ -36,6 +43,7 @@ _STEP_MAX_MS = const(50)  # a late tick is added in steps of at most 50 ms
 _FRAC_ONE = const(65536)
 _FRAC_MASK = const(65535)
 _N_FLOOR = const(-40)  # 2^-40 per ms: nothing
+CEM43_MAX_MS = const(1 << 29)  # the ceiling of cem43_ms (see module text); + one tick's add < 2^30
 
 
 def rate_exponent_64(t_mc):
@@ -59,7 +67,7 @@ class Dose:
         self._frac = 0
 
     def reached(self):
-        return self.cem43_ms >= self.cap_ms
+        return self.cem43_ms >= self.cap_ms or self.cem43_ms >= CEM43_MAX_MS
 
     def add(self, t_mc, dt_ms):
         """Accumulate dt_ms at temperature t_mc."""
@@ -80,6 +88,11 @@ class Dose:
                 inc = inc >> -n
             frac = self._frac + inc
             if frac >= _FRAC_ONE:
-                self.cem43_ms += frac >> 16
+                total = self.cem43_ms + (frac >> 16)  # < 2^29 + 2^29: a small int
                 frac = frac & _FRAC_MASK
+                if total >= CEM43_MAX_MS:
+                    self.cem43_ms = CEM43_MAX_MS  # saturated: it stays here
+                    self._frac = 0
+                    return
+                self.cem43_ms = total
             self._frac = frac
