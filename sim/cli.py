@@ -20,6 +20,14 @@ def cli():
     """Simulated pulsewarm device for the desktop and CI."""
 
 
+def _speed_option(_ctx, _param, value):
+    """--speed checked once, where it is parsed: finite, and 0 or inside the range the VM can pace."""
+    try:
+        return launcher.check_speed(value)
+    except launcher.SimError as err:
+        raise click.UsageError(str(err))
+
+
 @cli.command()
 @click.option("--listen", metavar="HOST:PORT",
               help="Serve on a TCP socket (open it as socket://HOST:PORT); with --devices N, "
@@ -29,16 +37,19 @@ def cli():
 @click.option("--devices", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Serve N independent devices: ids pulsewarm-sim-0..N-1, seeds SEED..SEED+N-1, "
                    "each on its own pty or port; one URL per line on stdout.")
-@click.option("--speed", type=click.FloatRange(min=0), default=1.0, show_default=True,
-              help="Simulated seconds per wall second; 0 = as fast as possible.")
+@click.option("--speed", type=float, default=1.0, show_default=True, callback=_speed_option,
+              help="Simulated seconds per wall second, %g to %g; 0 = as fast as possible."
+                   % (launcher.SPEED_MIN, launcher.SPEED_MAX))
 @click.option("--runtime", type=RUNTIME, default="cpython", show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True, help="Noise seed (device i: SEED+i).")
+@click.option("--seed", type=click.IntRange(0, launcher.SEED_MAX), default=1, show_default=True,
+              help="Noise seed (device i: SEED+i).")
 @click.option("--start-ms", type=click.IntRange(0, (1 << 30) - 1), default=0,
               help="Start value of the 2^30 ms tick counter (every device).")
 @click.option("--near-wrap", is_flag=True, help="Start the tick counter 5 s before its 2^30 ms wrap.")
 @click.option("--device-id", default=None,
-              help="Device id [default: pulsewarm-sim-0; with --devices N: ID-0..ID-(N-1), "
-                   "pulsewarm-sim-0..N-1 without --device-id].")
+              help="Device id, 1 to %d printable ASCII characters without spaces [default: pulsewarm-sim-0; "
+                   "with --devices N: ID-0..ID-(N-1), pulsewarm-sim-0..N-1 without --device-id]."
+                   % launcher.DEVICE_ID_MAX_CHARS)
 @click.option("--control", "control_at", metavar="HOST:PORT", default="127.0.0.1:0", show_default=True,
               help="Control socket for `tens-sim inject` (device i: PORT+i; port 0: a free port each).")
 def serve(listen, use_pty, devices, speed, runtime, seed, start_ms, near_wrap, device_id, control_at):
@@ -106,6 +117,9 @@ def inject(names, clear, clear_all, port, control_address, as_json):
     thermistor_open. A fault stays until cleared; what the firmware latched
     stays latched until the host clears it (tensctl clear-fault).
     """
+    if clear and clear_all:
+        raise click.UsageError("--clear and --clear-all cannot be combined: --clear NAME... clears those, "
+                               "--clear-all clears every fault")
     if clear and not names:
         raise click.UsageError("--clear needs the NAMEs to clear (or use --clear-all)")
     if clear_all and names:
@@ -114,6 +128,7 @@ def inject(names, clear, clear_all, port, control_address, as_json):
         address, where = _control_endpoint(port, control_address)
         reply = _control_request(address, {"list": True})
         known = [fault["name"] for fault in reply.get("faults", [])]
+        inactive = [name for name in names if clear and name not in (reply.get("active") or [])]
         unknown = [name for name in names if name not in known]
         if unknown:
             raise click.BadParameter(
@@ -133,11 +148,22 @@ def inject(names, clear, clear_all, port, control_address, as_json):
     if clear_all:
         done = "cleared every fault; "
     elif names:
-        done = "%s %s; " % ("cleared" if clear else "injected", ", ".join(names))
+        done = _inject_done(names, clear, inactive)
     click.echo(
         "%s (%s): %sactive faults: %s"
         % (reply.get("device_id"), reply.get("url", where), done, ", ".join(reply.get("active") or []) or "none")
     )
+
+
+def _inject_done(names, clear, inactive):
+    """What inject did, for its summary line: a clear of a fault that was not active changed nothing."""
+    if not clear:
+        return "injected %s; " % ", ".join(names)
+    cleared = [name for name in names if name not in inactive]
+    done = "cleared %s; " % ", ".join(cleared) if cleared else ""
+    if inactive:
+        done += "%s %s not active (nothing to clear); " % (", ".join(inactive), "was" if len(inactive) == 1 else "were")
+    return done
 
 
 def _control_endpoint(port, control_address):
@@ -161,14 +187,14 @@ def _control_request(address, request):
 @click.argument("scenarios", nargs=-1, required=True, metavar="SCENARIO...", type=click.Path())
 @click.option("--trace", "trace_path", type=click.Path(writable=True),
               help="Write the trace here (JSON lines, one per 100 ms). With several runs (scenarios, "
-                   "folders, runtimes): a folder, one NAME.RUNTIME[.near-wrap].jsonl per run.")
+                   "folders, runtimes) or a PATH ending in /: a folder, one NAME.RUNTIME[.near-wrap].jsonl per run.")
 @click.option("--runtime", "runtimes", type=RUNTIME, multiple=True,
               help="Runtime to run under: cpython (the default) or micropython; give it twice for both.")
 @click.option("--check", is_flag=True,
               help="Check each scenario's expectations (its \"expect\" list): a PASS/FAIL line per expectation "
                    "on stdout; exit status 1 if any fails.")
 @click.option("--near-wrap", is_flag=True, help="Start the tick counter 5 s before its 2^30 ms wrap.")
-@click.option("--seed", type=click.IntRange(0, 0xFFFFFFFF), help="Noise seed instead of the scenario's own.")
+@click.option("--seed", type=click.IntRange(0, launcher.SEED_MAX), help="Noise seed instead of the scenario's own.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Runs at once; above 1 each run is its own process (use the machine's cores).")
 @click.option("--pulses", "pulses_path", type=click.Path(dir_okay=False, writable=True),
@@ -199,15 +225,13 @@ def run(scenarios, trace_path, runtimes, check, near_wrap, seed, jobs, pulses_pa
     count = len(files) * len(runtimes)
     if pulses_path and (count != 1 or not trace_path):
         raise click.UsageError("--pulses records one run: one SCENARIO, one --runtime, and --trace")
-    trace_dir = None
-    if trace_path and (count > 1 or os.path.isdir(trace_path)):
-        trace_dir = trace_path
-        os.makedirs(trace_dir, exist_ok=True)
+    trace_dir = _trace_dir(trace_path, count)
     jobs_list = runner.plan(files, runtimes, (near_wrap,), seed, trace_dir)
     for job in jobs_list:
         job.normalized = loaded[job.path]
         if trace_path and trace_dir is None:
             job.trace_path = trace_path
+    _check_outputs(jobs_list, trace_dir, pulses_path, files)  # before any output file is opened
     if pulses_path:
         job = jobs_list[0]
         started = time.monotonic()
@@ -258,6 +282,85 @@ def run(scenarios, trace_path, runtimes, check, near_wrap, seed, jobs, pulses_pa
         sys.exit(1)
 
 
+def _trace_dir(trace_path, count):
+    """The folder --trace names (several runs, an existing folder, or a path ending in /), else None:
+    a single trace file."""
+    if not trace_path:
+        return None
+    if count == 1 and not os.path.isdir(trace_path) and not trace_path.endswith(("/", os.sep)):
+        return None
+    if os.path.exists(trace_path) and not os.path.isdir(trace_path):
+        raise click.UsageError(
+            "--trace %s: %d runs write one trace file each into a folder, and %s is a file; name a folder"
+            % (trace_path, count, trace_path)
+        )
+    return trace_path
+
+
+def _output_problem(path):
+    """Why `path` cannot be written, or None: checked before any output is opened (and truncated)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return "the folder %s does not exist" % folder
+    if os.path.isdir(path):
+        return "it is a folder"
+    if not os.access(path if os.path.exists(path) else folder, os.W_OK):
+        return "no permission to write there"
+    return None
+
+
+def _check_output(path, option):
+    problem = _output_problem(path)
+    if problem:
+        raise click.UsageError("%s %s: cannot write there: %s" % (option, path, problem))
+
+
+def _same_file(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _trace_collision(jobs):
+    """The first two jobs that would write the same trace file, or None."""
+    seen = {}
+    for job in jobs:
+        if job.trace_path is None:
+            continue
+        key = os.path.realpath(job.trace_path)
+        if key in seen:
+            return seen[key], job
+        seen[key] = job
+    return None
+
+
+def _check_outputs(jobs, trace_dir, pulses_path, inputs):
+    """Every output can be written, none overwrites another or a scenario: checked before any run."""
+    collision = _trace_collision(jobs)
+    if collision:
+        first, second = collision
+        again = _same_file(first.path, second.path) and first.runtime == second.runtime
+        raise click.UsageError(
+            "--trace %s: %s and %s would both write %s; %s"
+            % (trace_dir, first.label, second.label, second.trace_path,
+               "the same run is asked for twice: give each SCENARIO and --runtime once" if again else
+               "scenario files with the same name need separate --trace folders")
+        )
+    outputs = [("--trace", job.trace_path) for job in jobs if job.trace_path] + (
+        [("--pulses", pulses_path)] if pulses_path else [])
+    for option, path in outputs:
+        for scenario in inputs:
+            if _same_file(path, scenario):
+                raise click.UsageError("%s %s would overwrite the scenario file %s" % (option, path, scenario))
+    if pulses_path and _same_file(pulses_path, jobs[0].trace_path):
+        raise click.UsageError("--pulses and --trace name the same file %s; give each its own" % pulses_path)
+    if trace_dir is not None:
+        try:
+            os.makedirs(trace_dir, exist_ok=True)
+        except OSError as err:
+            raise click.UsageError("--trace %s: cannot make the folder: %s" % (trace_dir, err.strerror or err))
+    for option, path in outputs:
+        _check_output(path, option)
+
+
 def _run_line(trace, lines, sim_s, wall_s, runtime):
     click.echo("%s: %d trace lines, %.1f simulated s in %.2f wall s (%s)" % (trace, lines, sim_s, wall_s, runtime), err=True)
 
@@ -265,7 +368,8 @@ def _run_line(trace, lines, sim_s, wall_s, runtime):
 @cli.command()
 @click.argument("trace", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "out_path", required=True, type=click.Path(dir_okay=False, writable=True),
-              help="Write the picture here (PNG).")
+              help="Write the picture here: PNG, PDF or SVG by its extension (.png, .pdf, .svg); "
+                   "without one, PNG at PATH.png.")
 @click.option("--waveform", "pulses_path", metavar="PULSES", type=click.Path(dir_okay=False),
               help="Draw a few pulses from this pulse file (`tens-sim run --pulses`) at microsecond "
                    "resolution instead of a trace.")
@@ -277,7 +381,7 @@ def _run_line(trace, lines, sim_s, wall_s, runtime):
               "pulse at or after it).")
 @click.option("--to-s", type=float, metavar="S", help="End at this simulated second.")
 def plot(trace, out_path, pulses_path, channel, count, from_s, to_s):
-    """Draw TRACE (`tens-sim run --trace`) as a PNG, or pulses with --waveform.
+    """Draw TRACE (`tens-sim run --trace`) as a PNG (or PDF, SVG), or pulses with --waveform.
 
     \b
     tens-sim plot TRACE.jsonl -o session.png [--from-s S] [--to-s S]
@@ -296,14 +400,19 @@ def plot(trace, out_path, pulses_path, channel, count, from_s, to_s):
     if not pulses_path and (channel is not None or count is not None):
         raise click.UsageError("--channel and --count go with --waveform PULSES")
     try:
+        written, _ = plot_mod.output_path(out_path)
+    except plot_mod.PlotError as err:
+        raise click.UsageError("-o %s" % err)
+    _check_output(str(written), "-o")
+    try:
         if pulses_path:
-            plot_mod.plot_waveform(pulses_path, out_path, count=3 if count is None else count,
-                                   channel=channel or 0, from_s=from_s, to_s=to_s)
+            written = plot_mod.plot_waveform(pulses_path, out_path, count=3 if count is None else count,
+                                             channel=channel or 0, from_s=from_s, to_s=to_s)
         else:
-            plot_mod.plot_session(trace, out_path, from_s=from_s, to_s=to_s)
+            written = plot_mod.plot_session(trace, out_path, from_s=from_s, to_s=to_s)
     except plot_mod.PlotError as err:
         raise click.ClickException(str(err))
-    click.echo("wrote %s" % out_path, err=True)
+    click.echo("wrote %s" % written, err=True)
 
 
 @cli.command("faults")

@@ -36,6 +36,7 @@ import threading
 
 MAX_LINE = 4000  # bytes of one control request (the VM pipe takes a line whole below PIPE_BUF)
 DEFAULT_TIMEOUT_S = 10.0
+PORT_MAX = 65535
 
 
 class ControlError(Exception):
@@ -54,8 +55,8 @@ def parse_address(text, default_host="127.0.0.1"):
         port = int(port)
     except ValueError:
         raise ControlError("a control address is HOST:PORT or PORT, got %r" % text)
-    if not 0 <= port <= 65535:
-        raise ControlError("port out of range in %r" % text)
+    if not 0 <= port <= PORT_MAX:
+        raise ControlError("port %d is outside 0..%d in %r" % (port, PORT_MAX, text))
     return host or default_host, port
 
 

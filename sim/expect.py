@@ -535,6 +535,8 @@ def _anchor(value, steps, duration_ms, channels):
     if isinstance(value, bool):
         raise ExpectError("an anchor cannot be %r" % value)
     if isinstance(value, (int, float)):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ExpectError("anchor %r s is not a finite number of seconds" % (value,))
         ms = int(value * 1000 + 0.5)
         if not 0 <= ms <= duration_ms:
             raise ExpectError("anchor %r s is outside the run (0..%s s)" % (value, duration_ms / 1000))

@@ -34,10 +34,69 @@ from sim import control as control_channel
 from sim.serve_loop import TICK_MS, ServedDevice
 
 RUNTIMES = ("cpython", "micropython")
+SPEED_MIN = 0.001  # simulated seconds per wall second, slowest (0 = as fast as possible)
+SPEED_MAX = 10000.0  # fastest paced speed; a device runs a few hundred times real time at most anyway
+SPEED_UNITS_PER_1 = 1000000  # the VM takes the speed in millionths: SPEED_MIN still keeps 3 digits
+SEED_MAX = 0xFFFFFFFF  # the noise generator's 32-bit seed, as `tens-sim run --seed` and scenarios
+DEVICE_ID_MAX_CHARS = 64  # the firmware's own ids have 18; the VM's argv takes 255 bytes, a frame 1024
+DEVICE_ID_FIRST_CHAR, DEVICE_ID_LAST_CHAR = "!", "~"  # printable ASCII, no space: the banner splits on spaces
+PORT_MAX = control_channel.PORT_MAX
 
 
 class SimError(Exception):
     pass
+
+
+# ---- checks of what a caller asks for: one clear error before anything starts ----------------
+
+
+def check_speed(speed):
+    """The speed as a float: 0 (as fast as possible) or SPEED_MIN..SPEED_MAX, finite.
+
+    The VM paces in integer millionths of real time, so a speed that would round to 0 there
+    (and silently run flat out) is refused rather than kept."""
+    try:
+        speed = float(speed)
+    except (TypeError, ValueError):
+        raise SimError("--speed must be a number, got %r" % (speed,))
+    if speed != speed or speed in (float("inf"), float("-inf")):
+        raise SimError("--speed must be a finite number, got %r" % speed)
+    if speed == 0:
+        return 0.0
+    if not SPEED_MIN <= speed <= SPEED_MAX:
+        raise SimError("--speed %r is outside %g..%g (or 0 = as fast as possible)" % (speed, SPEED_MIN, SPEED_MAX))
+    return speed
+
+
+def speed_millionths(speed):
+    """The speed as the VM takes it: an integer count of millionths of real time (0: as fast as possible)."""
+    return int(round(check_speed(speed) * SPEED_UNITS_PER_1))
+
+
+def check_seed(seed, count=1):
+    """Device i of `count` gets seed + i: every one must fit the 32-bit noise seed."""
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SimError("--seed must be an integer, got %r" % (seed,))
+    if not 0 <= seed <= SEED_MAX:
+        raise SimError("--seed %d is outside 0..%d" % (seed, SEED_MAX))
+    if seed + count - 1 > SEED_MAX:
+        raise SimError("--seed %d with %d devices gives device %d the seed %d, past %d"
+                       % (seed, count, count - 1, seed + count - 1, SEED_MAX))
+    return seed
+
+
+def check_device_id(device_id, what="--device-id"):
+    """A device id the hello reply, the VM's argv and the banner line all carry unchanged."""
+    if not isinstance(device_id, str) or not device_id:
+        raise SimError("%s must not be empty (1 to %d characters)" % (what, DEVICE_ID_MAX_CHARS))
+    if len(device_id) > DEVICE_ID_MAX_CHARS:
+        raise SimError("%s is %d characters long (%r...); at most %d"
+                       % (what, len(device_id), device_id[:20], DEVICE_ID_MAX_CHARS))
+    for char in device_id:
+        if not DEVICE_ID_FIRST_CHAR <= char <= DEVICE_ID_LAST_CHAR:
+            raise SimError("%s %r: character %r is not allowed; use printable ASCII without spaces (%s to %s)"
+                           % (what, device_id, char, DEVICE_ID_FIRST_CHAR, DEVICE_ID_LAST_CHAR))
+    return device_id
 
 
 def project_root():
@@ -191,9 +250,12 @@ def _parse_listen(listen):
     else:
         host, port = "127.0.0.1", text
     try:
-        return host or "127.0.0.1", int(port)
+        port = int(port)
     except ValueError:
         raise SimError("--listen takes HOST:PORT or PORT, got %r" % text)
+    if not 0 <= port <= PORT_MAX:
+        raise SimError("--listen %s: port %d is outside 0..%d" % (text, port, PORT_MAX))
+    return host or "127.0.0.1", port
 
 
 
@@ -437,7 +499,7 @@ def _spawn_micropython(server, speed, seed, start_ms, channels, device_id):
     control_read, control_write = os.pipe()  # launcher -> VM: control requests
     reply_read, reply_write = os.pipe()  # VM -> launcher: control replies
     command = micropython_command(
-        "serve", int(round(speed * 1000)), seed, start_ms, channels, device_id, control_read, reply_write
+        "serve", speed_millionths(speed), seed, start_ms, channels, device_id, control_read, reply_write
     )
     server.stderr = tempfile.TemporaryFile()
     try:
@@ -475,8 +537,9 @@ def start_server(
     """
     if runtime not in RUNTIMES:
         raise SimError("unknown runtime %r; choose one of %s" % (runtime, ", ".join(RUNTIMES)))
-    if speed < 0:
-        raise SimError("--speed must be >= 0 (0 = as fast as possible), got %r" % speed)
+    speed = check_speed(speed)
+    check_seed(seed)
+    check_device_id(device_id, "device id")
     if listen is not None:
         front = SocketFront(*_parse_listen(listen))
     elif pty:
@@ -503,17 +566,30 @@ def start_server(
 def device_ids(count, base=None):
     """The ids of `count` devices: base (default pulsewarm-sim-0) for one, BASE-0..BASE-(count-1) for more."""
     if count == 1:
-        return [base or "pulsewarm-sim-0"]
-    return ["%s-%d" % (base or "pulsewarm-sim", index) for index in range(count)]
+        return ["pulsewarm-sim-0" if base is None else base]
+    return ["%s-%d" % ("pulsewarm-sim" if base is None else base, index) for index in range(count)]
+
+
+def _check_device_ids(count, base):
+    """The base id (--device-id) and every id made from it (ID-0 ... ID-(N-1)) are valid ids."""
+    if base is not None:
+        check_device_id(base)
+    for name in device_ids(count, base):
+        if len(name) > DEVICE_ID_MAX_CHARS:
+            raise SimError("--device-id %r with --devices %d gives the id %r, %d characters long; at most %d"
+                           % (base, count, name, len(name), DEVICE_ID_MAX_CHARS))
 
 
 def _nth_address(address, index, what):
     """Device `index`'s address from a base HOST:PORT: PORT + index (port 0: a free port each)."""
-    host, port = control_channel.parse_address(address) if isinstance(address, str) else ("127.0.0.1", int(address))
+    try:
+        host, port = control_channel.parse_address(address) if isinstance(address, str) else ("127.0.0.1", int(address))
+    except control_channel.ControlError as err:
+        raise SimError("%s %s" % (what, err))
     if port == 0:
         return "%s:0" % host
-    if port + index > 65535:
-        raise SimError("%s %s: port %d is past 65535" % (what, address, port + index))
+    if port + index > PORT_MAX:
+        raise SimError("%s %s: port %d is past %d" % (what, address, port + index, PORT_MAX))
     return "%s:%d" % (host, port + index)
 
 
@@ -530,14 +606,17 @@ def start_servers(
     """
     if count < 1:
         raise SimError("--devices must be at least 1, got %d" % count)
-    try:
-        if listen is not None:
-            host, port = _parse_listen(listen)
-            listen = "%s:%d" % (host, port)
-        if control is not None:
+    check_speed(speed)
+    check_seed(seed, count)
+    _check_device_ids(count, device_id)
+    if listen is not None:
+        host, port = _parse_listen(listen)
+        listen = "%s:%d" % (host, port)
+    if control is not None:
+        try:
             control_channel.parse_address(control)
-    except control_channel.ControlError as err:
-        raise SimError(str(err))
+        except control_channel.ControlError as err:
+            raise SimError("--control %s" % err)
     servers = []
     try:
         for index, name in enumerate(device_ids(count, device_id)):

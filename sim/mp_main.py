@@ -5,9 +5,9 @@
         normalized scenarios on stdin, one JSON object a line; for each, its trace
         lines and one audit line per tick (sim.scenario.ScenarioRun audit) in run
         order, then a line "END"; "ERROR <text>" before END if the run raised
-    micropython sim/mp_main.py serve SPEED_PERMILLE SEED START_MS CHANNELS DEVICE_ID [CONTROL_FD REPLY_FD]
-        stdin/stdout are the device's serial line; speed in thousandths of
-        real time (1000 = real time), 0 = as fast as possible; control
+    micropython sim/mp_main.py serve SPEED_MILLIONTHS SEED START_MS CHANNELS DEVICE_ID [CONTROL_FD REPLY_FD]
+        stdin/stdout are the device's serial line; speed in millionths of
+        real time (1000000 = real time), 0 = as fast as possible; control
         requests (fault injection) arrive on the inherited pipe CONTROL_FD as
         lines "SEQ JSON" and are answered on REPLY_FD as "SEQ JSON"
 
@@ -66,6 +66,7 @@ def run_many():
             out.flush()
 
 
+SPEED_UNITS_PER_1 = 1000000  # the launcher passes the speed in millionths (sim.launcher.SPEED_UNITS_PER_1)
 CONTROL_PER_TICK = 4  # control requests answered before each tick at most: the device always moves on
 
 
@@ -87,7 +88,7 @@ def _control_line(served, line, replies):
     replies.write(("%d %s\n" % (seq, encoded)).encode())
 
 
-def serve(speed_permille, seed, start_ms, channels, device_id, control_fd=None, reply_fd=None):
+def serve(speed_millionths, seed, start_ms, channels, device_id, control_fd=None, reply_fd=None):
     """The serial line is stdin/stdout, bytes as they are. Control requests (fault
     injection, sim/control.py) come on their own pipe, control_fd, one line
     "SEQ JSON" each, and are answered on reply_fd with "SEQ JSON"; both are fds
@@ -140,8 +141,8 @@ def serve(speed_permille, seed, start_ms, channels, device_id, control_fd=None, 
         if out:
             _write(out)
         sim_ms += TICK_MS
-        if speed_permille > 0:
-            wall_due = sim_ms * 1000 // speed_permille
+        if speed_millionths > 0:
+            wall_due = sim_ms * SPEED_UNITS_PER_1 // speed_millionths
             wait = wall_due - time.ticks_diff(time.ticks_ms(), started)
             if wait > 0:
                 wake_poll.poll(wait)

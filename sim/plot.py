@@ -1,18 +1,19 @@
 """Pictures of a simulated session: `tens-sim plot` (CPython only).
 
-`plot_session(trace, out_png)` draws a trace (`tens-sim run --trace`) on one time axis:
+`plot_session(trace, out_path)` draws a trace (`tens-sim run --trace`) on one time axis:
 a timeline strip (device state, faults the simulator injected, faults the firmware
 latched), stimulation amplitude per channel in mA (target, commanded, delivered),
 pad temperature in °C (true, measured, target) and heater duty in %. Device states
 shade every panel; each latched fault is a red line through all of them.
 
-`plot_waveform(pulses, out_png)` draws a few consecutive pulses of one channel from a
+`plot_waveform(pulses, out_path)` draws a few consecutive pulses of one channel from a
 pulse file (`tens-sim run --pulses`, see `sim.pulses`) at microsecond resolution:
 commanded current (phase 1 positive, interphase gap, phase 2 negative) against the
 current the electrode-skin load model lets flow.
 
 Drawn with matplotlib's Agg canvas on Figure objects (no pyplot, nothing shown on a
-display). Bad input raises PlotError naming the file and line.
+display), saved as PNG, PDF or SVG by the output path's extension (`output_path`). Bad
+input raises PlotError naming the file and line.
 """
 
 import json
@@ -39,6 +40,7 @@ MINUTES_FROM_S = 600  # spans longer than this are drawn in minutes
 LABEL_MAX = 40  # characters of fault text in the strip
 MAX_WAVEFORM_PULSES = 8  # panels side by side in a waveform picture
 HALF = 0.22  # offset of the upper and lower label levels in a strip lane
+OUTPUT_FORMATS = ("png", "pdf", "svg")  # by the -o path's extension; none: PNG, ".png" added
 
 
 class PlotError(Exception):
@@ -63,6 +65,7 @@ def read_trace(path):
 def parse_trace(lines, source="<trace>"):
     """Rows from trace lines (strings, or dicts already parsed). Blank lines are skipped."""
     rows = []
+    previous = None  # (t_s, line number) of the last row
     for number, line in enumerate(lines, 1):
         if isinstance(line, dict):
             row = line
@@ -76,10 +79,20 @@ def parse_trace(lines, source="<trace>"):
         problem = _trace_problem(row)
         if problem:
             raise PlotError("%s:%d: not a trace line: %s" % (source, number, problem))
+        _check_forward(row["t_s"], number, previous, source)
+        previous = (row["t_s"], number)
         rows.append(row)
     if not rows:
         raise PlotError("%s: empty: no trace lines" % source)
     return rows
+
+
+def _check_forward(t_s, number, previous, source):
+    """A trace runs forward in time: a row at or before the one above it (two traces
+    pasted together, lines reordered) would fold the time axis back and overprint it."""
+    if previous is not None and not t_s > previous[0]:
+        raise PlotError("%s:%d: t_s %g is not after %g on line %d; t_s must increase line by line"
+                        % (source, number, t_s, previous[0], previous[1]))
 
 
 def _is_number(value):
@@ -146,12 +159,26 @@ def _figure(width_in, height_in, **subplots):
     return fig, axes
 
 
+def output_path(out_path):
+    """(the path written, its format) for an output path: .png, .pdf or .svg; without an
+    extension a PNG at PATH.png (as matplotlib names it). PlotError for any other extension."""
+    path = Path(out_path)
+    extension = path.suffix[1:].lower()
+    if not extension:
+        return path.with_name(path.name + ".png"), "png"
+    if extension not in OUTPUT_FORMATS:
+        names = ["." + name for name in OUTPUT_FORMATS]
+        raise PlotError("%s: cannot draw a .%s picture; the output path must end in %s or %s"
+                        % (out_path, extension, ", ".join(names[:-1]), names[-1]))
+    return path, extension
+
+
 def _save(fig, out_path):
-    out_path = Path(out_path)
+    out_path, out_format = output_path(out_path)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Glyph .* missing from font")
-            fig.savefig(out_path, dpi=DPI)
+            fig.savefig(out_path, dpi=DPI, format=out_format)
     except OSError as err:
         raise PlotError("%s: cannot write: %s" % (out_path, err.strerror or err))
     return out_path
@@ -177,11 +204,12 @@ def _short(text):
 
 
 def plot_session(trace, out_path, from_s=None, to_s=None, title=None):
-    """Draw a session trace to a PNG; returns the path written.
+    """Draw a session trace to a PNG (or PDF, SVG: `output_path`); returns the path written.
 
     `trace` is a trace file's path, or its lines (strings or parsed dicts). `from_s`/`to_s`
     keep the rows from/to those simulated seconds.
     """
+    output_path(out_path)  # a bad extension fails before the drawing, not after
     return _save(session_figure(trace, from_s, to_s, title), out_path)
 
 
@@ -417,6 +445,7 @@ def plot_waveform(pulses, out_path, count=3, channel=0, from_s=None, to_s=None, 
     `pulses` is a pulse file's path, or pulse records (dicts as in `sim.pulses`) or their lines.
     `from_s`/`to_s`: the first pulse at or after from_s, none after to_s.
     """
+    output_path(out_path)  # a bad extension fails before the drawing, not after
     return _save(waveform_figure(pulses, count, channel, from_s, to_s, title), out_path)
 
 

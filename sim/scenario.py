@@ -21,15 +21,22 @@ MAX_DURATION_S = 7 * 24 * 3600
 AUTO_ID_BASE = 1000000  # ids given to "send" steps that carry none
 STEP_KINDS = ("send", "raw", "fault", "clear")
 TOP_KEYS = ("duration_s", "seed", "start_ms", "channels", "description", "steps", "expect")
+INFINITY = float("inf")
 
 
 class ScenarioError(Exception):
     pass
 
 
+def _is_nan(value):
+    return value != value  # NaN is the one value unequal to itself (no math.isnan needed on MicroPython)
+
+
 def _number(value, where, low, high):
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ScenarioError("%s must be a number of seconds, got %r" % (where, value))
+    if _is_nan(value):
+        raise ScenarioError("%s is NaN; it must be a number of seconds in %r..%r" % (where, low, high))
     if value < low or value > high:
         raise ScenarioError("%s is %r, outside %r..%r" % (where, value, low, high))
     return int(value * 1000 + 0.5)
@@ -75,11 +82,26 @@ def normalize(scenario):
     if "expect" in scenario:
         from sim import expect  # CPython only: the checks run on the host, after the run
 
+        _check_finite(scenario["expect"], "expect")
         try:
             normalized["expect"] = expect.validate(scenario["expect"], normalized["steps"], duration_ms, channels)
         except expect.ExpectError as err:
             raise ScenarioError(str(err))
     return normalized
+
+
+def _check_finite(value, where):
+    """NaN and Infinity (JSON extensions Python's parser accepts) nowhere in `value`: as a time,
+    a bound or a value to compare they would make no sense, so they are refused by their path."""
+    if isinstance(value, float) and (_is_nan(value) or value in (INFINITY, -INFINITY)):
+        shown = "NaN" if _is_nan(value) else value
+        raise ScenarioError("%s is %s; a scenario's numbers must be finite" % (where, shown))
+    if isinstance(value, dict):
+        for key in value:
+            _check_finite(value[key], "%s.%s" % (where, key))
+    elif isinstance(value, list):
+        for index in range(len(value)):
+            _check_finite(value[index], "%s[%d]" % (where, index))
 
 
 def _normalize_step(step, where, duration_ms, channels):

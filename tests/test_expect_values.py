@@ -69,3 +69,12 @@ def test_the_correct_spelling_loads_and_checks(expectation, fails, tmp_path):
     results = runner.check(normalized, trace.read_text().splitlines())
     (result,) = results
     assert result.ok is not fails, result.line()
+
+
+def test_an_anchor_that_is_not_a_finite_time_is_refused_by_validate_itself():
+    from sim import expect
+
+    for value in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(expect.ExpectError) as err:
+            expect.validate([{"always": "no_fault", "from": value}], [], 9000, 2)
+        assert "finite" in str(err.value), str(err.value)

@@ -257,3 +257,31 @@ def test_runner_load_names_the_file(tmp_path):
     with pytest.raises(ScenarioError) as info:
         runner.load(str(path))
     assert str(info.value).startswith("%s: expect[1]: " % path)
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+def test_nan_times_are_refused_by_their_path():
+    """NaN compares false with every bound: it reached int() and a ValueError traceback."""
+    assert _error({"duration_s": NAN}) == "duration_s is NaN; it must be a number of seconds in 0.01..604800"
+    text = _error(_with_steps({"at_s": NAN, "send": {"op": "status"}}))
+    assert text.startswith("steps[0].at_s is NaN")
+    assert "outside" in _error({"duration_s": INF})  # as before
+
+
+@pytest.mark.parametrize("value, shown", [(NAN, "NaN"), (INF, "inf"), (-INF, "-inf")])
+def test_non_finite_numbers_in_expectations_are_refused_by_their_path(value, shown):
+    text = _error(_expecting({"always": "no_fault", "from": value}))
+    assert text == "expect[0].from is %s; a scenario's numbers must be finite" % shown
+    text = _error(_expecting({"always": {"heat.pad_true_mc": {"<=": value}}}))
+    assert text.startswith("expect[0].always.heat.pad_true_mc.<= is %s" % shown)
+
+
+def test_runner_load_refuses_nan_in_the_file(tmp_path):
+    from sim import runner
+
+    path = tmp_path / "nan.json"
+    path.write_text('{"duration_s": 2, "expect": [{"never": "ch[0].pulses > 0", "until": NaN}]}')
+    with pytest.raises(ScenarioError, match=r"nan.json: expect\[0\].until is NaN"):
+        runner.load(str(path))

@@ -1,0 +1,315 @@
+"""Bad input to `tens-sim` is one clear error line naming the limit, a non-zero exit, no traceback,
+and nothing lost: every output path is checked before any output file is opened.
+
+The serve checks run `tens-sim serve` as a process with a timeout: a value that slipped
+through would start serving (and never exit) instead of failing.
+"""
+
+import json
+import os
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from host.client import Client
+from host.transport import open_port
+from sim import launcher, plot
+from sim.cli import cli
+from sim.launcher import SimError, start_server, start_servers
+from sim.runner import run as run_scenario
+from sim.scenario import normalize
+from tests.test_sim_inject import tens_sim_command
+
+SERVE_TIMEOUT_S = 20  # a refused option exits at once; one that is not refused serves until killed
+SHORT = {"duration_s": 1, "steps": [{"at_s": 0.1, "send": {"op": "hello"}}]}
+
+
+def serve_error(*args):
+    """(exit status, stderr) of `tens-sim serve ARGS` that must refuse its options at once."""
+    try:
+        result = subprocess.run(tens_sim_command() + ["serve", "--listen", "127.0.0.1:0"] + list(args),
+                                capture_output=True, text=True, timeout=SERVE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        pytest.fail("tens-sim serve %s was not refused: it served until killed" % " ".join(args))
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.returncode, result.stderr
+
+
+def error_line(output):
+    """The one 'Error: ...' line of a click error (usage lines above it aside)."""
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, output
+    return errors[0]
+
+
+def write_scenario(path, scenario=SHORT):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(scenario))
+    return path
+
+
+# ---- serve: --speed (defect 1) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime, speed, says", [
+    ("micropython", "0.0004", "outside 0.001..10000"),  # was 0 permille in the VM: flat out
+    ("micropython", "nan", "finite"),  # was a ValueError traceback
+    ("micropython", "inf", "finite"),  # was an OverflowError traceback
+    ("cpython", "nan", "finite"),  # was served, "speed nan"
+    ("cpython", "20000", "outside 0.001..10000"),
+])
+def test_serve_refuses_a_speed_it_cannot_pace(runtime, speed, says):
+    status, stderr = serve_error("--runtime", runtime, "--speed", speed)
+    assert status == 2
+    assert "--speed" in error_line(stderr) and says in error_line(stderr)
+
+
+def test_check_speed_keeps_zero_and_the_documented_range():
+    assert launcher.check_speed(0) == 0.0
+    assert launcher.check_speed("2.5") == 2.5
+    assert launcher.check_speed(launcher.SPEED_MIN) == launcher.SPEED_MIN
+    assert launcher.check_speed(launcher.SPEED_MAX) == launcher.SPEED_MAX
+    for bad in (float("nan"), float("inf"), -1, 0.0009, 10000.5, "fast"):
+        with pytest.raises(SimError, match="--speed"):
+            launcher.check_speed(bad)
+
+
+def test_the_vm_gets_the_speed_to_a_millionth(monkeypatch):
+    """0.0015 reached the VM as 2 thousandths (a third too fast); now as 1500 millionths."""
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def command(*args):
+        seen.append(args)
+        raise Stop()
+
+    monkeypatch.setattr(launcher, "micropython_command", command)
+    with pytest.raises(Stop):
+        start_server(runtime="micropython", speed=0.0015, pty=False, listen="127.0.0.1:0", control=None)
+    assert seen[0][:2] == ("serve", 1500)
+
+
+@pytest.mark.micropython
+def test_the_vm_paces_at_the_speed_asked():
+    """The VM reads the speed in millionths: at 2x, about 2 simulated s per wall s (not flat out)."""
+    import time
+
+    with start_server(runtime="micropython", speed=2, pty=False, listen="127.0.0.1:0") as server:
+        first = server.control({})["elapsed_ms"]
+        time.sleep(1.5)
+        elapsed = server.control({})["elapsed_ms"] - first
+    assert 1500 <= elapsed <= 4500, elapsed
+
+
+# ---- serve: --device-id (defect 5) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("runtime", ["cpython", "micropython"])
+def test_serve_refuses_a_device_id_it_cannot_carry(runtime):
+    status, stderr = serve_error("--runtime", runtime, "--device-id", "x" * 256)  # killed the VM: uncaught NLR
+    assert status == 1 and "256 characters" in error_line(stderr) and "at most 64" in error_line(stderr)
+    status, stderr = serve_error("--runtime", runtime, "--device-id", "")  # was replaced by the default
+    assert status == 1 and "must not be empty" in error_line(stderr)
+    status, stderr = serve_error("--runtime", runtime, "--device-id", "bad\nid")
+    assert status == 1 and "'\\n' is not allowed" in error_line(stderr)
+
+
+def test_device_id_checks_in_the_launcher():
+    for bad, says in (("", "empty"), ("a b", "' ' is not allowed"), ("caf\u00e9", "not allowed"),
+                      ("x" * 65, "at most 64")):
+        with pytest.raises(SimError, match=says):
+            start_servers(1, pty=False, listen="127.0.0.1:0", device_id=bad)
+        with pytest.raises(SimError, match=says):
+            start_server(pty=False, listen="127.0.0.1:0", device_id=bad)
+    with pytest.raises(SimError, match="'%s-10', 65 characters long; at most 64" % ("x" * 62)):
+        start_servers(11, pty=False, listen="127.0.0.1:0", device_id="x" * 62)
+    assert launcher.device_ids(1, "") == [""]  # no silent default: start_servers refuses it
+
+
+@pytest.mark.micropython
+def test_the_longest_device_id_reaches_the_host_from_the_vm():
+    longest = "!" + "~" * 62 + '"'  # the edges of the allowed characters; the quote is escaped on the wire
+    with start_server(runtime="micropython", speed=5, pty=True, device_id=longest) as server:
+        transport = open_port(server.url)
+        try:
+            assert Client(transport, timeout_s=5.0, retries=2).hello()["device_id"] == longest
+        finally:
+            transport.close()
+
+
+# ---- serve: --listen and --seed (defects 7, 9) ----------------------------------------------------
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:70000", "127.0.0.1:-5"])
+def test_serve_refuses_a_listen_port_out_of_range(listen):
+    status, stderr = serve_error("--listen", listen)  # the later --listen wins
+    assert status == 1 and listen in error_line(stderr) and "outside 0..65535" in error_line(stderr)
+    with pytest.raises(SimError, match="outside 0..65535"):
+        start_servers(1, pty=False, listen=listen)
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_serve_seed_has_the_range_of_run(seed):
+    status, stderr = serve_error("--seed", seed)
+    assert status == 2 and "0<=x<=4294967295" in error_line(stderr)
+
+
+def test_the_last_device_seed_must_fit_too():
+    with pytest.raises(SimError, match="device 1 the seed 4294967296, past 4294967295"):
+        start_servers(2, pty=False, listen="127.0.0.1:0", seed=0xFFFFFFFF)
+
+
+# ---- run: output paths (defects 2, 3, 4) ---------------------------------------------------------
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli, [str(arg) for arg in args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+def test_a_bad_pulses_path_leaves_the_trace_file_alone(tmp_path):
+    scenario = write_scenario(tmp_path / "s.json")
+    keep = tmp_path / "keep.jsonl"
+    keep.write_text("an earlier trace\n")
+    result = invoke("run", scenario, "--trace", keep, "--pulses", tmp_path / "missing" / "p.jsonl")
+    assert result.exit_code == 2
+    assert "--pulses" in error_line(result.output) and "does not exist" in error_line(result.output)
+    assert keep.read_text() == "an earlier trace\n"  # was truncated to 0 bytes
+    result = invoke("run", scenario, "--trace", tmp_path / "missing" / "t.jsonl", "--check")
+    assert result.exit_code == 2 and "--trace" in error_line(result.output)
+
+
+def test_outputs_never_overwrite_each_other_or_the_scenario(tmp_path):
+    scenario = write_scenario(tmp_path / "s.json")
+    result = invoke("run", scenario, "--trace", scenario)
+    assert result.exit_code == 2 and "would overwrite the scenario file" in error_line(result.output)
+    assert json.loads(scenario.read_text()) == SHORT
+    same = tmp_path / "t.jsonl"
+    result = invoke("run", scenario, "--trace", same, "--pulses", same)
+    assert result.exit_code == 2 and "the same file" in error_line(result.output)
+
+
+def test_two_scenarios_with_one_name_do_not_share_a_trace(tmp_path):
+    first, second = write_scenario(tmp_path / "a" / "x.json"), write_scenario(tmp_path / "b" / "x.json")
+    folder = tmp_path / "coll"
+    result = invoke("run", first, second, "--trace", folder)
+    assert result.exit_code == 2
+    line = error_line(result.output)
+    assert str(first) in line and str(second) in line and "x.cpython.jsonl" in line
+    assert not folder.exists() or os.listdir(folder) == []  # nothing ran
+
+
+@pytest.mark.parametrize("args", [["S", "S"], ["S", "--runtime", "cpython", "--runtime", "cpython"]])
+def test_the_same_run_twice_is_refused(tmp_path, args):
+    scenario = write_scenario(tmp_path / "s.json")
+    folder = tmp_path / "traces"
+    result = invoke("run", *[scenario if arg == "S" else arg for arg in args], "--trace", folder)
+    assert result.exit_code == 2 and "asked for twice" in error_line(result.output)
+    assert not folder.exists() or os.listdir(folder) == []
+
+
+def test_several_runs_into_an_existing_file(tmp_path):
+    scenario = write_scenario(tmp_path / "s.json")
+    existing = tmp_path / "existing.jsonl"
+    existing.write_text("kept\n")
+    result = invoke("run", scenario, scenario, "--trace", existing)  # was a FileExistsError traceback
+    assert result.exit_code == 2
+    assert "is a file; name a folder" in error_line(result.output)
+    assert existing.read_text() == "kept\n"
+
+
+def test_both_runtimes_still_share_a_folder(tmp_path):
+    scenario = write_scenario(tmp_path / "s.json")
+    result = invoke("run", scenario, "--runtime", "cpython", "--runtime", "micropython", "--trace", tmp_path / "t")
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path / "t")) == ["s.cpython.jsonl", "s.micropython.jsonl"]
+
+
+# ---- plot: formats, the path written, time order (defects 8, 10) ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trace(tmp_path_factory):
+    path = tmp_path_factory.mktemp("trace") / "t.jsonl"
+    run_scenario(normalize(SHORT), str(path))
+    return path
+
+
+def test_plot_refuses_a_format_it_does_not_offer(trace, tmp_path):
+    result = invoke("plot", trace, "-o", tmp_path / "x.txt")  # was a matplotlib ValueError traceback
+    assert result.exit_code == 2
+    assert "cannot draw a .txt picture" in error_line(result.output)
+    assert ".png, .pdf or .svg" in error_line(result.output)
+    assert not (tmp_path / "x.txt").exists()
+    assert "PNG, PDF or SVG" in invoke("plot", "--help").output
+
+
+@pytest.mark.parametrize("name, magic", [("x.png", b"\x89PNG"), ("x.pdf", b"%PDF"), ("x.svg", b"<?xml")])
+def test_plot_writes_the_format_of_the_extension(trace, tmp_path, name, magic):
+    out = tmp_path / name
+    result = invoke("plot", trace, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes().startswith(magic)
+    assert result.output.strip() == "wrote %s" % out
+
+
+def test_plot_without_an_extension_names_the_file_it_wrote(trace, tmp_path):
+    result = invoke("plot", trace, "-o", tmp_path / "noext")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "wrote %s.png" % (tmp_path / "noext")  # was "wrote .../noext"
+    assert (tmp_path / "noext.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_plot_checks_the_output_folder_first(trace, tmp_path):
+    result = invoke("plot", trace, "-o", tmp_path / "missing" / "x.png")
+    assert result.exit_code == 2 and "does not exist" in error_line(result.output)
+
+
+def test_plot_refuses_a_trace_going_back_in_time(trace, tmp_path):
+    lines = trace.read_text().splitlines()
+    pasted = tmp_path / "pasted.jsonl"
+    pasted.write_text("\n".join(lines[:3] + lines[:2]) + "\n")  # two traces one after the other
+    result = invoke("plot", pasted, "-o", tmp_path / "x.png")
+    assert result.exit_code == 1
+    assert "pasted.jsonl:4: t_s 0 is not after 0.2 on line 3" in error_line(result.output)
+    assert not (tmp_path / "x.png").exists()
+    with pytest.raises(plot.PlotError, match="<trace>:2: t_s 0.1 is not after 0.1"):
+        plot.parse_trace(lines[1:2] * 2)
+
+
+# ---- inject (defects 11, 12) -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served():
+    with start_server(runtime="cpython", speed=5, pty=False, listen="127.0.0.1:0") as server:
+        yield server
+
+
+def test_clearing_a_fault_that_is_not_active_says_so(served):
+    address = served.control_address
+    result = invoke("inject", "--clear", "heater_stuck_on", "--control", address)
+    assert result.exit_code == 0, result.output
+    assert "heater_stuck_on was not active (nothing to clear); active faults: none" in result.output
+    assert "cleared heater_stuck_on" not in result.output
+    invoke("inject", "supply_sag", "--control", address)
+    result = invoke("inject", "--clear", "supply_sag", "heater_open", "--control", address)
+    assert "cleared supply_sag; heater_open was not active (nothing to clear); active faults: none" in result.output
+
+
+def test_clear_and_clear_all_together_are_refused(served):
+    result = invoke("inject", "--clear", "--clear-all", "--control", served.control_address)
+    assert result.exit_code == 2
+    assert "--clear and --clear-all cannot be combined" in error_line(result.output)
+
+
+def test_a_trace_path_ending_in_a_slash_is_a_folder(tmp_path):
+    scenario = write_scenario(tmp_path / "s.json")
+    folder = str(tmp_path / "new") + "/"
+    result = invoke("run", scenario, "--trace", folder, "--pulses", tmp_path / "p.jsonl")  # was IsADirectoryError
+    assert result.exit_code == 0, result.output
+    assert os.listdir(folder) == ["s.cpython.jsonl"]
