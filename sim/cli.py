@@ -183,6 +183,12 @@ def _control_request(address, request):
     return reply
 
 
+class BadScenario(click.ClickException):
+    """A scenario file that is not valid: status 2, like bad options (a failed expectation is 1)."""
+
+    exit_code = 2
+
+
 @cli.command()
 @click.argument("scenarios", nargs=-1, required=True, metavar="SCENARIO...", type=click.Path())
 @click.option("--trace", "trace_path", type=click.Path(writable=True),
@@ -209,8 +215,9 @@ def run(scenarios, trace_path, runtimes, check, near_wrap, seed, jobs, pulses_pa
     tens-sim run sim/scenarios/fault_thermistor_open.json --check --near-wrap --seed 7
 
     With --check it prints one PASS/FAIL line per expectation and exits 1 if
-    any failed (or a run did not complete). The same seed gives the same
-    trace, byte for byte, under either runtime.
+    any failed (or a run did not complete); a scenario file that is not valid
+    exits 2 before anything runs, so CI can tell the two apart. The same seed
+    gives the same trace, byte for byte, under either runtime.
     """
     if not trace_path and not check:
         raise click.UsageError("give --trace (write the trace), --check (check the expectations), or both")
@@ -221,7 +228,7 @@ def run(scenarios, trace_path, runtimes, check, near_wrap, seed, jobs, pulses_pa
         for path in files:
             loaded[path] = runner.load(path)  # every file checked before anything runs
     except ScenarioError as err:
-        raise click.ClickException(str(err))
+        raise BadScenario(str(err))
     count = len(files) * len(runtimes)
     if pulses_path and (count != 1 or not trace_path):
         raise click.UsageError("--pulses records one run: one SCENARIO, one --runtime, and --trace")

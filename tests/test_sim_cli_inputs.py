@@ -313,3 +313,15 @@ def test_a_trace_path_ending_in_a_slash_is_a_folder(tmp_path):
     result = invoke("run", scenario, "--trace", folder, "--pulses", tmp_path / "p.jsonl")  # was IsADirectoryError
     assert result.exit_code == 0, result.output
     assert os.listdir(folder) == ["s.cpython.jsonl"]
+
+
+def test_an_invalid_scenario_exits_2_and_a_failed_expectation_exits_1(tmp_path):
+    # CI must tell "the scenario file is wrong" from "the device broke a claim"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"duration_s": 2, "expect": [{"never": "state == RUNING"}]}))
+    result = invoke("run", bad, "--check")
+    assert result.exit_code == 2 and "RUNING" in error_line(result.output), result.output
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"duration_s": 2, "expect": [{"always": "state == RUNNING"}]}))
+    result = invoke("run", broken, "--check")
+    assert result.exit_code == 1 and ": expect[0] " in result.output and "1 failed" in result.output, result.output
