@@ -298,9 +298,11 @@ class Device:
                     self.max_amp_ua[channel.index] = channel.amp_ua
         if self.stopping and idle:
             self.stopping = False
-            self._outputs_off()  # leaving RUNNING: the driver is off in the same tick, as on every other exit
             reason = self.supervisor.reason
             self.supervisor.to_idle(reason if reason == "session_end" else "stop")
+            # leaving RUNNING: the driver is off in the same tick, as on every other exit; IDLE first,
+            # so the heat policy ends heat now (a start later in this tick must not inherit it)
+            self._outputs_off()
 
     def _begin_stop(self):
         self.stopping = True
@@ -627,8 +629,8 @@ class Device:
             self._begin_stop()
             self.supervisor.reason = "stop"
         elif state == sup.PAUSED:
-            self._outputs_off()
             self.supervisor.to_idle("stop")
+            self._outputs_off()  # IDLE first: heat ends with the session, in this request
         return {"state": self.supervisor.state_name, "stopping": self.stopping}
 
     def _op_estop(self, message):

@@ -226,6 +226,13 @@ class HeatController:
                 "cannot clear heat fault: %s reads %s, at or above the cutoff %s"
                 % (F.SENSOR_PAD, F.fmt_c(self.pad.value_mc), F.fmt_c(c.over_temp_mc)),
             )
+        if self.fault == F.F_SENSOR_JUMP and self.pad.jump_standing():
+            raise messages.RequestError(
+                messages.E_BAD_STATE,
+                "cannot clear heat fault: %s reads %s, still more than %s from its last good reading %s "
+                "(jump_limit_mc): check the sensor and its connector"
+                % (F.SENSOR_PAD, F.fmt_c(self.pad.sample_mc), F.fmt_c(c.jump_limit_mc), F.fmt_c(self.pad.value_mc)),
+            )
         self.pad.reset()
         if self.side is not None:
             self.side.reset()

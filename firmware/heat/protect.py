@@ -31,10 +31,9 @@ heat_slow   APPROACH only, three watches.
             Limits: a bead that was off before the start is caught within one
             window only in rooms up to ~25 C (the reading must start below 29 C)
             and on pads that do not heat much faster than the reference (3 % of
-            the family, pads just laid on, take longer: see config.py). Every
-            restart of the heating (set_allowed(True) included) starts a new
-            window, so heat allowed only in bursts shorter than rise_check_ms
-            postpones this watch (as it does the gain watch and the integral).
+            the family, pads just laid on, take longer: see config.py). Heat in
+            bursts (pause and resume, `alternate` with TENS bursts, heat off and
+            on) does not postpone it: see "Restarts" below.
   gain      After each gain of heating_gain_mc (0.5 C) a new goal is set;
             heat_slow when check_gain_ms (60 s) of high duty pass without
             reaching it, counted only while the reading is more than gain_near_mc
@@ -67,9 +66,16 @@ stuck_on    rising while the heater is off: once the commanded duty has been
             0, stopped, held off): a stuck switch is most dangerous when heat
             is meant to be off. On the reference plant family the rise after
             10 s off is at most 0.08 C, even when heat stops mid-approach.
-Every watch restarts with the heating (start, resume after set_allowed(False), a
-target raised beyond the band). No allocation unless a fault is raised (the rise
-window is a list made once).
+Restarts. Heating restarts on a start, a resume after set_allowed(False) and a
+target raised beyond the band. A heat-up the band has confirmed (the reading
+reached it once) starts every watch afresh. One it has not keeps its rise window
+and its gain watch through the hold-off or the stop (`_evidence`): otherwise heat
+given in bursts shorter than rise_check_ms would never be judged, and a detached
+bead would let the pad heat without end (about 56 C with 15 s bursts). The
+cooling during the hold-off is taken out of the kept lows and goal, so a pad that
+cooled meanwhile is judged on what the heating did; the error integral and the
+fall watch start afresh (a long pause would otherwise count against a healthy pad).
+No allocation unless a fault is raised (the rise window is a list made once).
 """
 
 from firmware.compat import const
@@ -102,15 +108,27 @@ class Protector:
         self._slot_e = 0  # heat delivered in the current slot, permille * ms
         self._slot_low = 0  # lowest reading in the current slot
         self._peak_uc = 0  # fall watch: leaky peak of the reading, micro-C
+        self._evidence = False  # a heat-up under way that the band has not confirmed (see Restarts)
+        self._heated_mc = 0  # the reading at the last tick of heating
         self._off_ms = 0
         self._above = False
         self._low = 0
         self.high_permille = config.watch_duty_permille  # "high duty" (the controller lowers it for autotune)
 
     def restart(self, target_mc, measured_mc):
-        """Heating (re)starts or the target changed: choose the phase, zero the counters."""
+        """Heating (re)starts or the target changed: choose the phase and the counters
+        (a heat-up the band has not confirmed keeps its evidence: see Restarts)."""
         c = self._c
-        self.phase = HOLD if measured_mc >= target_mc - c.watch_hyst_mc else APPROACH
+        phase = HOLD if measured_mc >= target_mc - c.watch_hyst_mc else APPROACH
+        if phase == APPROACH and self._evidence:
+            self._resume(measured_mc)
+        else:
+            self._fresh(measured_mc)
+            self._evidence = phase == APPROACH
+        self.phase = phase
+
+    def _fresh(self, measured_mc):
+        c = self._c
         self._goal = measured_mc + c.heating_gain_mc
         self._gained = False
         self._watch_ms = 0
@@ -120,6 +138,22 @@ class Protector:
         self._slots = 0
         self._slot_e = 0
         self._slot_low = measured_mc
+        self._peak_uc = measured_mc * 1000
+
+    def _resume(self, measured_mc):
+        """Carry the rise window and the gain watch over a hold-off, less the cooling in it."""
+        drop = self._heated_mc - measured_mc
+        if drop > 0:
+            ring = self._slot_min
+            for k in range(RISE_SLOTS):
+                ring[k] -= drop
+            self._slot_low -= drop
+            self._goal -= drop
+        if measured_mc < self._slot_low:
+            self._slot_low = measured_mc
+        self._err = 0
+        self._run_ms = 0
+        self._run_err = 0
         self._peak_uc = measured_mc * 1000
 
     def retarget(self, target_mc, measured_mc):
@@ -157,6 +191,7 @@ class Protector:
             self._above = False
         if not heating:
             return None
+        self._heated_mc = measured_mc
         found = self._fall(measured_mc, duty, dt_ms)
         if found is not None:
             return found
@@ -194,6 +229,7 @@ class Protector:
         band = target_mc - c.watch_hyst_mc
         if measured_mc >= band:
             self.phase = HOLD
+            self._evidence = False  # the reading reached the band: the sensor sees the pad
             self._run_ms = 0
             self._run_err = 0
             return None

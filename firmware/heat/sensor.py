@@ -137,6 +137,12 @@ class Sensor:
         self.value_mc = self._acc >> self._shift
         return None
 
+    def jump_standing(self):
+        """The reading is still a jump away from the last good one: the step that latched
+        sensor_jump has not gone (a clear now would take the stepped reading as the truth)."""
+        step = self.sample_mc - self._last_good
+        return self.valid and (step > self._jump or -step > self._jump)
+
     def _found(self, name, message):
         self.fault_msg = message
         return name

@@ -97,6 +97,13 @@ class Harness:
     def replies(self, since=0):
         return [m for m in self.inbox[since:] if "ok" in m]
 
+    def forget(self):
+        """Drop what was recorded so far (pulses, messages, raw bytes): long runs in the VM's
+        small heap keep only what is new."""
+        self.pulses = []
+        self.inbox = []
+        self._raw = []
+
     # ---- time ---------------------------------------------------------------------
 
     def tick(self, count=1):

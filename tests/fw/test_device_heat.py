@@ -281,3 +281,93 @@ def test_after_a_repaired_stuck_heater_clearing_does_not_relatch_on_old_readings
     h.ok("clear_fault")
     h.tick(40 * SECOND)  # cooling: no fault may latch from readings taken before the clear
     assert h.state == "IDLE" and h.faults == [], h.ok("status")["fault_msg"]
+
+
+# ---- heat in bursts: every restart of the heating must not restart the heat-up watch -------------
+
+BURSTS = ("pause", "alternate", "toggle")
+
+
+def _burst(h, kind):
+    """One hold-off of the heating, the way `kind` makes it."""
+    if kind == "pause":
+        h.ok("pause")
+        h.ok("resume")
+    elif kind == "long pause":  # the pad cools for a minute, then heats on from lower down
+        h.ok("pause")
+        h.tick(60 * SECOND)
+        h.ok("resume")
+    elif kind == "alternate":  # a short TENS burst holds heat off under the `alternate` interlock
+        h.ok("set_amp", {"ch": 0, "amp_ua": 2000})
+        h.tick(20)
+        h.ok("set_amp", {"ch": 0, "amp_ua": 0})
+        h.tick_until(lambda: h.device.channels[0].amp_ua == 0, 1000)
+    else:
+        h.ok("heat", {"off": True})
+        h.ok("heat", {"level": "high", "minutes": 30})
+
+
+def _heat_in_bursts(kind, every_s, detached, limit_s):
+    """High heat, held off every `every_s` seconds; returns (harness, seconds run, highest true pad mC)."""
+    h = session(interlock="alternate") if kind == "alternate" else session()
+    if detached:
+        h.fault("thermistor_detached")
+    h.tick(SECOND)
+    h.ok("heat", {"level": "high", "minutes": 30})
+    hottest_mc = 0
+    for second in range(1, limit_s + 1):
+        h.forget()  # minutes of messages and pulses would not fit the VM's heap
+        h.tick(SECOND)
+        hottest_mc = max(hottest_mc, h.board.plant.pad_mc)
+        if h.device.heat.state in ("fault", "holding"):
+            return h, second, hottest_mc
+        if second % every_s == 0:
+            _burst(h, kind)
+    return h, limit_s, hottest_mc
+
+
+def test_a_detached_sensor_is_found_however_the_heating_is_cut_into_bursts():
+    # bursts shorter than the rise window (18 s of heat) restarted every watch: the pad heated
+    # without end (about 56 C); the heat-up evidence now carries over the hold-offs
+    for kind in BURSTS:
+        for every_s in (5, 15):
+            h, seconds, hottest_mc = _heat_in_bursts(kind, every_s, detached=True, limit_s=300)
+            assert h.device.heat.fault == "heat_slow", (kind, every_s, h.device.heat.state, seconds)
+            assert seconds <= 60 and hottest_mc < 34000, (kind, every_s, seconds, hottest_mc)
+
+
+def test_a_healthy_pad_heated_in_bursts_reaches_its_target_without_a_fault():
+    for kind in BURSTS:
+        for every_s in (5, 40):
+            h, seconds, hottest_mc = _heat_in_bursts(kind, every_s, detached=False, limit_s=900)
+            assert h.device.heat.state == "holding" and h.faults == [], (kind, every_s, h.device.heat.fault_msg)
+    for every_s in (10, 40):  # a minute's cooling after each burst: the watches see the heating only
+        h, seconds, hottest_mc = _heat_in_bursts("long pause", every_s, detached=False, limit_s=200)
+        assert h.device.heat.fault is None and h.faults == [], (every_s, h.device.heat.fault_msg)
+        assert h.device.heat.state in ("heating", "holding") and hottest_mc > 33000, (every_s, hottest_mc)
+
+
+def test_heat_ends_with_its_session_even_when_the_next_starts_in_the_same_tick():
+    # stop from PAUSED, or the session timer, then a start in the same tick: the new session
+    # must not inherit the old heat (its level, timer and dose) with no heat request of its own
+    h = session()
+    h.ok("heat", {"level": "high", "minutes": 30})
+    h.tick(30 * SECOND)
+    h.ok("pause")
+    h.send("stop")
+    h.send("start", {"amp_ua": [0], "lease_ms": 0, "ramp_ms": FAST_RAMP_MS})
+    h.tick(2 * SECOND)
+    assert h.state == "RUNNING" and h.device.heat.state == "off" and not heater_on(h), h.device.heat.state
+    assert h.device.heat.reason == "stop"
+
+    h = session()
+    h.ok("stop")
+    h.tick(5)
+    h.ok("start", {"amp_ua": [0], "lease_ms": 0, "ramp_ms": FAST_RAMP_MS, "session_ms": 60000})
+    h.ok("heat", {"level": "high", "minutes": 30})
+    device = h.device
+    while device.session_run_ms < device.session_ms - 10:
+        h.tick()
+    h.send("start", {"amp_ua": [0], "lease_ms": 0, "ramp_ms": FAST_RAMP_MS})  # lands in the tick the session ends
+    h.tick(SECOND)
+    assert h.state == "RUNNING" and device.heat.state == "off" and not heater_on(h), device.heat.state

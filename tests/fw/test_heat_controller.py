@@ -274,10 +274,12 @@ def test_a_latched_sensor_fault_allocates_nothing_while_the_sensor_stays_broken(
                 micropython.heap_unlock()
         assert found is None and rig.heat.state == "fault" and rig.heat.fault == fault
         assert rig.heat.fault_msg == message and rig.heater.on_at(rig.now) is False
+        if code == "jump":  # refused while the step stands (the stepped reading is not the truth)
+            assert raises(messages.RequestError, rig.heat.clear_fault).code == messages.E_BAD_STATE
+            continue
         assert rig.heat.clear_fault()
         rig.heat.start(rig.now)
-        if code != "jump":  # still open or shorted: the next readings find it again
-            assert rig.tick(20) == fault
+        assert rig.tick(20) == fault  # still open or shorted: the next readings find it again
 
 
 def test_tick_allocates_nothing_from_a_cold_start_on_micropython():
@@ -297,3 +299,24 @@ def test_tick_allocates_nothing_from_a_cold_start_on_micropython():
         micropython.heap_unlock()
     assert found is None
     assert rig.heat.state == "heating" and rig.heat.pad.value_mc > 29000
+
+
+def test_a_jump_fault_cannot_be_cleared_while_the_step_stands():
+    # a connector that adds 8 C of error at once latches sensor_jump; a clear then would take
+    # the stepped reading as the truth and hold the true pad 8 C above its target
+    from firmware.heat import thermistor
+
+    rig = Rig(plant=Plant(start_mc=30000))
+    rig.heat.set_level("high")
+    rig.heat.start(rig.now)
+    assert rig.seconds(600) is None, rig.heat.fault_msg
+    held_mc = rig.heat.pad.value_mc
+    rig.therm.code = thermistor.mc_to_code(held_mc - 8000)
+    assert rig.seconds(5) == "sensor_jump"
+    rig.tick(100)
+    err = raises(messages.RequestError, rig.heat.clear_fault)
+    assert err.code == messages.E_BAD_STATE and "jump_limit_mc" in err.message, err.message
+    assert rig.heat.state == "fault"
+    rig.therm.code = None  # the connector repaired: the reading is back near its last good value
+    rig.tick(10)
+    assert rig.heat.clear_fault() and rig.heat.state == "off"

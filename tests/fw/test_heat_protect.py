@@ -155,9 +155,11 @@ def test_fast_rise_watch_needs_rise_in_proportion_to_the_distance_below_its_refe
     # from 22 C: 0.25 C per 18 s expected; 0.36 C per 18 s (1 mC every 5 ticks) passes for minutes
     found, n = _run(p, 42000, _ramp(22000, 1, 100 * 300, 5))
     assert found is None, p.fault_msg
+    p = Protector(config)  # a new heat-up (a restart would carry this one's evidence)
     p.restart(42000, 22000)
     found, n = _run(p, 42000, _ramp(22000, 1, 100 * 60, 100))  # 0.18 C per 18 s: too slow
     assert found == F.F_HEAT_SLOW and n * 10 == config.rise_check_ms
+    p = Protector(config)
     p.restart(42000, 30000)  # above rise_ref_mc: the fast watch asks nothing (the gain watch does)
     found, n = _run(p, 42000, _flat(30000, 100 * 50))
     assert found is None
@@ -199,12 +201,14 @@ def test_fall_watch_fault_name_by_phase_and_duty():
     found, n = _run(p, 42000, _ramp(35000, -12, 100 * 30, 10))
     assert found is None
     # 0.5 C/s at full power: 0.35 C/s beyond the 0.15 C/s allowance, 0.5 C after 1.43 s
+    p = Protector(config)
     p.restart(42000, 35000)
     found, n = _run(p, 42000, _ramp(35000, -5, 100 * 20))
     assert found == F.F_HEAT_SLOW and 141 <= n <= 145, n
     msg = p.fault_msg
     assert "fall_mc" in msg and "fall_rate_mc_s" in msg and "150 mC/s" in msg and "0.50 C" in msg
     # the same fall at low duty (the controller is braking): no fault
+    p = Protector(config)
     p.restart(42000, 35000)
     found, n = _run(p, 42000, _ramp(35000, -5, 100 * 20), duty=300)
     assert found is None
@@ -424,3 +428,47 @@ def test_every_fault_name_is_a_stable_string():
         "sensor_mismatch",
         "lease_expired",
     )
+
+
+def _hold_off(p, target, readings):
+    """Heating held off (pause, interlock) while the pad reads `readings`: check() sees no heating."""
+    last = None
+    for m in readings:
+        assert p.check(False, target, m, 0, 10) is None
+        last = m
+    return last
+
+
+def test_a_heat_up_in_bursts_keeps_its_rise_window_less_the_cooling_between():
+    # a pad rising at a healthy rate (0.36 C per 18 s of heat from 24 C), heated for 10 s,
+    # held off for a minute while it cools 1.5 C, then heated on at the same rate: judged on
+    # what the heating did, not on the cooling between (that would be a false heat_slow)
+    config = HeatConfig()
+    p = Protector(config)
+    p.restart(42000, 24000)
+    found, n = _run(p, 42000, _ramp(24000, 1, 100 * 10, 5))
+    assert found is None, p.fault_msg
+    cooled = _hold_off(p, 42000, _ramp(24200, -1, 100 * 60, 4))
+    assert cooled == 22700
+    p.restart(42000, cooled)
+    found, n = _run(p, 42000, _ramp(cooled, 1, 100 * 60, 5))
+    assert found is None, p.fault_msg
+    # a flat reading in bursts of 10 s with 10 s off: caught once 18 s of heat have gone in
+    p = Protector(config)
+    p.restart(42000, 22000)
+    heated_s = 0
+    for _ in range(5):
+        found, n = _run(p, 42000, _flat(22000, 100 * 10))
+        heated_s += n / 100
+        if found is not None:
+            break
+        _hold_off(p, 42000, _flat(22000, 100 * 10))
+        p.restart(42000, 22000)
+    assert found == F.F_HEAT_SLOW and heated_s * 1000 == config.rise_check_ms, (found, heated_s)
+    # the band reached once (the sensor sees the pad): a later restart starts every watch afresh
+    p = Protector(config)
+    p.restart(42000, 40000)
+    assert p.phase == HOLD
+    p.restart(42000, 22000)
+    found, n = _run(p, 42000, _flat(22000, 100 * 60))
+    assert found == F.F_HEAT_SLOW and n * 10 == config.rise_check_ms
