@@ -7,7 +7,8 @@ invocation starts its own embedded simulator, so nothing carries over from one
 tensctl command to the next; serve one with `tens-sim serve` to keep state.
 
 Every invocation opens the port and says `hello` (the version check); a hello
-does not disturb a running session. Options that wait (`start --wait`,
+does not disturb a running session. `estop` is the exception: it is sent
+first, without a hello, so no version question can hold it back. Options that wait (`start --wait`,
 `stop --wait`, `resume --wait`) keep one connection while they poll.
 
 Emergency stop: `tensctl estop` (output zero at once, no ramp).
@@ -35,10 +36,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from firmware import limits as L
+from firmware.heat import config as HEAT_CONFIG
 from firmware.protocols import frame, jsondec
 from firmware.protocols import messages as msg
 from host import ports
-from host.client import DEFAULT_TIMEOUT_S, RETRIES, Client, DeviceError, NoResponse, ProtocolError, VersionMismatch
+from host.client import (
+    DEFAULT_TIMEOUT_S,
+    RETRIES,
+    Client,
+    ClientError,
+    DeviceError,
+    NoResponse,
+    ProtocolError,
+    VersionMismatch,
+)
 from host.transport import TransportError, open_port
 from host.units import (
     AmpParseError,
@@ -68,7 +79,7 @@ Exit codes:
   2  usage error (bad option, bad amplitude, over the device limit, bad setting)
   3  cannot open the port, lost it, or no device found
   4  no response from the device, or protocol version mismatch
-  130  interrupted by Ctrl-C (monitor: a running session was stopped first)
+  130  interrupted by Ctrl-C (monitor, run, start/resume --wait: a running session was stopped first)
 
 \b
 Ports: a device path (/dev/ttyACM0, COM3), socket://HOST:PORT
@@ -87,6 +98,9 @@ class CliFailure(Exception):
         self.code = code
         self.details = details or {}  # extra fields for the --json error object
         self.hint = hint  # one more line for people: what to do about it
+        # what did happen before the failure (fields, render(console)): shown first, so a
+        # partial outcome (a session started, its heat refused) is never hidden behind the error
+        self.partial = None
 
 
 class Settings:
@@ -125,6 +139,7 @@ def _emit_json(document):
 
 def _fail(settings_or_json, failure):
     as_json = settings_or_json.as_json if isinstance(settings_or_json, Settings) else bool(settings_or_json)
+    partial = getattr(failure, "partial", None)
     if as_json:
         error = {"kind": failure.kind, "message": failure.message}
         if failure.code is not None:
@@ -132,7 +147,13 @@ def _fail(settings_or_json, failure):
         error.update(failure.details)
         if failure.hint:
             error["hint"] = failure.hint
-        _emit_json({"ok": False, "exit_code": failure.exit_code, "error": error})
+        document = {"ok": False, "exit_code": failure.exit_code, "error": error}
+        if partial is not None:
+            for key, value in partial[0].items():
+                document.setdefault(key, value)
+        _emit_json(document)
+    elif partial is not None:
+        partial[1](_console())
     click.echo("Error: %s" % failure.message, err=True)
     if failure.hint:
         click.echo("Hint: %s" % failure.hint, err=True)
@@ -143,10 +164,24 @@ def _fail(settings_or_json, failure):
 _ENVELOPE_TEXT = re.compile(r"^([a-z_]+) (-?\d+) (\S+) exceeds the limit (-?\d+) ")
 
 
+# The device's refusals name protocol requests; people at a terminal are told the tensctl command.
+_PROTOCOL_PHRASES = (
+    ("send maintenance with on false, or restart", "tensctl maintenance off, or restart the device"),
+    ("the programs request lists them", "tensctl program list lists them"),
+    ("send clear_fault first", "tensctl clear-fault first"),
+)
+
+
+def _tensctl_words(text):
+    for protocol, command in _PROTOCOL_PHRASES:
+        text = text.replace(protocol, command)
+    return text
+
+
 def _device_failure(err, hint=None):
     """A DeviceError as a CliFailure (exit 1); an envelope refusal names its limit up front."""
     details = {}
-    text = str(err)
+    text = _tensctl_words(str(err))
     if err.code == msg.E_ENVELOPE:
         text = "device refused %s, outside the safety envelope: %s" % (err.op, err.message)
         found = _ENVELOPE_TEXT.match(err.message)
@@ -201,8 +236,11 @@ def _session(settings, retries=RETRIES):
         transport.close()
 
 
-def _run(settings, action, retries=RETRIES):
-    """Run action(client) -> (json fields, render(console)); map failures to exit codes."""
+def _run(settings, action, retries=RETRIES, emit=True):
+    """Run action(client) -> (json fields, render(console)); map failures to exit codes.
+
+    emit=False: print nothing on success (the caller writes the outcome itself); failures
+    are reported as usual (one JSON document with --json)."""
     try:
         try:
             with _session(settings, retries) as client:
@@ -228,6 +266,8 @@ def _run(settings, action, retries=RETRIES):
         _fail(settings, CliFailure(EXIT_NO_RESPONSE, "version_mismatch", str(err)))
     except ProtocolError as err:
         _fail(settings, CliFailure(EXIT_NO_RESPONSE, "protocol", str(err)))
+    if not emit:
+        return
     if settings.as_json:
         document = {"ok": True, "port": port}
         document.update(fields)
@@ -268,6 +308,8 @@ class MilliAmps(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):  # already converted: (amp_ua, text)
             return value
+        if str(value).strip().startswith("-"):
+            self.fail("%r: an amplitude cannot be negative (0 mA up to the device limit)" % (value,), param, ctx)
         try:
             return parse_ma(value), str(value).strip()
         except AmpParseError as err:
@@ -477,6 +519,11 @@ def _render_status(console, status):
     uptime_ms = int(status.get("uptime_ms", 0))
     line += "  uptime: %d.%03d s" % (uptime_ms // 1000, uptime_ms % 1000)
     console.print(line)
+    if status.get("maintenance"):
+        console.print("[bold yellow]maintenance mode: on[/] (no session or heat starts; tensctl maintenance off)")
+    if status.get("program"):
+        console.print("program: [bold]%s[/]  phase: [bold]%s[/]"
+                      % (escape(str(status["program"])), escape(str(status.get("phase") or "-"))))
     if state in ("RUNNING", "PAUSED"):
         session = "session left: %s" % format_duration_ms(status.get("session_left_ms", 0))
         lease_ms = status.get("lease_ms", 0)
@@ -489,7 +536,9 @@ def _render_status(console, status):
     if heat:
         console.print(_heat_text(heat, status.get("interlock")))
     table = Table(box=None, pad_edge=False)
-    for title in ("ch", "mode", "amplitude", "target", "max", "delivered", "phase", "rate"):
+    prescribed = status.get("prescribed_max_ua")  # a running program's maxima (added by the status command)
+    max_title = "prescribed max" if prescribed is not None else "max"
+    for title in ("ch", "mode", "amplitude", "target", max_title, "delivered", "phase", "rate"):
         table.add_column(title, justify="left" if title == "mode" else "right")
     channels = status.get("ch") or []
     show_indicator = any("indicator" in channel for channel in channels)
@@ -503,7 +552,7 @@ def _render_status(console, status):
             escape(str(channel.get("mode", "-"))),
             format_ma(channel.get("amp_ua", 0)),
             format_ma(channel.get("target_ua", 0)),
-            format_ma(channel["max_amp_ua"]) if "max_amp_ua" in channel else "-",
+            _max_text(channel, prescribed, index),
             format_ma(channel.get("delivered_ua", 0)),
             "%d µs" % phase_us if phase_us else "-",
             "%d Hz" % rate_hz if rate_hz else "-",
@@ -512,6 +561,38 @@ def _render_status(console, status):
             row.append("[bold yellow]lit[/]" if channel.get("indicator") else "")
         table.add_row(*row)
     console.print(table)
+
+
+def _max_text(channel, prescribed, index):
+    """The channel's max amplitude: a running program's prescribed maximum when there is one."""
+    if prescribed is not None:
+        if index >= len(prescribed):
+            return "not used"
+        return format_ma(min(prescribed[index], channel.get("max_amp_ua", prescribed[index])))
+    return format_ma(channel["max_amp_ua"]) if "max_amp_ua" in channel else "-"
+
+
+def _prescribed_max(client, status):
+    """Per channel, the prescribed maximum of the program this session runs (None without one)."""
+    name = status.get("program")
+    if not name:
+        return None
+    try:
+        program = client.program_get(name).get("program") or {}
+    except DeviceError:
+        return None
+    return [int(plan.get("max_amp_ua", 0)) for plan in program.get("channels") or []]
+
+
+# why heat last stopped (heat status `reason`): none of these is a latched fault
+_HEAT_REASONS = {
+    "stop": "last heat ended: turned off",
+    "timer": "last heat ended: its timer ran out",
+    "dose_cap": "last heat ended: thermal dose cap reached",
+    "fault": "last heat ended by a fault, since cleared",
+    "autotune_done": "autotune done",
+    "autotune_failed": "autotune failed",
+}
 
 
 def _heat_text(heat, interlock=None):
@@ -526,8 +607,12 @@ def _heat_text(heat, interlock=None):
         line += ", %s left" % format_duration_ms(heat.get("time_left_ms", 0))
         if heat.get("allowed") is False:
             line += " [yellow](held off: %s)[/]" % ("stimulating, interlock alternate" if interlock == "alternate" else "paused")
+    elif state == "fault":
+        if heat.get("fault"):
+            line += " (%s)" % escape(str(heat["fault"]))
     elif heat.get("reason"):
-        line += " (%s)" % escape(str(heat["reason"]))
+        reason = str(heat["reason"])
+        line += " (%s)" % escape(_HEAT_REASONS.get(reason, "last heat ended: " + reason))
     measured_mc = heat.get("measured_mc")
     line += "  pad: %s" % (format_celsius(measured_mc) if measured_mc is not None else "no reading")
     line += "  heater: %d %%" % heat.get("heater_duty_pct", 0)
@@ -545,69 +630,180 @@ def status(settings):
 
     def action(client):
         reply = client.status()
+        prescribed = _prescribed_max(client, reply)
+        if prescribed is not None:
+            reply["prescribed_max_ua"] = prescribed
         return reply, lambda console: _render_status(console, reply)
 
     _run(settings, action)
 
 
+HEAT_LEVEL_MC = dict(HEAT_CONFIG.LEVELS)
+HEAT_TARGET_MIN_MC = HEAT_CONFIG.HeatConfig().min_target_mc  # 30 °C
+
+
+def _device_settings(client):
+    """The device's settings (session, ramp and lease defaults, heat cap), or {} if it cannot say."""
+    try:
+        return dict(client.settings().get("settings") or {})
+    except DeviceError:
+        return {}
+
+
+def _duration_text(ms):
+    """1800000 -> '30 min', 90000 -> '1:30 min'."""
+    return "%d min" % (ms // 60000) if ms % 60000 == 0 else "%s min" % format_duration_ms(ms)
+
+
+def _targets_text(status, given):
+    """Every channel's target as the device holds it; channels not set by this command say so."""
+    parts = []
+    for index, channel in enumerate(status.get("ch") or []):
+        target_ua = channel.get("target_ua", 0)
+        text = "channel %d %s" % (index, format_ma(target_ua))
+        if index not in given and target_ua:
+            text += " [bold yellow](kept from before: tensctl amp %d 0 to zero it)[/]" % index
+        parts.append(text)
+    return ", ".join(parts)
+
+
+def _stop_after_interrupt(client):
+    """Ctrl-C while waiting on a running session: stop it (ramping down) the way monitor and run do."""
+    click.echo("Ctrl-C: stopping stimulation (ramping down) before exit...", err=True)
+    try:
+        client.stop()
+        deadline = time.monotonic() + L.RAMP_MAX_MS / 1000.0 + 2.0
+        status = client.status()
+        while status.get("state") == "RUNNING" and time.monotonic() < deadline:
+            client.poll(0.1)
+            status = client.status()
+    except (ClientError, TransportError, KeyboardInterrupt) as err:
+        return CliFailure(
+            EXIT_INTERRUPTED, "interrupted",
+            "interrupted by Ctrl-C and the stop was not confirmed (%s): the session may still be RUNNING; "
+            "use tensctl estop" % (str(err) or "interrupted again"),
+        )
+    if status.get("state") == "RUNNING":
+        return CliFailure(EXIT_INTERRUPTED, "interrupted",
+                          "interrupted by Ctrl-C: the stop was sent but the session is still RUNNING "
+                          "(ramping down); check tensctl status, or tensctl estop")
+    return CliFailure(EXIT_INTERRUPTED, "interrupted",
+                      "interrupted by Ctrl-C: stimulation stopped (ramped down to zero), the device is %s"
+                      % status.get("state"))
+
+
+def _wait_ramped_or_stop(client, budget_ms):
+    """_wait_ramped; Ctrl-C stops the session before the command ends (exit 130)."""
+    try:
+        return _wait_ramped(client, budget_ms)
+    except KeyboardInterrupt:
+        raise _stop_after_interrupt(client)
+
+
 @cli.command()
 @click.option("--amp", "amp", type=MILLIAMPS, metavar="MA", help="Target amplitude in mA, e.g. 12.5 (ramps up from zero).")
 @click.option("--ch", type=click.IntRange(min=0), default=0, show_default=True, help="Channel the --amp applies to.")
-@click.option("--minutes", type=click.IntRange(1, 60), default=None, help="Session length; the device stops by itself after it (default 30).")
-@click.option("--lease", "lease_s", type=click.IntRange(0, 30), default=0, show_default=True,
-              help="Keepalive lease in seconds: pause unless a request arrives this often. 0: the session runs on the device's own timer.")
+@click.option("--minutes", type=click.IntRange(1, 60), default=None,
+              help="Session length; the device stops by itself after it (default: its session_default_ms setting).")
+@click.option("--lease", "lease_s", type=click.IntRange(0, 30), default=None,
+              help="Keepalive lease in seconds: pause unless a request arrives this often. 0: the session runs on "
+                   "the device's own timer. Default: the device's lease_default_ms setting (tensctl settings).")
 @click.option("--ramp", "ramp_s", type=click.IntRange(1, 30), default=None,
-              help="Soft start: seconds from zero to the target (default 5).")
+              help="Soft start: seconds from zero to the target (default: the device's ramp_default_ms setting).")
 @click.option("--interlock", type=click.Choice(INTERLOCKS), default=None,
-              help="Heat with stimulation: concurrent (default) or alternate (never heat while a channel stimulates).")
+              help="Heat with stimulation: concurrent or alternate (never heat while a channel stimulates). "
+                   "Default: the device's interlock_default setting.")
 @click.option("--heat", "heat_level", type=click.Choice(HEAT_LEVELS), default=None,
-              help="Also turn heat on at this level (38 / 40 / 42 °C).")
-@click.option("--wait", is_flag=True, help="Stay connected until every channel has ramped to its target.")
+              help="Also turn heat on at this level (38 / 40 / 42 °C). A level above the device's heat cap is "
+                   "refused before anything starts; if the device refuses the heat after the session started, "
+                   "stimulation keeps running without heat, both are reported and the exit code is 1.")
+@click.option("--wait", is_flag=True,
+              help="Stay connected until every channel has ramped to its target (Ctrl-C stops the session, exit 130).")
 @click.pass_obj
 def start(settings, amp, ch, minutes, lease_s, ramp_s, interlock, heat_level, wait):
-    """Start a session: stimulation (always ramps up from zero), and heat with --heat."""
+    """Start a session: stimulation (always ramps up from zero), and heat with --heat.
+
+    Channels without --amp keep the target they have on the device (tensctl amp);
+    the message lists every channel's target, the ramp time, auto-off and lease
+    as the device will run them."""
     if amp is None and ch != 0:
         _fail(settings, CliFailure(EXIT_USAGE, "usage", "--ch needs --amp (the target for that channel)"))
 
     def action(client):
         targets = None
+        given = ()
         if amp is not None:
             amp_ua, text = amp
             _check_channel(client, ch)
             _check_amp(client, amp_ua, text)
             targets = [0] * (ch + 1)
+            given = (ch,)
             if ch > 0:  # keep the other channels' targets as they are
                 for index, channel in enumerate(client.status().get("ch", [])[:ch]):
                     targets[index] = channel.get("target_ua", 0)
             targets[ch] = amp_ua
+        device_settings = _device_settings(client)
+        if heat_level is not None:
+            cap_mc = device_settings.get("heat_max_target_mc")
+            level_mc = HEAT_LEVEL_MC[heat_level]
+            if isinstance(cap_mc, int) and level_mc > cap_mc:
+                raise CliFailure(
+                    EXIT_DEVICE_ERROR, "heat_cap",
+                    "nothing started: heat %s (%s) is above this device's heat cap %s (heat_max_target_mc)"
+                    % (heat_level, format_celsius(level_mc), format_celsius(cap_mc)),
+                    hint="choose a lower --heat level, or start without --heat",
+                )
         ramp_ms = ramp_s * 1000 if ramp_s else None
         reply = client.start(
-            targets, lease_ms=lease_s * 1000, session_ms=minutes * 60000 if minutes else None, ramp_ms=ramp_ms,
-            interlock=interlock,
+            targets, lease_ms=lease_s * 1000 if lease_s is not None else None,
+            session_ms=minutes * 60000 if minutes else None, ramp_ms=ramp_ms, interlock=interlock,
         )
-        fields = {"state": reply.get("state")}
+        started = client.status()
+        run_ramp_ms = ramp_ms or device_settings.get("ramp_default_ms")
+        session_ms = minutes * 60000 if minutes else device_settings.get("session_default_ms")
+        if not isinstance(session_ms, int):  # rounded up from the time left just after the start
+            session_ms = -(-int(started.get("session_left_ms", 0)) // 1000) * 1000
+        lease_ms = int(started.get("lease_ms", 0))
+        fields = {"state": reply.get("state"), "targets_ua": [c.get("target_ua", 0) for c in started.get("ch") or []],
+                  "session_ms": session_ms, "lease_ms": lease_ms, "ramp_ms": run_ramp_ms}
         if amp is not None:
             fields.update({"ch": ch, "target_ua": amp[0]})
+
+        def render_started(console):
+            text = "Started: [green]%s[/]; targets: %s" % (escape(str(reply.get("state"))), _targets_text(started, given))
+            if isinstance(run_ramp_ms, int):
+                text += " (ramps up from zero over %s)" % _seconds_text(run_ramp_ms)
+            else:
+                text += " (ramps up from zero over the device's default ramp time)"
+            console.print(text)
+            if lease_ms:
+                lease_text = "pauses unless a request arrives every %s (%s)" % (
+                    _seconds_text(lease_ms),
+                    "--lease" if lease_s is not None else "the device's lease_default_ms; --lease 0 for none")
+            else:
+                lease_text = "no host lease"
+            console.print("Auto-off after %s; %s" % (_duration_text(session_ms), lease_text))
+
         heat_reply = None
         if heat_level is not None:
-            heat_reply = client.heat(level=heat_level)
+            try:
+                heat_reply = client.heat(level=heat_level)
+            except DeviceError as err:
+                failure = _device_failure(
+                    err, hint="stimulation is running without heat: tensctl heat LEVEL to try again, "
+                              "tensctl stop to end the session")
+                failure.kind = "heat_refused"
+                failure.message = "HEAT REFUSED (the session is RUNNING without heat): %s" % failure.message
+                failure.partial = (fields, render_started)
+                raise failure
             fields["heat"] = heat_reply
         final = None
         if wait:
-            final = _wait_ramped(client, (ramp_ms or L.RAMP_DEFAULT_MS) + WAIT_MARGIN_MS)
+            final = _wait_ramped_or_stop(client, (ramp_ms or run_ramp_ms or L.RAMP_MAX_MS) + WAIT_MARGIN_MS)
             fields["status"] = final
 
         def render(console):
-            text = "Started: [green]%s[/]" % escape(str(reply.get("state")))
-            if amp is not None:
-                text += ", channel %d target %s" % (ch, format_ma(amp[0]))
-            text += " (ramps up from zero over %d s)" % ((ramp_ms or L.RAMP_DEFAULT_MS) // 1000)
-            console.print(text)
-            console.print(
-                "Auto-off after %d min; %s"
-                % (minutes or L.SESSION_DEFAULT_MS // 60000,
-                   "pauses unless a request arrives every %d s" % lease_s if lease_s else "no host lease")
-            )
+            render_started(console)
             if heat_reply is not None:
                 console.print(_heat_text(heat_reply, interlock))
             _render_final(console, final)
@@ -646,27 +842,57 @@ def stop(settings, wait):
     _run(settings, action)
 
 
+ESTOP_RETRIES = 3
+ESTOP_NOT_CONFIRMED = "EMERGENCY STOP NOT CONFIRMED: "
+ESTOP_HINT = "the output may still be on: remove the electrodes, press the device's stop button or cut its power"
+
+
 @cli.command(short_help="EMERGENCY STOP: output zero at once, no ramp.")
 @click.pass_obj
 def estop(settings):
     """EMERGENCY STOP: every output to zero at once, no ramp.
 
     All targets go to zero and the device goes IDLE (a latched fault stays
-    latched). Sent with extra retries. A normal stop ramps down: `tensctl stop`."""
+    latched). Sent first, before any version check, with extra retries; when
+    no confirmation comes back it says EMERGENCY STOP NOT CONFIRMED and exits
+    non-zero. A normal stop ramps down: `tensctl stop`."""
 
-    def action(client):
+    def not_confirmed(exit_code, kind, text, code=None):
+        _fail(settings, CliFailure(exit_code, kind, ESTOP_NOT_CONFIRMED + text, code, hint=ESTOP_HINT))
+
+    try:
+        url = _pick_port(settings)
+    except CliFailure as failure:
+        not_confirmed(failure.exit_code, failure.kind, failure.message)
+    try:
+        transport = open_port(url)
+    except TransportError as err:
+        not_confirmed(EXIT_PORT, "port", err.message)
+    try:
+        # no hello first: an emergency stop must not wait on (or fail with) the version check
+        client = Client(transport, timeout_s=settings.timeout_s, retries=ESTOP_RETRIES, pin=settings.pin)
         reply = client.estop()
-
-        def render(console):
-            state = str(reply.get("state"))
-            text = "[bold red]EMERGENCY STOP[/]: output zero, targets zero, state %s" % escape(state)
-            if state == "FAULT":
-                text += " (the fault stays latched: clear-fault once its cause is gone)"
-            console.print(text)
-
-        return reply, render
-
-    _run(settings, action, retries=3)
+    except DeviceError as err:
+        not_confirmed(EXIT_DEVICE_ERROR, "device_error", "the device refused it: %s (%s)" % (err.message, err.code),
+                      err.code)
+    except NoResponse as err:
+        not_confirmed(EXIT_NO_RESPONSE, "no_response", str(err))
+    except TransportError as err:
+        not_confirmed(EXIT_PORT, "port", err.message)
+    except ProtocolError as err:
+        not_confirmed(EXIT_NO_RESPONSE, "protocol", str(err))
+    finally:
+        transport.close()
+    if settings.as_json:
+        document = {"ok": True, "port": url}
+        document.update(reply)
+        _emit_json(document)
+        return
+    state = str(reply.get("state"))
+    text = "[bold red]EMERGENCY STOP[/]: output zero, targets zero, state %s" % escape(state)
+    if state == "FAULT":
+        text += " (the fault stays latched: clear-fault once its cause is gone)"
+    _console().print(text)
 
 
 @cli.command()
@@ -694,7 +920,7 @@ def resume(settings, wait):
         fields = dict(reply)
         final = None
         if wait:
-            final = _wait_ramped(client, L.RAMP_MAX_MS + WAIT_MARGIN_MS)
+            final = _wait_ramped_or_stop(client, L.RAMP_MAX_MS + WAIT_MARGIN_MS)
             fields["status"] = final
 
         def render(console):
@@ -718,7 +944,7 @@ def keepalive(settings):
     _run(settings, action)
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True})  # `amp 0 -1`: a bad amplitude, not an option
 @click.argument("ch", type=click.IntRange(min=0))
 @click.argument("ma", type=MILLIAMPS)
 @click.pass_obj
@@ -752,11 +978,36 @@ def heat(settings, level, target_mc, minutes):
     if level == "off" and (target_mc is not None or minutes is not None):
         _fail(settings, CliFailure(EXIT_USAGE, "usage", "`heat off` takes no --target or --minutes"))
 
+    if target_mc is not None and not HEAT_TARGET_MIN_MC <= target_mc <= HEAT_CONFIG.HARD_MAX_TARGET_MC:
+        _fail(settings, CliFailure(
+            EXIT_USAGE, "usage", "heat target %s is outside %s..%s (the pad's range; above %s is unsafe for skin)"
+            % (format_celsius(target_mc), format_celsius(HEAT_TARGET_MIN_MC),
+               format_celsius(HEAT_CONFIG.HARD_MAX_TARGET_MC), format_celsius(HEAT_CONFIG.HARD_MAX_TARGET_MC))))
+
     def action(client):
         if level == "off":
             reply = client.heat(off=True)
-        else:
+            return reply, lambda console: console.print(_heat_text(reply))
+        wanted_mc = target_mc if target_mc is not None else HEAT_LEVEL_MC.get(level)
+        if wanted_mc is not None:
+            cap_mc = _device_settings(client).get("heat_max_target_mc")
+            if isinstance(cap_mc, int) and wanted_mc > cap_mc:
+                raise CliFailure(
+                    EXIT_DEVICE_ERROR, "heat_cap",
+                    "heat %s is above this device's heat cap %s (its heat_max_target_mc setting)"
+                    % ("level %s (%s)" % (level, format_celsius(wanted_mc)) if level else format_celsius(wanted_mc),
+                       format_celsius(cap_mc)),
+                )
+        try:
             reply = client.heat(level=level, target_mc=target_mc, minutes=minutes)
+        except DeviceError as err:
+            if err.code == msg.E_BAD_STATE and "start one first" in err.message and "PAUSED" in err.message:
+                raise CliFailure(
+                    EXIT_DEVICE_ERROR, "device_error",
+                    "the session is PAUSED: heat starts only while it runs; tensctl resume first, then heat",
+                    err.code,
+                )
+            raise
         return reply, lambda console: console.print(_heat_text(reply))
 
     _run(settings, action)
@@ -1043,22 +1294,59 @@ def _render_stim(console, reply):
     console.print(table)
 
 
+TEXT_FILE_MAX_BYTES = 64 * 1024  # a setting or a program is under 1 KB as JSON; this leaves room for whitespace
+
+
+def read_text_file(source, what, max_bytes=TEXT_FILE_MAX_BYTES):
+    """A small text file (or - for stdin) as str, read at most max_bytes (+1 to tell) into memory.
+
+    CliFailure(usage) naming the file and the limit when it cannot be read, is larger than
+    max_bytes (a device, /dev/zero, a wrong file), or is not UTF-8 text.
+    """
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read(max_bytes + 1) if hasattr(sys.stdin, "buffer") else sys.stdin.read(max_bytes + 1)
+        else:
+            with open(source, "rb") as handle:
+                data = handle.read(max_bytes + 1)
+    except OSError as err:
+        raise CliFailure(EXIT_USAGE, "usage", "cannot read %s %s: %s" % (what, source, err.strerror or err))
+    if len(data) > max_bytes:
+        raise CliFailure(
+            EXIT_USAGE, "usage", "%s %s is larger than %s: not what it should be (the limit is %d bytes)"
+            % (what, source, _size_text(max_bytes), max_bytes),
+        )
+    if isinstance(data, str):
+        return data
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CliFailure(
+            EXIT_USAGE, "usage", "%s %s is not UTF-8 text (byte 0x%02x at offset %d): a JSON file is expected"
+            % (what, source, data[err.start], err.start),
+        )
+
+
+def _size_text(size):
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= factor and size % factor == 0:
+            return "%d %s" % (size // factor, unit)
+    return "%d bytes" % size
+
+
 def _load_setting(text, ch):
     """A stim object from inline JSON, a file, or - (stdin); CliFailure(usage) when it is not one."""
     source = str(text)
     if source.strip().startswith("{"):
         body, where = source, "the --set JSON"
     elif source == "-":
-        body, where = sys.stdin.read(), "the setting on stdin"
+        body, where = read_text_file("-", "the setting on"), "the setting on stdin"
     else:
         try:
-            with open(source, encoding="utf-8") as handle:
-                body = handle.read()
-        except (OSError, UnicodeDecodeError) as err:
-            raise CliFailure(
-                EXIT_USAGE, "usage", "cannot read the setting file %s: %s (give a file, - for stdin, or a JSON object)"
-                % (source, getattr(err, "strerror", None) or err)
-            )
+            body = read_text_file(source, "the setting file")
+        except CliFailure as failure:
+            failure.message += " (give a file, - for stdin, or a JSON object)"
+            raise
         where = "setting file %s" % source
     try:
         setting = jsondec.decode(body.strip())
@@ -1126,14 +1414,44 @@ def stim(settings, ch, source):
     _run(settings, action)
 
 
+CLEAR_WATCH_MS = 300  # device time watched after a clear: a fault whose cause is still there latches again
+
+
+def _watch_after_clear(client):
+    """Status after CLEAR_WATCH_MS of device time (or ~2 s of wall time), or at once on a new FAULT."""
+    status = client.status()
+    first_ms = status.get("uptime_ms", 0)
+    wall_deadline = time.monotonic() + 2.0
+    while status.get("state") != "FAULT" and status.get("uptime_ms", 0) - first_ms < CLEAR_WATCH_MS:
+        if time.monotonic() > wall_deadline:
+            break
+        client.poll(WAIT_POLL_S)
+        status = client.status()
+    return status
+
+
 @cli.command("clear-fault")
 @click.pass_obj
 def clear_fault(settings):
-    """Clear a latched fault (the device goes to IDLE, never straight back to stimulation)."""
+    """Clear a latched fault (the device goes to IDLE, never straight back to stimulation).
+
+    Watches the device for a moment afterwards: a fault whose cause is still there
+    latches again at once, and that is reported (exit 1), not "Fault cleared"."""
 
     def action(client):
         reply = client.clear_fault()
-        return reply, lambda console: console.print("Fault cleared: %s" % escape(str(reply.get("state"))))
+        status = _watch_after_clear(client)
+        if status.get("state") == "FAULT":
+            faults = ", ".join(status.get("faults") or []) or "?"
+            raise CliFailure(
+                EXIT_DEVICE_ERROR, "fault_relatched",
+                "fault latched again: %s (%s): its cause is still there" % (faults, status.get("fault_msg") or ""),
+                details={"faults": status.get("faults") or []},
+                hint="find and remove the cause (electrodes, pad sensor, cable), then clear-fault again",
+            )
+        fields = dict(reply)
+        fields["status"] = status
+        return fields, lambda console: console.print("Fault cleared: %s" % escape(str(status.get("state"))))
 
     _run(settings, action)
 

@@ -6,7 +6,10 @@ they go to the device, which checks them again on receipt.
 """
 
 import json
+import os
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import click
@@ -18,6 +21,7 @@ from firmware import presets
 from firmware.program import parse_program
 from firmware.protocols import messages as msg
 from host.cli import (
+    EXIT_DEVICE_ERROR,
     EXIT_USAGE,
     MILLIAMPS,
     CliFailure,
@@ -26,7 +30,9 @@ from host.cli import (
     _run,
     cli,
     monitor_session,
+    read_text_file,
 )
+from host.client import DeviceError
 from host.units import format_celsius, format_duration_ms, format_ma
 
 
@@ -34,16 +40,40 @@ def _usage(settings, text):
     _fail(settings, CliFailure(EXIT_USAGE, "usage", text))
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs):
+    """object_pairs_hook: the device refuses an object with a key twice, so the host does too."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def load_json_text(text, where, strict_keys=True):
+    """JSON text -> value; CliFailure(usage) naming `where` for bad JSON, a duplicated key, or
+    nesting too deep for the parser (100 000 '[')."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates if strict_keys else None)
+    except _DuplicateKey as err:
+        raise CliFailure(EXIT_USAGE, "usage",
+                         "%s has the key %s twice in one object: the device refuses duplicated keys" % (where, json.dumps(err.args[0])))
+    except RecursionError:
+        raise CliFailure(EXIT_USAGE, "usage", "%s is nested too deeply to be a program or a log" % where)
+    except ValueError as err:
+        raise CliFailure(EXIT_USAGE, "usage", "%s is not JSON: %s" % (where, err))
+
+
 def _read_program_file(settings, path):
     """A program file as a dict; unreadable or non-JSON files are usage errors naming the place."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as err:
-        _usage(settings, "cannot read program file %s: %s" % (path, err.strerror or err))
-    try:
-        return json.loads(text)
-    except ValueError as err:
-        _usage(settings, "program file %s is not JSON: %s" % (path, err))
+        return load_json_text(read_text_file(path, "program file"), "program file %s" % path)
+    except CliFailure as failure:
+        _fail(settings, failure)
 
 
 def _checked(settings, source, channels=L.CHANNELS, where="program"):
@@ -141,6 +171,9 @@ def program_show(settings, name):
 def program_validate(settings, path, channels):
     """Check a program file against the safety envelope without a device (exit 2 if refused)."""
     checked = _checked(settings, _read_program_file(settings, path), channels, "program file %s" % path)
+    if presets.find(checked.name) is not None:
+        _usage(settings, "program file %s refused: its name %s is a built-in preset's, and upload refuses that; "
+                         "rename it (or upload it with --name NEW)" % (path, checked.name))
     if settings.as_json:
         click.echo(json.dumps({"ok": True, "program": checked.source}, sort_keys=True))
     else:
@@ -298,16 +331,59 @@ def log_fetch(settings, fmt, output, from_seq):
     if settings.as_json and output is None:
         _run(settings, action)  # the JSON document carries the records
         return
-    quiet = type(settings)(settings.port, False, settings.timeout_s, settings.pin)
-    _run(quiet, action)
-    records = holder["records"]
     writer = session_records.to_csv if fmt == "csv" else session_records.to_json
     if output is None:
-        writer(records, sys.stdout)
+        _run(settings, action, emit=False)
+        writer(holder["records"], sys.stdout)
+        return
+    # the file is written next to its final place first: a path that cannot be written fails here,
+    # before anything is fetched, and the old file stays whole until the new one is complete
+    handle, temp_path = _open_beside(settings, output)
+    try:
+        try:
+            _run(settings, action, emit=False)
+        except SystemExit:
+            handle.close()
+            os.unlink(temp_path)
+            raise
+        records = holder["records"]
+        try:
+            with handle:
+                writer(records, handle)
+            os.replace(temp_path, output)
+        except OSError as err:
+            _rescue_failure(settings, records, "cannot write %s: %s" % (output, err.strerror or err))
+    finally:
+        if os.path.exists(temp_path):
+            os.unlink(temp_path)
+    if settings.as_json:
+        click.echo(json.dumps({"ok": True, "output": output, "records": len(records)}, sort_keys=True))
     else:
-        with open(output, "w", encoding="utf-8", newline="") as handle:
-            writer(records, handle)
         click.echo("Wrote %d records to %s" % (len(records), output), err=True)
+
+
+def _open_beside(settings, output):
+    """A new temporary file in output's folder (text, for writing) and its path; usage error if impossible."""
+    folder = os.path.dirname(os.path.abspath(output))
+    try:
+        fd, temp_path = tempfile.mkstemp(prefix=".tensctl-", suffix=".part", dir=folder)
+    except OSError as err:
+        _usage(settings, "cannot write %s: %s (nothing was fetched)" % (output, err.strerror or err))
+    return os.fdopen(fd, "w", encoding="utf-8", newline=""), temp_path
+
+
+def _rescue_failure(settings, records, text):
+    """Writing failed after the records were fetched: keep them in a file in the temp folder, say where."""
+    from host import session_records
+
+    try:
+        fd, rescue = tempfile.mkstemp(prefix="tensctl-log-%d-" % int(time.time()), suffix=".json")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            session_records.to_json(records, handle)
+        kept = "the %d fetched records are kept in %s" % (len(records), rescue)
+    except OSError as err:
+        kept = "the fetched records could not be kept either (%s)" % (err.strerror or err)
+    _fail(settings, CliFailure(EXIT_USAGE, "usage", "%s; %s" % (text, kept)))
 
 
 @log.command("erase")
@@ -325,15 +401,33 @@ def log_erase(settings, yes):
     _run(settings, action)
 
 
-@cli.command()
-@click.argument("score", type=click.IntRange(0, 10))
-@click.option("--before", "when", flag_value="before", help="Before the session.")
-@click.option("--after", "when", flag_value="after", help="After the session.")
+class PainScore(click.ParamType):
+    """A whole number 0..10."""
+
+    name = "SCORE"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip()
+        if not text.isdigit() or int(text) > 10:
+            self.fail("%r: a pain score is a whole number from 0 (none) to 10 (worst imaginable)" % (value,), param, ctx)
+        return int(text)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})  # `pain -1`: a bad score, not an option
+@click.argument("score", type=PainScore())
+@click.option("--before", is_flag=True, help="Before the session.")
+@click.option("--after", is_flag=True, help="After the session.")
 @click.pass_obj
-def pain(settings, score, when):
-    """Record a pain score, 0 (none) to 10 (worst imaginable), before or after a session."""
-    if when is None:
+def pain(settings, score, before, after):
+    """Record a pain score, 0 (none) to 10 (worst imaginable), before or after a session
+    (--before or --after, exactly one)."""
+    if before and after:
+        _usage(settings, "--before and --after exclude each other: a score is either before or after the session")
+    if not before and not after:
         _usage(settings, "say --before or --after the session")
+    when = "before" if before else "after"
 
     def action(client):
         reply = client.pain(score, when)
@@ -355,25 +449,49 @@ def report(settings, out_dir, input_path, title):
 
     if input_path is not None:
         try:
-            records = json.loads(Path(input_path).read_text(encoding="utf-8"))
-        except ValueError as err:
-            _usage(settings, "%s is not a JSON log: %s" % (input_path, err))
+            records = load_json_text(read_text_file(input_path, "log file", REPORT_INPUT_MAX_BYTES),
+                                     "log file %s" % input_path, strict_keys=False)
+        except CliFailure as failure:
+            _fail(settings, failure)
         if isinstance(records, dict):
             records = records.get("records")
         if not isinstance(records, list):
             _usage(settings, "%s holds no list of records" % input_path)
-        path = report_module.write_report(records, out_dir, title=title)
+        _check_out_dir(settings, out_dir)
+        try:
+            path = report_module.write_report(records, out_dir, title=title)
+        except OSError as err:
+            _usage(settings, "cannot write the report to %s: %s" % (out_dir, err.strerror or err))
         _emit_done(settings, path, len(records))
         return
+    _check_out_dir(settings, out_dir)  # before fetching: a folder that cannot be written fails now
     holder = {}
 
     def action(client):
         holder["records"] = client.log_records(1)
-        holder["path"] = report_module.write_report(holder["records"], out_dir, title=title)
-        fields = {"report": str(holder["path"]), "records": len(holder["records"])}
-        return fields, lambda console: console.print("Report: %s (%d records)" % (holder["path"], len(holder["records"])))
+        return {}, lambda console: None
 
-    _run(settings, action)
+    _run(settings, action, emit=False)
+    records = holder["records"]
+    try:
+        path = report_module.write_report(records, out_dir, title=title)
+    except OSError as err:
+        _rescue_failure(settings, records, "cannot write the report to %s: %s" % (out_dir, err.strerror or err))
+    _emit_done(settings, path, len(records))
+
+
+REPORT_INPUT_MAX_BYTES = 256 * 1024 * 1024  # a saved log; read no more than this into memory
+
+
+def _check_out_dir(settings, out_dir):
+    """Create the report folder and prove a file can be written in it; usage error naming it if not."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tensctl-", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        _usage(settings, "cannot write the report to %s: %s (nothing was fetched)" % (out_dir, err.strerror or err))
 
 
 def _emit_done(settings, path, count):

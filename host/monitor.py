@@ -42,6 +42,8 @@ class MonitorState:
         self.connected = False
         self.note = ""  # the monitor's own last message (a refused key, a reconnect)
         self.events = []  # recent event lines, newest last
+        self.status = None  # the last status reply (program, phase: telemetry does not carry them)
+        self.prescribed = None  # a running program's prescribed maximum per channel (µA), or None
         self.received = 0  # telemetry events received
         self.missed = 0  # gaps in their sequence numbers (lost on the way or dropped by the device)
         self._last_n = None
@@ -74,6 +76,26 @@ class MonitorState:
             text = "%s: %s" % (kind, event.get("msg", ""))
         self.events = (self.events + [text])[-EVENT_LINES:]
 
+    def on_status(self, status, prescribed=None):
+        """A status reply (asked for once a second, which also holds the lease) and, while a
+        program runs, its prescribed maxima."""
+        self.status = status
+        self.prescribed = prescribed if status and status.get("program") else None
+
+    @property
+    def program(self):
+        return (self.status or {}).get("program")
+
+    @property
+    def phase(self):
+        return (self.status or {}).get("phase")
+
+    def max_ua(self, ch):
+        """The most channel ch may be set to now: the prescription, else the device limit."""
+        if self.prescribed is not None:
+            return self.prescribed[ch] if ch < len(self.prescribed) else 0
+        return int(self.info.get("amp_limit_ua", 80000))
+
     def new_connection(self, info):
         self.info = info or self.info
         self.connected = True
@@ -104,20 +126,26 @@ def render(state):
         head.append("   DEVICE LOST: reconnecting...", style="bold red")
     if t.get("faults"):
         head.append("   faults: %s" % ", ".join(t["faults"]), style="bold red")
-    limit_ua = int(state.info.get("amp_limit_ua", 80000))
+    # the keys right under the state line: a short or narrow terminal crops the bottom, never this
+    parts = [head, Text.assemble(("e: EMERGENCY STOP", "bold red"), ("  " + KEY_HINTS, "dim"))]
+    if state.program:
+        parts.append(Text("program %s   phase %s" % (state.program, state.phase or "-"), style="bold"))
     table = Table(box=None, pad_edge=False)
-    for title in ("ch", "amplitude", "", "target", "delivered"):
+    max_title = "prescribed max" if state.prescribed is not None else "max"
+    for title in ("ch", "amplitude", "", "target", max_title, "delivered"):
         table.add_column(title, justify="left" if title == "" else "right")
     for ch in range(len(t.get("amp_ua", []))):
         mark = ">" if ch == state.selected else " "
+        max_ua = state.max_ua(ch)
         table.add_row(
             "%s%d" % (mark, ch),
             format_ma(t["amp_ua"][ch]),
-            _amp_bar(t["amp_ua"][ch], limit_ua),
+            _amp_bar(t["amp_ua"][ch], max_ua),
             format_ma(t["target_ua"][ch]),
+            format_ma(max_ua) if state.prescribed is None or ch < len(state.prescribed) else "not used",
             format_ma(t["delivered_ua"][ch]),
         )
-    parts = [head, table]
+    parts.append(table)
     heat = t.get("heat")
     if heat:
         line = Text("heat %s" % heat.get("state"))
@@ -131,11 +159,13 @@ def render(state):
         parts.append(Text(text, style="dim"))
     if state.note:
         parts.append(Text(state.note, style="yellow"))
-    parts.append(Text("up/down: amplitude of the marked channel (0.5 mA)  tab: other channel  p: pause/resume  "
-                      "space: stop  e: EMERGENCY STOP  q: quit", style="dim"))
     if state.missed:
         parts.append(Text("telemetry missed: %d" % state.missed, style="dim"))
     return Panel(Group(*parts), title="pulsewarm %s" % state.info.get("device_id", ""))
+
+
+# after "e: EMERGENCY STOP" (first, so a narrow terminal never hides it); short enough for 80 columns
+KEY_HINTS = "space: stop  p: pause/resume  +/-: 0.5 mA  tab  q: quit"
 
 
 def summary_line(state):
@@ -146,6 +176,10 @@ def summary_line(state):
     amps = " ".join("ch%d %s/%s" % (i, format_ma(a), format_ma(b))
                     for i, (a, b) in enumerate(zip(t.get("amp_ua", []), t.get("target_ua", []))))
     line = "%s %s left %s" % (t.get("state"), amps, format_duration_ms(t.get("session_left_ms", 0)))
+    if state.program:
+        line += " program %s phase %s prescribed max %s" % (
+            state.program, state.phase or "-",
+            "/".join(format_ma(state.max_ua(ch)) for ch in range(len(t.get("amp_ua", [])))))
     heat = t.get("heat")
     if heat and heat.get("measured_mc") is not None:
         line += " heat %s %s" % (heat.get("state"), format_celsius(heat["measured_mc"]))
@@ -282,6 +316,7 @@ class Monitor:
         self.client, self._close = self.connect(self.state.on_event)
         self.client.telemetry(self.every_ms)
         self.state.new_connection(self.client.device)
+        self._refresh_status()  # program and phase from the first line on
         self._heard = self.clock()
 
     def _drop(self):
@@ -323,7 +358,7 @@ class Monitor:
                     self.draw(self.state)
                 if self.clock() - last_keepalive >= KEEPALIVE_S:
                     last_keepalive = self.clock()
-                    self.client.keepalive()
+                    self._refresh_status()  # any request holds the lease; status also says program and phase
                 key = self.keys.read(0.02)
                 if key in QUIT_KEYS:
                     return
@@ -335,6 +370,18 @@ class Monitor:
             except (TransportError, NoResponse, OSError):
                 self._drop()
                 self._reconnect()
+
+    def _refresh_status(self):
+        status = self.client.status()
+        name = status.get("program")
+        prescribed = self.state.prescribed if name and name == self.state.program else None
+        if name and prescribed is None:
+            try:
+                program = self.client.program_get(name).get("program") or {}
+                prescribed = [int(plan.get("max_amp_ua", 0)) for plan in program.get("channels") or []]
+            except DeviceError:
+                prescribed = None
+        self.state.on_status(status, prescribed)
 
     def stop_session(self, wait_s):
         """After Ctrl-C: a running or paused session is stopped (ramping down); True when it is."""

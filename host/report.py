@@ -24,7 +24,15 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num, num2date
+from matplotlib.dates import (
+    DAILY,
+    HOURLY,
+    AutoDateLocator,
+    DateFormatter,
+    DayLocator,
+    date2num,
+    num2date,
+)
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
@@ -274,21 +282,55 @@ def _plot_minutes_per_week(weeks, path):
 
 def _day_month(x, _pos=None):
     """A matplotlib date number as '4 Mar' (strftime's %-d is not portable)."""
-    day = num2date(x)
+    day = num2date(x, tz=timezone.utc)
     return "%d %s" % (day.day, day.strftime("%b"))
 
 
+DAY_TICKS_MAX = 8  # day ticks on a date axis, at most
+DAY_AXIS_SPAN_MAX = 120  # days; longer spans get month ticks
+
+
+def _midnight(day):
+    return date2num(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
+
+
 def _date_axis(ax, dated):
-    """Day ticks as '4 Mar'; the year(s) go in the axis label rather than on every tick."""
-    locator = AutoDateLocator(minticks=3, maxticks=9)
-    ax.xaxis.set_major_locator(locator)
-    years = sorted({_day(s.unix_s).year for s in dated})
-    if len(years) == 1:
-        ax.xaxis.set_major_formatter(FuncFormatter(_day_month))
-        ax.set_xlabel("Date (UTC, %d)" % years[0])
+    """A date axis that never repeats a label: sessions of one day get times of day (HH:MM) and the
+    date in the axis label; a few days to months get one tick per day (or every few days) at
+    midnight, '4 Mar'; longer spans month ticks. The year(s) go in the axis label when there is one."""
+    days = sorted({_day(s.unix_s) for s in dated})
+    if not days:
+        return
+    first, last = days[0], days[-1]
+    if first == last:
+        times = [date2num(_utc(s.unix_s)) for s in dated]
+        low, high = min(times), max(times)
+        pad = max((high - low) * 0.1, 1 / 48.0)  # at least half an hour each side
+        ax.set_xlim(low - pad, high + pad)
+        ax.xaxis.set_major_locator(AutoDateLocator(minticks=3, maxticks=8, tz=timezone.utc))
+        ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=timezone.utc))
+        ax.set_xlabel("Time (UTC) on %d %s %d" % (first.day, first.strftime("%b"), first.year))
+        return
+    ax.set_xlim(_midnight(first) - 0.25, _midnight(last) + 1.25)
+    span = (last - first).days + 1
+    if span <= DAY_AXIS_SPAN_MAX:
+        locator = DayLocator(interval=max(1, math.ceil(span / DAY_TICKS_MAX)), tz=timezone.utc)
     else:
-        ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        locator = AutoDateLocator(minticks=3, maxticks=9, tz=timezone.utc)
+        locator.intervald[DAILY] = [1, 2, 4, 7, 14]  # never below a day
+        locator.intervald[HOURLY] = []
+    ax.xaxis.set_major_locator(locator)
+    if first.year == last.year:
+        ax.xaxis.set_major_formatter(FuncFormatter(_day_month))
+        ax.set_xlabel("Date (UTC, %d)" % first.year)
+    else:
+        ax.xaxis.set_major_formatter(FuncFormatter(_day_month_year))
         ax.set_xlabel("Date (UTC)")
+
+
+def _day_month_year(x, _pos=None):
+    day = num2date(x, tz=timezone.utc)
+    return "%d %s\n%d" % (day.day, day.strftime("%b"), day.year)
 
 
 def _plot_amplitude_used(dated, path):

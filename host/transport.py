@@ -128,10 +128,32 @@ def parse_sim_url(url):
     return None
 
 
+SOCKET_SCHEME = "socket://"
+
+
+def check_socket_url(url):
+    """socket://HOST:PORT: (host, port), or PortOpenError saying what is wrong (port 1..65535)."""
+    rest = url[len(SOCKET_SCHEME):]
+    address, _, _options = rest.partition("?")
+    address = address.rstrip("/")
+    host, sep, port_text = address.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # [::1]
+    if not sep or not host:
+        raise PortOpenError(url, "bad port URL %s: expected socket://HOST:PORT, e.g. socket://127.0.0.1:7777" % url)
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise PortOpenError(
+            url, "bad port URL %s: the TCP port must be a number from 1 to 65535, got %r" % (url, port_text)
+        )
+    return host, int(port_text)
+
+
 def open_port(url, sim_speed=1.0):
     """Open a port URL (see the module docstring); raises PortOpenError naming the URL."""
     if not url:
         raise PortOpenError(url, "no port given")
+    if url.lower().startswith(SOCKET_SCHEME):
+        check_socket_url(url)
     runtime = parse_sim_url(url)
     if runtime is not None:
         return _open_sim(url, runtime, sim_speed)

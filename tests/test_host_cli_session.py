@@ -46,7 +46,7 @@ def channel_rows(out):
 
 
 def test_start_wait_ramps_to_the_target_within_one_connection(run):
-    document = as_json(run, "start", "--amp", "3", "--ramp", "1", "--wait")
+    document = as_json(run, "start", "--lease", "0", "--amp", "3", "--ramp", "1", "--wait")
     final = document["status"]
     assert document["state"] == "RUNNING" and document["target_ua"] == 3000
     assert final["state"] == "RUNNING" and [ch["amp_ua"] for ch in final["ch"]] == [3000, 0]
@@ -55,7 +55,7 @@ def test_start_wait_ramps_to_the_target_within_one_connection(run):
     assert final["session_left_ms"] > 29 * 60000 and final["lease_ms"] == 0
     human = run("stop", "--wait").stdout
     assert "Stopped: IDLE" in human
-    human = run("start", "--amp", "2.5", "--ramp", "1", "--wait").stdout
+    human = run("start", "--lease", "0", "--amp", "2.5", "--ramp", "1", "--wait").stdout
     assert "Ramp done" in human and "2.5 mA" in channel_rows(human)["0"]
 
 
@@ -75,12 +75,12 @@ def test_status_shows_both_channels_session_time_and_lease(run):
 
 
 def test_stop_ramps_down_then_goes_idle(run):
-    run("start", "--amp", "4", "--ramp", "1", "--wait")
+    run("start", "--lease", "0", "--amp", "4", "--ramp", "1", "--wait")
     assert "Stopping: RUNNING, ramping down to zero, then IDLE" in run("stop").stdout
     document = as_json(run, "status")  # a hello from an observer does not disturb the ramp down
     assert document["state"] == "RUNNING" and document["stopping"] is True and document["ch"][0]["amp_ua"] > 0
     assert as_json(run, "stop", "--wait")["status"]["state"] == "IDLE"
-    run("start", "--amp", "4", "--ramp", "1", "--wait")
+    run("start", "--lease", "0", "--amp", "4", "--ramp", "1", "--wait")
     document = as_json(run, "stop", "--wait")
     assert document["state"] == "RUNNING" and document["stopping"] is True
     assert document["status"]["state"] == "IDLE" and document["status"]["reason"] == "stop"
@@ -88,12 +88,12 @@ def test_stop_ramps_down_then_goes_idle(run):
     assert [ch["target_ua"] for ch in document["status"]["ch"]] == [0, 0]
     assert "Stopped: IDLE (outputs off)" in run("stop", "--wait").stdout  # nothing to ramp
     # a new start really runs (it is not answered from the device's reply cache)
-    assert as_json(run, "start", "--amp", "1", "--ramp", "1", "--wait")["status"]["ch"][0]["amp_ua"] == 1000
+    assert as_json(run, "start", "--lease", "0", "--amp", "1", "--ramp", "1", "--wait")["status"]["ch"][0]["amp_ua"] == 1000
 
 
 def test_estop_zeroes_every_output_and_target(run):
     run("amp", "1", "6")
-    run("start", "--amp", "5", "--ramp", "1", "--wait")
+    run("start", "--lease", "0", "--amp", "5", "--ramp", "1", "--wait")
     out = run("estop").stdout
     assert "EMERGENCY STOP" in out and "IDLE" in out
     document = as_json(run, "status")
@@ -103,7 +103,7 @@ def test_estop_zeroes_every_output_and_target(run):
 
 
 def test_pause_keeps_targets_and_resume_wait_ramps_back(run):
-    run("start", "--amp", "3", "--ramp", "1", "--wait")
+    run("start", "--lease", "0", "--amp", "3", "--ramp", "1", "--wait")
     assert as_json(run, "pause")["state"] == "PAUSED"
     out = run("status").stdout
     assert "PAUSED (paused on request)" in out and "session left" in out
@@ -128,7 +128,7 @@ def test_keepalive_holds_the_lease_and_silence_pauses(run):
 
 
 def test_up_and_down_while_running(run):
-    run("start", "--amp", "3", "--ramp", "1")
+    run("start", "--lease", "0", "--amp", "3", "--ramp", "1")
     assert as_json(run, "up", "0", "--steps", "2")["target_ua"] == 4000
     assert as_json(run, "down", "0")["target_ua"] == 3500
     assert as_json(run, "status")["ch"][0]["target_ua"] == 3500
@@ -167,7 +167,7 @@ def test_a_setting_lowers_the_max_amplitude_and_amplitudes_past_it_are_refused(r
 @needs_fault_status
 def test_start_wait_stops_waiting_when_the_device_faults(run, served):
     served.served.set_fault("electrode_off:0", True)
-    result = run("start", "--amp", "5", "--ramp", "1", "--wait", expect=1)
+    result = run("start", "--lease", "0", "--amp", "5", "--ramp", "1", "--wait", expect=1)
     assert "stopped waiting for the ramp up: the device is FAULT (no_load:0" in result.stderr
     assert "electrode off" in result.stderr
     error = as_json(run, "start", expect=1)["error"]
@@ -177,7 +177,7 @@ def test_start_wait_stops_waiting_when_the_device_faults(run, served):
 
 
 def test_heat_on_a_level_shows_in_status_and_goes_off(run):
-    document = as_json(run, "start", "--interlock", "alternate", "--heat", "medium")
+    document = as_json(run, "start", "--lease", "0", "--interlock", "alternate", "--heat", "medium")
     assert document["state"] == "RUNNING" and document["heat"]["state"] == "heating"
     assert document["heat"]["target_mc"] == 40000
     human = run("status").stdout
@@ -185,17 +185,17 @@ def test_heat_on_a_level_shows_in_status_and_goes_off(run):
     document = as_json(run, "heat", "--target", "41.25", "--minutes", "10")
     assert document["target_mc"] == 41250 and document["level"] is None
     assert 9 * 60000 < document["time_left_ms"] <= 10 * 60000
-    assert "heat: off (stop)" in run("heat", "off").stdout
+    assert "heat: off (last heat ended: turned off)" in run("heat", "off").stdout
     run("stop", "--wait")
 
 
 def test_heat_refusals_name_the_limit(run):
     result = run("heat", "high", expect=1)  # no session
     assert "start one first" in result.stderr
-    run("start")
-    result = run("--json", "heat", "--target", "43.5", expect=1)
+    run("start", "--lease", "0")
+    result = run("--json", "heat", "--target", "43.5", expect=2)  # checked on the host, in °C
     error = json.loads(result.stdout)["error"]
-    assert error["code"] == "out_of_range" and "43500" in error["message"] and "43000" in error["message"]
+    assert error["kind"] == "usage" and "43.5 °C" in error["message"] and "43.0 °C" in error["message"]
     result = run("heat", "--target", "hot", expect=2)
     assert "not a temperature" in result.stderr
     result = run("heat", "low", "--target", "40", expect=2)

@@ -80,7 +80,7 @@ def test_session_over_served_device(server, tmp_path):
     assert tensctl_json(url, "status")["state"] == "IDLE"
 
     # start and watch the ramp in the same connection (a new tensctl call is a host reconnect)
-    started = tensctl_json(url, "start", "--amp", "3", "--ramp", "1", "--wait")
+    started = tensctl_json(url, "start", "--lease", "0", "--amp", "3", "--ramp", "1", "--wait")
     assert started["target_ua"] == 3000
     status = started["status"]
     assert status["state"] == "RUNNING" and status["faults"] == []
@@ -95,7 +95,7 @@ def test_session_over_served_device(server, tmp_path):
     stopped = tensctl_json(url, "stop", "--wait")
     assert stopped["stopping"] is True and stopped["status"]["state"] == "IDLE"
     # a new invocation must really run this start (not be answered from the device's reply cache)
-    assert tensctl_json(url, "start", "--amp", "1")["state"] == "RUNNING"
+    assert tensctl_json(url, "start", "--lease", "0", "--amp", "1")["state"] == "RUNNING"
     assert tensctl_json(url, "status")["state"] == "RUNNING"
 
     over = tensctl(url, "amp", "0", "999")
@@ -129,7 +129,7 @@ def test_fault_latches_and_clears_through_tensctl(front):
     listen = "127.0.0.1:0" if front == "socket" else None
     with start_server(runtime="cpython", speed=SPEED, pty=listen is None, listen=listen) as served:
         url = served.url
-        tensctl_json(url, "start", "--amp", "5", "--ramp", "1", "--wait")
+        tensctl_json(url, "start", "--lease", "0", "--amp", "5", "--ramp", "1", "--wait")
         served.served.set_fault("electrode_off:0", True)
         status = wait_for_status(url, lambda s: s["state"] == "FAULT")
         assert status["faults"] == ["no_load:0"] and status["ch"][0]["amp_ua"] == 0
@@ -147,7 +147,7 @@ def test_start_on_a_second_channel_keeps_the_first_channels_target():
         url = served.url
         assert tensctl_json(url, "info")["channels"] == 2
         assert tensctl_json(url, "amp", "0", "2")["target_ua"] == 2000  # allowed while IDLE
-        started = tensctl_json(url, "start", "--amp", "4", "--ch", "1")
+        started = tensctl_json(url, "start", "--lease", "0", "--amp", "4", "--ch", "1")
         assert started["state"] == "RUNNING" and started["ch"] == 1
         targets = [ch["target_ua"] for ch in tensctl_json(url, "status")["ch"]]
         assert targets == [2000, 4000]
@@ -174,7 +174,7 @@ def test_every_subcommand_against_a_served_device(runtime_name, tmp_path):
         url = served.url
         assert run("info")["proto"] == msg.PROTO_VERSION
         assert run("status")["state"] == "IDLE"
-        assert run("start", "--amp", "3", "--ramp", "1", "--heat", "low", "--interlock", "concurrent")["state"] == "RUNNING"
+        assert run("start", "--lease", "0", "--amp", "3", "--ramp", "1", "--heat", "low", "--interlock", "concurrent")["state"] == "RUNNING"
         assert run("amp", "0", "4")["target_ua"] == 4000
         assert run("up", "0", "--steps", "2")["target_ua"] == 5000
         assert run("down", "0")["target_ua"] == 4500

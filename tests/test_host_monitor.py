@@ -103,7 +103,7 @@ def served(request):
 
 
 def test_monitor_json_lines_follow_a_running_session(served):
-    tensctl_json(served.url, "start", "--amp", "4", "--ramp", "1", "--heat", "low")
+    tensctl_json(served.url, "start", "--lease", "0", "--amp", "4", "--ramp", "1", "--heat", "low")
     result = tensctl(served.url, "--json", "monitor", "--every", "50", "--duration", "2")
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
