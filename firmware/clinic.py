@@ -10,6 +10,14 @@ from firmware.program import parse_program
 from firmware.protocols import messages as msg
 
 LOG_FETCH_MAX_BYTES = 640  # records per log_fetch reply: with its envelope, one 1024-byte frame
+# `pain` needs no PIN, so a flood of scores could rotate every therapy record out of the log (whose
+# erase needs the PIN). A patient gives a score before and after a session and corrects one now
+# and then: at most PAIN_PER_HOUR scores in any hour and PAIN_PER_DAY in any 24 hours of uptime
+# (the device has no clock of its own) are far above that, and make a flood take months.
+PAIN_PER_HOUR = 6
+PAIN_PER_DAY = 24
+_HOUR_S = 3600
+_DAY_S = 86400
 
 
 class Clinic:
@@ -17,6 +25,7 @@ class Clinic:
         self.device = device  # the composition root: settings, heat, recorder, the running program
         self.store = store  # a ProgramStore
         self.lock = lock  # a ClinicianLock
+        self._pain_s = []  # uptime seconds of the pain scores recorded in the last day, oldest first
 
     def handlers(self):
         return {
@@ -105,11 +114,35 @@ class Clinic:
         when = message.get("when")
         if when != "before" and when != "after":
             raise msg.RequestError(msg.E_BAD_FIELD, "when must be before or after, got %s" % msg._show(when))
+        now = self.device.uptime.seconds  # a small int for 34 years, unlike total_ms
+        self._check_pain_rate(now)
         recorder = self.device.recorder
         seq = recorder.pain(when, score)
         if seq is None:
             raise msg.RequestError(msg.E_STORAGE, "pain score not recorded: " + recorder.last_error)
+        self._pain_s.append(now)
         return {"seq": seq, "when": when, "score": score}
+
+    def _check_pain_rate(self, now):
+        """E_TRY_LATER naming the limit and the seconds to wait when another score would pass
+        PAIN_PER_HOUR in an hour or PAIN_PER_DAY in a day."""
+        times = self._pain_s
+        while times and now - times[0] >= _DAY_S:
+            times.pop(0)
+        if len(times) >= PAIN_PER_DAY:
+            wait = times[len(times) - PAIN_PER_DAY] + _DAY_S - now
+            raise msg.RequestError(
+                msg.E_TRY_LATER,
+                "pain score not recorded: at most %d per day; try again in %d s" % (PAIN_PER_DAY, wait),
+            )
+        if len(times) >= PAIN_PER_HOUR:
+            oldest = times[len(times) - PAIN_PER_HOUR]  # the first of the last PAIN_PER_HOUR
+            if now - oldest < _HOUR_S:
+                raise msg.RequestError(
+                    msg.E_TRY_LATER,
+                    "pain score not recorded: at most %d per hour; try again in %d s"
+                    % (PAIN_PER_HOUR, oldest + _HOUR_S - now),
+                )
 
     def _op_pin(self, message):
         """Set or change the clinician PIN ("new"), remove it ("remove": true), or ask its status."""

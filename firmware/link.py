@@ -1,8 +1,9 @@
 """The device's end of the serial protocol: bytes in, requests out, replies back.
 
 Reading is bounded per tick, writing never waits, and recent replies are kept so
-a host that retries a request after a lost reply gets the answer again instead
-of a second run.
+a host that retries a request after a lost reply (the same id, the same payload
+bytes) gets the answer again instead of a second run. `estop`, `stop` and `pause`
+always run: re-running them is safe, answering them from the cache is not.
 
 Flow control: a line is handled only while the output queue has room for its
 answer and the tick's own events (TX_RESERVE); otherwise it waits for the next
@@ -22,6 +23,9 @@ TX_RESERVE = const(2560)  # one reply of MAX_LINE_BYTES plus the tick's state, h
 RX_CHUNK = const(64)
 RX_CHUNKS_PER_TICK = const(8)  # bounds the bytes read per tick (512)
 REPLY_CACHE = const(8)
+# Requests that always run, never answered from the reply cache: running one again is harmless
+# and safe, while a cached "ok" for one that did not run could leave the output on.
+_NEVER_CACHED = (msg.OP_ESTOP, msg.OP_STOP, msg.OP_PAUSE)
 
 
 class Link:
@@ -34,12 +38,12 @@ class Link:
         self.deferred_ticks = 0  # ticks that left lines waiting for room in the output queue
         self.host_stalled = False  # the last flush moved nothing: the host is not reading
         self.on_request = None  # called with each request that has a valid id and a known op
-        self._reader = frame.LineReader()
+        self._reader = frame.LineReader(crlf=True)  # a 1024-byte request may end in CRLF
         self._rx_buf = bytearray(RX_CHUNK)
         self._rx_view = memoryview(self._rx_buf)
         self._tx = bytearray()
         self._lines = []  # complete lines read but not handled yet (waiting for output room)
-        self._reply_cache = []  # (request id, request, frame bytes), newest last
+        self._reply_cache = []  # (request id, request payload bytes, reply frame bytes), newest last
 
     def receive(self):
         if not self._handle_lines():
@@ -77,32 +81,38 @@ class Link:
             )
             return
         try:
-            message = frame.decode_line(line)
+            found = frame.decode_frame(line)
         except frame.FrameError as err:
             self.rx_errors += 1
             self.send(msg.event(msg.EV_RX_ERROR, {"err": err.code, "msg": err.message}))
             return
-        if message is None:
+        if found is None:
             return  # not a frame: banner, echo, noise
+        message = found[0]
         if "ev" in message or "ok" in message:
             return  # an event or reply (our own output looped back): not a request
         self.rx_frames += 1
-        self._handle_request(message)
+        self._handle_request(message, found[1])
 
-    def _handle_request(self, message):
+    def _handle_request(self, message, payload):
         try:
             request_id = msg.request_id_of(message)
         except msg.RequestError as err:
             self.send(msg.reply_error(None, err.code, err.message))
             return
         op = message.get("op")
+        handler = self.ops.get(op) if isinstance(op, str) else None
         if op == msg.OP_HELLO:
             self._reply_cache = []  # a new host session: its ids say nothing about the last one's
-        for cached in self._reply_cache:
-            if cached[0] == request_id and cached[1] == message:
-                self._send_bytes(cached[2])  # a retry: answer again, do not run again
-                return
-        handler = self.ops.get(op) if isinstance(op, str) else None
+        elif op not in _NEVER_CACHED:
+            for cached in self._reply_cache:
+                # The same id and the same bytes: a retry. Equal decoded dicts are not enough
+                # (true == 1, key order, escapes): a different request must run.
+                if cached[0] == request_id and cached[1] == payload:
+                    if handler is not None and self.on_request is not None:
+                        self.on_request(op)  # a retry is a valid request too: it renews the lease
+                    self._send_bytes(cached[2])  # answer again, do not run again
+                    return
         if handler is None:
             reply = msg.reply_error(
                 request_id, msg.E_UNKNOWN_OP, "unknown op %s; known: %s" % (msg._show(op), ", ".join(msg.OPS))
@@ -118,8 +128,8 @@ class Link:
             data = frame.encode_frame(reply)
         except ValueError as err:  # a reply that cannot be framed: say so, never drop the request silently
             data = frame.encode_frame(msg.reply_error(request_id, msg.E_INTERNAL, msg.clip(str(err), 80)))
-        if op != msg.OP_HELLO:
-            self._reply_cache.append((request_id, message, data))
+        if op != msg.OP_HELLO and op not in _NEVER_CACHED:
+            self._reply_cache.append((request_id, payload, data))
             if len(self._reply_cache) > REPLY_CACHE:
                 self._reply_cache.pop(0)
         self._send_bytes(data)

@@ -14,6 +14,8 @@ the newest of each kind wins, a damaged record is skipped on boot:
     {"salt": null, "hash": null}                       the PIN removed: open device
     {"failures": n}                                    wrong PINs since the last right one
 The PIN itself is never stored, logged, echoed in an error text or kept after the check.
+A lock.log that cannot be read at boot fails closed: the device boots in patient mode and
+refuses every request the PIN guards (and every PIN change) with `storage`, never open.
 
 Guessing. The rate limit is the defence (a 4-digit PIN is only 10^4 guesses): FREE_TRIES
 wrong PINs cost nothing, each further one sets a wait that doubles from 1 s up to WAIT_MAX_S.
@@ -118,8 +120,15 @@ class ClinicianLock:
         self._wait_ms = 0  # its length; 0: no wait
         self.skipped_records = 0  # damaged records found on load
         self.store_errors = 0  # failure-count writes that failed (the count still holds in memory)
+        self.broken = None  # text of a storage failure at boot: the lock then fails closed
         if storage is not None:
-            self._load()
+            try:
+                self._load()
+            except Exception as exc:  # noqa: BLE001 - boot on, locked: never open because the flash failed
+                self._salt = None
+                self._hash = None
+                self.failures = 0
+                self.broken = msg.clip("%s" % (exc,), 60)
         if self.failures > FREE_TRIES:  # after a reboot the wait runs again from boot
             self._start_wait()
 
@@ -127,7 +136,8 @@ class ClinicianLock:
 
     @property
     def has_pin(self):
-        return self._hash is not None
+        """Patient mode: a PIN is set, or lock.log could not be read at boot (fail closed)."""
+        return self._hash is not None or self.broken is not None
 
     def wait_ms(self):
         """Milliseconds left of the current wait, 0 if none. An expired wait is forgotten here,
@@ -150,10 +160,16 @@ class ClinicianLock:
     def check(self, pin):
         """None if the device is open or pin is right; else RequestError.
 
-        E_LOCKED: a PIN is set and none was given. E_TRY_LATER: a wait is running (the PIN is
+        E_STORAGE: lock.log could not be read at boot, so whether a PIN is set is unknown: every
+        guarded request is refused (fail closed) until a reboot reads it. E_LOCKED: a PIN is set
+        and none was given. E_TRY_LATER: a wait is running (the PIN is
         not even looked at, so a right one is refused too). E_BAD_FIELD: not 4 to 8 digits (not
         counted as a try: the format is public). E_BAD_PIN: wrong (counted).
         """
+        if self.broken is not None:
+            raise msg.RequestError(
+                msg.E_STORAGE, "clinician lock unreadable (%s): the device stays locked" % self.broken
+            )
         if not self.has_pin:
             return None
         left = self.wait_ms()

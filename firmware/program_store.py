@@ -18,10 +18,14 @@ active file past `log_max_bytes`, the live programs are first copied into the ot
 between a header and a footer, and only then is the old file removed. At boot a file is valid
 when it is a gen-0 file (no header, FILES[0]) or holds its footer; the valid file of the
 higher generation wins and the other file is removed. So a power cut at any byte of any write
-leaves either the state before the operation or the state after it.
+leaves either the state before the operation or the state after it. A write that fails while
+the device runs (the request refused with `storage`) may leave a fragment, even all of a record
+but its newline: it is ended with record_file.FRAGMENT_END, which no record ends in, so it can
+never become a record; only a torn tail found at boot (a power cut) is ended with a plain newline.
 """
 
 from firmware.compat import const
+from firmware import record_file
 from firmware.protocols import frame, jsonenc
 from firmware.protocols import messages as msg
 
@@ -30,6 +34,7 @@ MAX_PROGRAMS = const(16)
 PROGRAM_MAX_BYTES = const(900)  # encoded JSON; a put request with its envelope still fits one 1024-byte frame
 LOG_MAX_BYTES = const(24576)  # per file: 16 programs of 900 bytes plus one more fit after a compaction
 READ_CHUNK = const(256)  # boot scan: small reads keep the heap small
+FRAGMENT_END = record_file.FRAGMENT_END
 _NL = const(0x0A)
 
 
@@ -57,7 +62,10 @@ class ProgramStore:
         self.used = 0  # bytes in the active file
         self.skipped = 0  # damaged or unexpected lines found in the active file (and unreadable programs dropped)
         self.broken = None  # text of a storage failure at boot: the store then refuses everything
-        self._suspect = False  # a write to the active file may have been cut: check its tail before the next
+        # what ends a torn tail of the active file before the next write: None (nothing to check),
+        # b"\n" (found at boot, scanned as if so padded) or FRAGMENT_END (a write of this run failed:
+        # the host was told so, and even all of a record but its newline must never become one)
+        self._tail_end = None
         self._stale = None  # a file that must be removed before the next write (a failed compaction's leftover)
         try:
             self._boot()
@@ -159,15 +167,15 @@ class ProgramStore:
 
     def _write(self, name, data):
         try:
-            written = self.storage.append(name, data)
+            record_file.append(self.storage, name, data)
         except Exception:
             if name == self.active:
-                self._suspect = True
+                self._tail_end = FRAGMENT_END
+                try:
+                    self._prepare()  # at once, so a power cut now cannot make the fragment count at boot
+                except msg.RequestError:
+                    pass  # retried before the next write
             raise
-        if isinstance(written, int) and written != len(data):
-            if name == self.active:
-                self._suspect = True
-            raise OSError("short write: %d of %d bytes" % (written, len(data)))
 
     def _prepare(self):
         """Before a write: remove a leftover that could outrank the active file, mend a cut tail."""
@@ -175,13 +183,11 @@ class ProgramStore:
             if self._stale is not None:
                 self.storage.remove(self._stale)
                 self._stale = None
-            if self._suspect:
-                size = self.storage.size(self.active)
-                if size > 0 and self.storage.read(self.active, size - 1, 1) != b"\n":
-                    self.storage.append(self.active, b"\n")
-                    size = self.storage.size(self.active)
-                self.used = size
-                self._suspect = False
+            if self._tail_end is not None:
+                if record_file.torn(self.storage, self.active):
+                    record_file.append(self.storage, self.active, self._tail_end)
+                self.used = self.storage.size(self.active)
+                self._tail_end = None
         except Exception as exc:  # noqa: BLE001 - any driver failure
             raise _storage_error(exc)
 
@@ -283,7 +289,7 @@ class ProgramStore:
         self.gen = best.gen
         self.used = best.size
         self.skipped = best.skipped
-        self._suspect = best.torn
+        self._tail_end = b"\n" if best.torn else None
 
     def _scan(self, name):
         """One pass over a file in small chunks: its generation, footer and index."""

@@ -7,6 +7,9 @@ small chunks and split into lines here, the same way for every store.
 from firmware.protocols import frame
 
 READ_CHUNK = 256
+# Ends a fragment left by a failed write: no frame ends in this byte (a frame ends in '*' and
+# 4 hex digits), so the line can never read as a record, even when all of it but the newline landed.
+FRAGMENT_END = b"~\n"
 
 
 def lines(storage, name, offset=0, chunk=READ_CHUNK):
@@ -35,3 +38,23 @@ def records(storage, name):
             except frame.FrameError:
                 record = None
         yield record if isinstance(record, dict) else None
+
+
+def torn(storage, name):
+    """True when the file does not end in a newline: a write was cut, a fragment is there."""
+    size = storage.size(name)
+    return size > 0 and storage.read(name, size - 1, 1) != b"\n"
+
+
+def end_fragment(storage, name):
+    """Before the next record: end a fragment a failed write of this run may have left with
+    FRAGMENT_END, so it is skipped on every later boot and the next record starts its own line."""
+    if torn(storage, name):
+        append(storage, name, FRAGMENT_END)
+
+
+def append(storage, name, data):
+    """Append bytes; OSError on a short write (a driver that reports how much it wrote)."""
+    written = storage.append(name, data)
+    if isinstance(written, int) and written != len(data):
+        raise OSError("short write: %d of %d bytes" % (written, len(data)))

@@ -3,14 +3,25 @@
 Records are framed lines (`@{json}*CRC`, the wire format) appended to one of two files.
 When the active file is full the other one is removed and becomes active, so the log
 never takes more than 2 * FILE_MAX_BYTES of flash and always keeps at least the newest
-FILE_MAX_BYTES; the oldest records go first, a whole file at a time.
+FILE_MAX_BYTES; the oldest records go first, a whole file at a time. An ordinary record
+leaves ERASE_RESERVE bytes free at the end of a file, so an erase marker always fits.
 
 Every record carries `seq`, one more than the record before it, across reboots,
 rotations and erases: a host that fetched up to seq n asks for n + 1 and can never
 mistake an old record for a new one. A power cut loses at most the record being
 written: its torn fragment fails the CRC and is skipped on boot, and a newline is
-added after it so the next record starts its own line. Nothing is kept in RAM but
-counters and offsets; `read` pages by seq so each page fits a 1024-byte frame.
+added after it so the next record starts its own line. A write that fails while the
+device runs may leave a fragment too: it is ended with record_file.FRAGMENT_END, which
+no record ends in, so a fragment the host was told failed never becomes a record. Nothing
+is kept in RAM but counters and offsets; `read` pages by seq so each page fits a
+1024-byte frame.
+
+Erase. An `erased` marker commits an erase: every record before the newest marker (a lower
+seq) is gone, on boot and in reads, wherever it is on the flash. The marker is appended to
+the active file first (the commit), then the other file is removed, the marker is written
+again to that now empty file and the old file is removed. A power cut or a failure at any
+point therefore leaves all the old records (no marker yet) or the marker (the erase done,
+whatever of the old files is still on the flash is ignored and removed at boot).
 """
 
 from firmware import record_file
@@ -21,6 +32,10 @@ FILES = ("sessions.0", "sessions.1")
 FILE_MAX_BYTES = 98304
 _FRAMING_BYTES = 7  # len("@") + len("*CRC4\n") around the JSON payload
 EV_ERASED = "erased"
+FRAGMENT_END = record_file.FRAGMENT_END
+# room an ordinary record leaves at the end of a file: the longest erase marker, after the end
+# of a fragment a failed write may have left
+ERASE_RESERVE = len(frame.encode_frame({"seq": 2147483647, "ev": EV_ERASED})) + len(FRAGMENT_END)
 
 
 def _decode(line):
@@ -52,15 +67,21 @@ class SessionLog:
         self.file_max_bytes = file_max_bytes
         # a line must fit one file, or rotation could not keep the 2-file bound
         self.line_max = min(frame.MAX_LINE_BYTES, file_max_bytes)
-        # per file: valid records, their first and last seq, skipped lines
+        # per file, counting from its newest erase marker (or its start): valid records, their
+        # first and last seq, skipped lines, the offset counting starts at, the marker's seq
         self._n = [0, 0]
         self._first = [0, 0]
         self._last = [0, 0]
         self._bad = [0, 0]
+        self._base = [0, 0]
+        self._marker = [0, 0]
         self._active = 0
         self._next = 1  # seq of the next record
         self._cursor = None  # (seq, file index, offset): where a page that continues at seq starts
-        self._check_tail = False  # a write failed: the active file may end in a torn line
+        # what ends a torn tail of the active file before the next record: None (nothing to
+        # check), b"\n" (found at boot: it was counted as it stands) or FRAGMENT_END (a write of
+        # this run failed: what it left must never become a record)
+        self._tail_end = None
         self._force_rotate = False  # a rotation failed half way: the other file may hold a fragment
         try:
             self._recover()
@@ -74,55 +95,68 @@ class SessionLog:
 
         A cut can leave a whole record but for its newline: its CRC proves it complete, so
         it counts (the newline added now makes it an ordinary line for every later boot)."""
-        starts_erased = [False, False]
         for idx in (0, 1):
             name = FILES[idx]
             done = 0  # offset after the last newline
             for line, end in self._lines(name, 0):
+                self._count(idx, _decode(line), done)
                 done = end
-                self._count(idx, _decode(line), starts_erased)
             left = self.storage.size(name) - done
             if left > 0:  # the fragment after the last newline
                 tail = None
                 if left <= frame.MAX_LINE_BYTES:
                     tail = _decode(self.storage.read(name, done, left))
-                self._count(idx, tail, starts_erased)
+                self._count(idx, tail, done)
+        floor = max(self._marker[0], self._marker[1])
+        if floor:
+            # the newest marker committed an erase: a file holding only records before it is old
+            for idx in (0, 1):
+                if self._marker[idx] != floor and (self._n[idx] == 0 or self._last[idx] < floor):
+                    self._drop(idx)
+            if self._marker[0] == floor and self._marker[1] == floor:
+                # the marker in both files (an erase cut before it removed the old file): keep the
+                # one that went on, else the one that starts with it (no old records in it)
+                if self._last[0] != self._last[1]:
+                    self._drop(0 if self._last[0] < self._last[1] else 1)
+                else:
+                    self._drop(0 if self._base[0] > self._base[1] else 1)
         self._active = 1 if self._last[1] > self._last[0] else 0
         active = self._active
-        other = 1 - active
-        self._next = self._last[active] + 1
-        if starts_erased[active] and self.storage.size(FILES[other]):
-            # a power cut between writing the erase marker and removing the old file:
-            # the marker committed the erase, so finish it
-            self._forget(other)
-            try:
-                self.storage.remove(FILES[other])
-            except Exception:  # noqa: BLE001 - already forgotten; the next rotation removes it
-                pass
+        self._next = max(self._last[0], self._last[1]) + 1
         if self._torn(FILES[active]):
-            self._check_tail = True
+            self._tail_end = b"\n"
             try:
                 self.storage.append(FILES[active], b"\n")
-                self._check_tail = False
+                self._tail_end = None
             except Exception:  # noqa: BLE001 - boot goes on; the next append writes the newline first
                 pass
         self._refresh()
 
-    def _count(self, idx, record, starts_erased):
+    def _drop(self, idx):
+        """Forget a file whose records an erase removed, and remove it (or leave that to rotation)."""
+        self._forget(idx)
+        try:
+            self.storage.remove(FILES[idx])
+        except Exception:  # noqa: BLE001 - forgotten already; the next rotation removes it
+            pass
+
+    def _count(self, idx, record, offset):
         if record is None:
             self._bad[idx] += 1
             return
         seq = record["seq"]
+        if record.get("ev") == EV_ERASED:  # what came before it in this file is erased
+            self._forget(idx)
+            self._base[idx] = offset
+            self._marker[idx] = seq
         if self._n[idx] == 0:
             self._first[idx] = seq
-            starts_erased[idx] = record.get("ev") == EV_ERASED
         self._n[idx] += 1
         if seq > self._last[idx]:
             self._last[idx] = seq
 
     def _torn(self, name):
-        size = self.storage.size(name)
-        return size > 0 and self.storage.read(name, size - 1, 1) != b"\n"
+        return record_file.torn(self.storage, name)
 
     def _lines(self, name, offset):
         """Yield (line, offset after its newline) from offset on, a chunk at a time."""
@@ -135,6 +169,8 @@ class SessionLog:
         self._first[idx] = 0
         self._last[idx] = 0
         self._bad[idx] = 0
+        self._base[idx] = 0
+        self._marker[idx] = 0
         if self._cursor is not None and self._cursor[1] == idx:
             self._cursor = None
 
@@ -165,6 +201,33 @@ class SessionLog:
             )
         return line
 
+    def _with_tail(self, line):
+        """The bytes to append to the active file for `line`: after the end of a torn tail."""
+        if self._tail_end is not None and self._torn(FILES[self._active]):
+            return self._tail_end + line
+        return line
+
+    def _write(self, name, data):
+        """Append; after a failure, end at once what it may have left (best effort), else before
+        the next record, so the fragment can never become a record."""
+        try:
+            record_file.append(self.storage, name, data)
+        except Exception:
+            try:
+                record_file.end_fragment(self.storage, name)
+            except Exception:  # noqa: BLE001 - the next append ends it first
+                if name == FILES[self._active]:
+                    self._tail_end = FRAGMENT_END
+            raise
+
+    def _ends_with(self, name, line):
+        """True when the file ends in exactly these bytes (a write that failed yet landed whole)."""
+        try:
+            size = self.storage.size(name)
+            return size >= len(line) and self.storage.read(name, size - len(line), len(line)) == line
+        except Exception:  # noqa: BLE001 - unknown: take it as not there
+            return False
+
     def append(self, record):
         """Store a record (a dict) with the next seq; returns that seq.
 
@@ -176,13 +239,14 @@ class SessionLog:
         stored["seq"] = seq
         line = self._encode(stored)
         active = self._active
+        room = self.file_max_bytes - ERASE_RESERVE  # an erase marker must always fit after
         try:
             size = self.storage.size(FILES[active])
             data = line
-            rotate = self._force_rotate or size + len(line) > self.file_max_bytes
-            if not rotate and self._check_tail and self._torn(FILES[active]):
-                data = b"\n" + line
-                rotate = size + len(data) > self.file_max_bytes
+            rotate = self._force_rotate or (size > 0 and size + len(line) > room)
+            if not rotate:
+                data = self._with_tail(line)
+                rotate = size + len(data) > room
                 if rotate:
                     data = line
             # a failed write may still have landed whole: its seq is never handed out again
@@ -192,13 +256,12 @@ class SessionLog:
                 self.storage.remove(FILES[other])
                 self._forget(other)  # its records are gone, whatever happens next
                 self._force_rotate = True  # until the new line is in: a fragment may be left there
-                self.storage.append(FILES[other], data)
+                self._write(FILES[other], data)
                 self._active = active = other
                 self._force_rotate = False
             else:
-                self._check_tail = True
-                self.storage.append(FILES[active], data)
-            self._check_tail = False
+                self._write(FILES[active], data)
+            self._tail_end = None
         except Exception as err:  # noqa: BLE001 - any driver error becomes E_STORAGE
             self._refresh()
             raise _failed("write", err)
@@ -212,33 +275,56 @@ class SessionLog:
     def erase(self):
         """Remove every record; seq goes on. Returns the seq of the `erased` marker left behind.
 
-        The marker is written to a fresh file before the old one is removed: a power cut
-        leaves either the old records (no erase) or the marker (erase done, seq kept)."""
+        The marker goes to the active file first: once it is there the erase is done (boot and
+        reads ignore every record before it). Then the other file is removed, the marker written
+        to it alone and the old active file removed. A power cut or a failure at any point leaves
+        either all the old records (E_STORAGE, nothing erased) or the marker."""
         seq = self._next
         line = frame.encode_frame({"seq": seq, "ev": EV_ERASED})
         active = self._active
         other = 1 - active
+        name = FILES[active]
         try:
-            self._next = seq + 1
-            self.storage.remove(FILES[other])
-            self._forget(other)
-            self._force_rotate = True
-            self.storage.append(FILES[other], line)
-        except Exception as err:  # noqa: BLE001
-            self._refresh()
-            raise _failed("erase", err)
-        self._force_rotate = False
-        self._check_tail = False
-        self._active = other
+            data = self._with_tail(line)
+            offset = self.storage.size(name) + len(data) - len(line)
+            self._next = seq + 1  # a failed write may still have landed whole: never reuse its seq
+            self._write(name, data)
+        except Exception as err:  # noqa: BLE001 - nothing erased, unless the marker landed whole
+            if not self._ends_with(name, line):
+                self._refresh()
+                raise _failed("erase", err)
+        # committed: only the marker is left in the log
+        self._tail_end = None
+        self._forget(other)
         self._forget(active)
         self._cursor = None
+        self._n[active] = 1
+        self._first[active] = seq
+        self._last[active] = seq
+        self._base[active] = offset
+        self._marker[active] = seq
+        self._refresh()
+        # now the old records leave the flash; a failure here is no failure of the erase
+        try:
+            self.storage.remove(FILES[other])
+            self._force_rotate = False  # whatever fragment it held is gone
+        except Exception:  # noqa: BLE001 - forgotten; boot or the next rotation removes it
+            return seq
+        try:
+            self._write(FILES[other], line)
+        except Exception:  # noqa: BLE001 - the marker in the active file stands
+            self._force_rotate = True  # the other file may hold a fragment: the next rotation removes it
+            return seq
+        self._active = other
         self._n[other] = 1
         self._first[other] = seq
         self._last[other] = seq
+        self._marker[other] = seq
+        self._forget(active)
         self._refresh()
         try:
-            self.storage.remove(FILES[active])
-        except Exception:  # noqa: BLE001 - the marker committed the erase; boot or rotation removes it
+            self.storage.remove(name)
+        except Exception:  # noqa: BLE001 - forgotten; boot or the next rotation removes it
             pass
         return seq
 
@@ -259,11 +345,11 @@ class SessionLog:
         if cursor is not None and cursor[0] == from_seq:
             plan.append((cursor[1], cursor[2]))
             if cursor[1] == older:
-                plan.append((active, 0))
+                plan.append((active, self._base[active]))
         else:
             if self._n[older] and not (self._n[active] and from_seq >= self._first[active]):
-                plan.append((older, 0))
-            plan.append((active, 0))
+                plan.append((older, self._base[older]))
+            plan.append((active, self._base[active]))
         records = []
         used = 0
         next_seq = from_seq

@@ -2,9 +2,18 @@
 
 Every value is checked against the hard limit it may not pass (firmware/limits.py,
 firmware/heat/config.py); a change of several names is all or nothing. Settings live
-on the flash as an append-only log of framed records (`@{json}*CRC`, the wire format),
-newest record of a name wins: a power cut during a write loses at most that record,
-and a damaged record is skipped on boot, never half-applied.
+on the flash as an append-only log of framed records (`@{json}*CRC`, the wire format):
+
+    {"set": {name: value, ...}}     one change request, every name of it in one record
+    {"name": name, "value": value}  one name (written by earlier firmware; still read)
+
+replayed in order, so the newest record of a name wins. One request is one record, so a
+power cut during a write loses that whole change and nothing else, and a damaged record is
+skipped on boot, never half-applied. A failing flash write is refused (`storage`) with
+nothing changed: RAM changes only after the record is on the flash, and a fragment that a
+failed write may have left is ended with a byte that makes it invalid before the next
+record, so it can never turn into a record later. A flash that cannot be read at boot
+leaves the defaults in force and every change refused with `storage`.
 """
 
 from firmware import limits as L
@@ -57,8 +66,20 @@ class Settings:
         for name in INT_SETTINGS:
             self.values[name] = INT_SETTINGS[name][2]
         self.skipped_records = 0  # damaged or out-of-limit records found on load
+        self.broken = None  # text of a storage failure at boot: defaults in force, changes refused
+        self._suspect = False  # the file may end in a fragment (a torn or failed write): end it first
         if storage is not None:
-            self._load()
+            try:
+                self._load()
+            except Exception as exc:  # noqa: BLE001 - the device must boot, with the defaults
+                self._defaults()
+                self.skipped_records = 0
+                self.broken = msg.clip("%s" % (exc,))
+
+    def _defaults(self):
+        self.values = {"interlock_default": INTERLOCK_DEFAULT}
+        for name in INT_SETTINGS:
+            self.values[name] = INT_SETTINGS[name][2]
 
     def get(self, name):
         return self.values[name]
@@ -76,26 +97,53 @@ class Settings:
         return out
 
     def change(self, changes):
-        """Apply a dict of changes after checking every one; persist; returns the names changed."""
+        """Apply a dict of changes after checking every one; persist; returns the names changed.
+
+        All or nothing: every name in one record, RAM updated only once it is written. A
+        storage failure raises RequestError(E_STORAGE) and changes nothing."""
         if not isinstance(changes, dict) or not changes:
             raise msg.RequestError(msg.E_BAD_FIELD, "set must be an object of setting: value, e.g. {\"ramp_default_ms\": 3000}")
         checked = {}
         for name in changes:
             checked[name] = _check(name, changes[name])
+        if self.broken is not None:
+            raise msg.RequestError(msg.E_STORAGE, "settings store unavailable: %s" % self.broken)
+        if self.storage is not None:
+            record = frame.encode_frame({"set": checked})
+            try:
+                if self._suspect:
+                    record_file.end_fragment(self.storage, STORE_NAME)
+                    self._suspect = False
+                self._suspect = True  # until the write is known whole
+                record_file.append(self.storage, STORE_NAME, record)
+                self._suspect = False
+            except Exception as exc:  # noqa: BLE001 - any driver failure: nothing changed
+                raise msg.RequestError(
+                    msg.E_STORAGE, "settings not changed: storage write failed: %s" % msg.clip("%s" % (exc,), 60)
+                )
         for name in checked:
-            if self.storage is not None:
-                self.storage.append(STORE_NAME, frame.encode_frame({"name": name, "value": checked[name]}))
             self.values[name] = checked[name]
         return sorted(checked)
 
     def _load(self):
         for record in record_file.records(self.storage, STORE_NAME):
             self._replay(record)
+        self._suspect = record_file.torn(self.storage, STORE_NAME)
 
     def _replay(self, record):
         try:
             if record is None:
                 raise ValueError("not a record")
+            if "set" in record:
+                group = record["set"]
+                if not isinstance(group, dict) or not group:
+                    raise ValueError("bad set record")
+                checked = {}
+                for name in group:
+                    checked[name] = _check(name, group[name])  # one bad value skips the whole record
+                for name in checked:
+                    self.values[name] = checked[name]
+                return
             name = record.get("name")
             self.values[name] = _check(name, record.get("value"))
         except (msg.RequestError, ValueError, AttributeError, TypeError):

@@ -108,16 +108,27 @@ def _decode_at(line, at, end):
     if bad:
         raise FrameError("bad_frame", bad)
     try:
-        message = jsondec.decode(bytes(line[at + 1 : star]).decode())
+        payload = bytes(line[at + 1 : star])
+        message = jsondec.decode(payload.decode())
     except jsondec.JsonError as err:
         raise FrameError("bad_json", "payload is not valid JSON: %s" % err)
     if not isinstance(message, dict):
         raise FrameError("bad_json", "payload must be a JSON object")
-    return message
+    return message, payload
 
 
 def decode_line(line):
-    """Decode one line (without its newline) to a message dict.
+    """Decode one line (without its newline) to a message dict (see decode_frame)."""
+    found = decode_frame(line)
+    return None if found is None else found[0]
+
+
+def decode_frame(line):
+    """Decode one line (without its newline) to (message dict, payload bytes).
+
+    The payload is the exact JSON text between the `@` and the `*` (what the CRC
+    covers): two frames with equal payloads are the same request byte for byte,
+    whatever noise or line ending surrounded them.
 
     Returns None when the line holds no frame at all (ignore it). Raises
     FrameError when it holds a damaged one (the error of its first `@`).
@@ -153,13 +164,21 @@ class LineReader:
 
     `feed()` returns the complete lines it found (as bytes) and, for each line
     longer than `max_line`, None in its place (the line was dropped).
+
+    With `crlf=True` (the device's request input, where the protocol ignores a
+    `\\r` before the newline) that `\\r` does not count against `max_line`
+    either: a line of `max_line` bytes ending in CRLF passes, without its `\\r`,
+    and the buffer still never holds more than `max_line` bytes. Without it every
+    byte before the newline counts (a plain split: files on the flash).
     """
 
-    def __init__(self, max_line=MAX_LINE_BYTES):
+    def __init__(self, max_line=MAX_LINE_BYTES, crlf=False):
         self.max_line = max_line
+        self.crlf = crlf
         self._buf = bytearray(max_line)
         self._len = 0
         self._discarding = False
+        self._cr_at_bound = False  # a \r arrived with the buffer full: fine if the newline follows
         self.overflows = 0
 
     def feed(self, data):
@@ -174,8 +193,13 @@ class LineReader:
                 else:
                     lines.append(bytes(buf[: self._len]))
                 self._len = 0
+                self._cr_at_bound = False
             elif not self._discarding:
                 if self._len >= self.max_line:
+                    if c == _CR and self.crlf and not self._cr_at_bound:
+                        self._cr_at_bound = True  # not stored: only a newline may follow it
+                        continue
+                    self._cr_at_bound = False
                     self._discarding = True
                     self._len = 0
                 else:

@@ -288,3 +288,37 @@ def test_reader_then_decode_with_garbage_prefix():
     lines = frame.LineReader().feed(b"\x00\xffjunk" + good)
     assert len(lines) == 1
     assert frame.decode_line(lines[0]) == {"id": 5, "op": "status"}
+
+
+def test_reader_a_crlf_line_at_the_bound_passes():
+    """A \\r before the newline is ignored, so it does not count against the bound (crlf=True:
+    the device's request input; the default reader is a plain split)."""
+    assert frame.LineReader(max_line=8).feed(b"12345678\r\n") == [None]
+    reader = frame.LineReader(max_line=8, crlf=True)
+    assert reader.feed(b"12345678\r\n") == [b"12345678"]
+    assert reader.overflows == 0
+    assert reader.feed(b"12345678\r\r\n") == [None]  # only one \r is free
+    assert reader.feed(b"12345678\rx\n") == [None]  # a \r not followed by the newline: too long
+    assert reader.feed(b"1234567\r\r\n") == [b"1234567\r"]  # below the bound a \r is kept as before
+    assert reader.feed(b"12345678\r") == [] and reader.feed(b"\nok\n") == [b"12345678", b"ok"]
+    assert reader.overflows == 2
+
+
+def test_a_line_of_max_bytes_with_crlf_is_a_request():
+    # '@' + payload + '*XXXX' = MAX_LINE_BYTES, then "\r\n" (a host that writes CRLF)
+    pad = frame.MAX_LINE_BYTES - 6 - len('{"pad":""}')
+    payload = ('{"pad":"%s"}' % ("x" * pad)).encode()
+    line = _line(payload)
+    assert len(line) == frame.MAX_LINE_BYTES
+    for ending in (b"\n", b"\r\n"):
+        lines = frame.LineReader(crlf=True).feed(line + ending)
+        assert len(lines) == 1 and lines[0] is not None, ending
+        assert frame.decode_line(lines[0]) == {"pad": "x" * pad}
+
+
+def test_decode_frame_gives_the_payload_bytes():
+    payload = b'{"op":"status","id":3}'
+    line = b"junk@" + payload + ("*%04X\r" % frame.crc16(payload)).encode()
+    assert frame.decode_frame(line) == ({"id": 3, "op": "status"}, payload)
+    assert frame.decode_frame(b"no frame here") is None
+    assert frame.decode_line(line) == {"id": 3, "op": "status"}

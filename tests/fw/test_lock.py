@@ -401,3 +401,51 @@ def test_status_holds_no_pin_data():
     status = lock.status()
     assert sorted(status) == ["failures", "pin_set", "wait_s"]
     assert "8642" not in ("%s" % (status,))
+
+
+class UnreadableStorage(SimStorage):
+    """A flash whose reads fail (EIO)."""
+
+    def read(self, name, offset, size):
+        raise OSError(5, "EIO")
+
+
+def test_a_lock_log_unreadable_at_boot_fails_closed():
+    for with_pin in (False, True):
+        storage = UnreadableStorage()
+        if with_pin:
+            source, _, _ = make()
+            source.set_pin("2468")
+            storage.files[STORE_NAME] = bytearray(stored(source.storage))
+        before = stored(storage)
+        lock, _, _ = make(storage)  # boots: no exception
+        assert lock.has_pin and lock.broken is not None  # patient mode, never open
+        assert lock.status()["pin_set"] is True
+        for pin in (None, "2468", "1111"):
+            assert code_of(lock.check, pin) == msg.E_STORAGE
+        assert code_of(lock.set_pin, "1357") == msg.E_STORAGE
+        assert code_of(lock.set_pin, "1357", "2468") == msg.E_STORAGE
+        assert code_of(lock.remove_pin, "2468") == msg.E_STORAGE
+        assert lock.failures == 0 and stored(storage) == before  # nothing written, nothing counted
+
+
+def test_a_device_whose_flash_cannot_be_read_boots_locked():
+    from tests.fw.harness import Harness
+
+    h = Harness()
+    h.board.storage = UnreadableStorage()
+    h.device = h.board.build_device()  # Device() must not raise: on the board that is a boot loop
+    h.board.pulse_out.recorder = h._record
+    assert h.ok("programs")["patient_mode"] is True
+    for op, fields in (
+        ("start", {"amp_ua": [5000], "lease_ms": 0}),
+        ("settings", {"set": {"ramp_default_ms": 2000}}),
+        ("maintenance", {"on": True}),
+        ("log_erase", {"pin": "2468"}),
+        ("pin", {"new": "2468"}),
+        ("start", {"program": "conventional", "lease_ms": 0}),
+    ):
+        reply = h.request(op, fields)
+        assert reply["ok"] is False and reply["err"] in (msg.E_STORAGE, msg.E_LOCKED), (op, reply)
+    assert h.state == "IDLE" and h.amps() == [0, 0]
+    assert h.request("start", {"amp_ua": [5000], "lease_ms": 0})["err"] == msg.E_STORAGE

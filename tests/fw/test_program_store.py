@@ -391,3 +391,39 @@ def test_a_storage_failure_at_boot_leaves_a_store_that_refuses_but_does_not_cras
     assert err.code == msg.E_STORAGE and "EIO" in err.message, err.message
     storage.heal()
     assert ProgramStore(storage).names() == ["a"]
+
+
+class FailsOnce(FlakyStorage):
+    """The next append writes `partial` bytes and fails; the flash works again after it."""
+
+    def append(self, name, data):
+        if self.appends_left == 0:
+            self.appends_left = -1
+            self.sim.append(name, data[: self.partial])
+            raise OSError(5, "EIO")
+        return FlakyStorage.append(self, name, data)
+
+
+def test_a_failed_write_that_left_all_but_its_newline_never_becomes_a_record():
+    for storage_kind in (FailsOnce, FlakyStorage):  # the flash works again at once, or only later
+        for change in ("put", "delete"):
+            storage = storage_kind()
+            store = ProgramStore(storage)
+            store.put(program("a", 1))
+            before = contents(store)
+            if change == "put":
+                record, call = frame.encode_frame({"put": program("a", 2)}), (store.put, program("a", 2))
+            else:
+                record, call = frame.encode_frame({"del": "a"}), (store.delete, "a")
+            storage.appends_left = 0
+            storage.partial = len(record) - 1  # all but the newline lands, then an error
+            assert raises(msg.RequestError, call[0], call[1]).code == msg.E_STORAGE
+            assert contents(store) == before
+            if storage_kind is FailsOnce:  # ended at once: even a power cut now keeps the old state
+                assert contents(ProgramStore(storage)) == before, change
+            storage.heal()
+            store.put(program("b", 3))  # the next write must not turn the fragment into a record
+            before["b"] = program("b", 3)
+            assert contents(store) == before, (storage_kind, change)
+            rebooted = ProgramStore(storage)
+            assert contents(rebooted) == before and rebooted.skipped == 1, (storage_kind, change)

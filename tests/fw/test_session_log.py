@@ -3,7 +3,7 @@ a frame, and a power cut at any byte of any write loses at most the record being
 
 from firmware.protocols import frame
 from firmware.protocols import messages as msg
-from firmware.session_log import FILE_MAX_BYTES, FILES, SessionLog
+from firmware.session_log import ERASE_RESERVE, FILE_MAX_BYTES, FILES, SessionLog
 from sim.board import SimStorage
 from tests.fw.portable import raises
 
@@ -76,7 +76,7 @@ def test_paging_returns_every_record_once_in_order_within_max_bytes():
             got.extend(records)
             seq = nxt
         assert got == everything, page
-        assert page > 150 or pages > 5  # small pages really paged
+        assert page > 150 or pages > 4  # small pages really paged
     # a fresh start at every record (across the file boundary too), and before the oldest survivor
     for i in range(len(everything)):
         assert log.read(everything[i]["seq"], 100000) == (everything[i:], 41), i
@@ -97,7 +97,7 @@ def test_rotation_keeps_the_newest_records_within_two_files():
         assert seqs == list(range(seqs[0], i + 1))  # the newest, contiguous, in order
         assert log.first_seq == seqs[0] and log.last_seq == i and log.count == len(seqs)
         if seqs[0] > 1:  # something was dropped: more than one file's worth is kept
-            assert sum(len(frame.encode_frame(r)) for r in records) > SMALL
+            assert sum(len(frame.encode_frame(r)) for r in records) > SMALL - ERASE_RESERVE
         if not first_seqs or first_seqs[-1] != seqs[0]:
             first_seqs.append(seqs[0])
     assert len(first_seqs) >= 4  # it rotated several times
@@ -115,7 +115,9 @@ def test_a_reboot_continues_seq_and_sees_the_same_records():
     again = SessionLog(storage, SMALL)
     assert read_all(again) == before and again.info() == info
     assert again.append(rec(51)) == 51
-    assert read_all(SessionLog(storage, SMALL)) == before + [dict(rec(51), seq=51)]
+    after = read_all(SessionLog(storage, SMALL))  # the newest of the same records, and the new one
+    assert after == read_all(again) and after[-1] == dict(rec(51), seq=51)
+    assert after[:-1] == before[len(before) - len(after) + 1 :]
     empty = SimStorage()
     SessionLog(empty).append(rec(1))
     assert SessionLog(empty).append(rec(2)) == 2
@@ -152,8 +154,9 @@ def replay(ops, upto, cut_bytes=0):
 
 
 def whole_records(storage):
-    """Every complete, valid record on flash, independently of SessionLog (the oracle)."""
-    found = []
+    """Every complete, valid record on flash that no erase removed, independently of SessionLog
+    (the oracle): an `erased` marker removes every record of a lower seq, wherever it is."""
+    found = {}
     for name in FILES:
         for line in bytes(storage.files.get(name, b"")).split(b"\n"):  # a tail counts if its CRC holds
             try:
@@ -161,9 +164,12 @@ def whole_records(storage):
             except frame.FrameError:
                 record = None
             if record is not None:
-                found.append(record)
-    found.sort(key=lambda r: r["seq"])
-    return found
+                found[record["seq"]] = record  # an erase may leave its marker in both files for a moment
+    floor = 0
+    for seq in found:
+        if found[seq].get("ev") == "erased" and seq > floor:
+            floor = seq
+    return [found[seq] for seq in sorted(found) if seq >= floor]
 
 
 def bad_lines(storage):
@@ -183,14 +189,23 @@ def bad_lines(storage):
 
 
 def test_a_power_cut_at_any_byte_of_any_write_loses_only_that_record():
+    """Appends, rotations and two erases; the storage cut at every byte of every write and at
+    every removal. An erase leaves all the old records or its marker, never a part of them."""
     fmax = 120
     storage = RecordingStorage()
     log = SessionLog(storage, fmax)
-    for i in range(1, 11):  # three files' worth: two rotations
+    erase_ops = []  # (first op, end op, records before, marker seq) of each erase
+    for i in range(1, 13):  # several files' worth: rotations
         log.append({"ev": "s", "n": i})
+        if i in (6, 9):
+            first = len(storage.ops)
+            before = read_all(log)
+            marker = log.erase()
+            erase_ops.append((first, len(storage.ops), before, marker))
     ops = storage.ops
-    assert len([op for op in ops if op[0] == "remove"]) >= 2
+    assert len([op for op in ops if op[0] == "remove"]) >= 4
     cuts = 0
+    erase_outcomes = set()
     for k in range(len(ops)):
         kind, name, data = ops[k]
         for cut_bytes in range(len(data) if kind == "append" else 1):
@@ -198,11 +213,20 @@ def test_a_power_cut_at_any_byte_of_any_write_loses_only_that_record():
             expected = whole_records(cut)
             rebooted = SessionLog(cut, fmax)
             assert read_all(rebooted) == expected, (k, cut_bytes)
+            for first, end, before, marker in erase_ops:
+                if first <= k < end:  # cut during an erase: the old records, all of them, or the marker
+                    if expected == [{"seq": marker, "ev": "erased"}]:
+                        erase_outcomes.add("erased")
+                    else:
+                        assert expected == before, (k, cut_bytes, expected)
+                        erase_outcomes.add("kept")
             writing = frame.decode_line(data[:-1]) if kind == "append" else None
             whole = cut_bytes >= len(data) - 1  # all but the newline: the CRC proves it complete
             torn = 1 if cut_bytes and not whole else 0
-            assert (writing in expected) == (writing is not None and whole), (k, cut_bytes)
-            assert rebooted.skipped == torn, (k, cut_bytes, rebooted.skipped)
+            committed = whole_records(replay(ops, k))  # a marker written again to a fresh file
+            if writing is not None and writing not in committed:
+                assert (writing in expected) == whole, (k, cut_bytes)
+            assert rebooted.skipped == bad_lines(cut) <= torn, (k, cut_bytes, rebooted.skipped)
             seq = rebooted.append({"ev": "after"})
             assert seq == (expected[-1]["seq"] + 1 if expected else 1), (k, cut_bytes)
             new = {"ev": "after", "seq": seq}
@@ -211,11 +235,13 @@ def test_a_power_cut_at_any_byte_of_any_write_loses_only_that_record():
             line = frame.encode_frame(new)
             assert holder == line or holder.endswith(b"\n" + line), (k, cut_bytes, holder)  # not glued
             assert flash_bytes(cut) <= 2 * fmax
+            assert cut.size(FILES[0]) <= fmax and cut.size(FILES[1]) <= fmax
             again = SessionLog(cut, fmax)
             assert read_all(again) == read_all(rebooted) and again.last_seq == seq, (k, cut_bytes)
             assert again.skipped == bad_lines(cut) <= torn, (k, cut_bytes)
             cuts += 1
-    assert cuts > 200
+    assert cuts > 300
+    assert erase_outcomes == set(["erased", "kept"])
 
 
 def test_damaged_records_are_skipped_and_counted():
@@ -275,8 +301,8 @@ def test_a_power_cut_during_an_erase_leaves_the_old_records_or_the_marker():
             records = read_all(rebooted)
             if records == [{"seq": marker_seq, "ev": "erased"}]:
                 outcomes.add("erased")
-            else:  # not erased: the newest old records are all there (the oldest file may be gone)
-                assert records and records == old[len(old) - len(records):], (k, cut_bytes, records)
+            else:  # not erased: every old record is there, the older file's too
+                assert records == old, (k, cut_bytes, records)
                 outcomes.add("kept")
             assert rebooted.append({"ev": "after"}) > old[-1]["seq"]
     assert outcomes == set(["erased", "kept"])
@@ -300,18 +326,29 @@ def test_an_oversized_record_is_refused_and_nothing_written():
 
 
 class FlakyStorage(SimStorage):
-    """When armed, the next append writes `partial` bytes of its data (all of it for -1) and raises."""
+    """When armed, the next append (after `skip` more that succeed) writes `partial` bytes of its
+    data (all of it for -1) and raises; removes raise while `fail_remove`."""
 
     def __init__(self):
         SimStorage.__init__(self)
         self.partial = None
+        self.skip = 0
+        self.fail_remove = False
 
     def append(self, name, data):
         if self.partial is not None:
+            if self.skip > 0:
+                self.skip -= 1
+                return SimStorage.append(self, name, data)
             SimStorage.append(self, name, data if self.partial < 0 else data[:self.partial])
             self.partial = None
             raise OSError(28)
         return SimStorage.append(self, name, data)
+
+    def remove(self, name):
+        if self.fail_remove:
+            raise OSError(5)
+        SimStorage.remove(self, name)
 
 
 def failing_write_case(partial, at_rotation):
@@ -324,7 +361,7 @@ def failing_write_case(partial, at_rotation):
     assert storage.size(FILES[0]) and storage.size(FILES[1])
     lost = {"ev": "lost", "pad": "x" * 20}
     lost_size = len(frame.encode_frame(dict(lost, seq=99)))
-    while (storage.size(FILES[log._active]) + lost_size > fmax) != at_rotation:
+    while (storage.size(FILES[log._active]) + lost_size > fmax - ERASE_RESERVE) != at_rotation:
         log.append({"ev": "s"})
     before = read_all(log)
     info = log.info()
@@ -393,17 +430,89 @@ def test_paging_while_records_are_added_never_repeats_and_skips_only_what_rotate
     assert len(seqs) < 150  # the reader really fell behind a rotation
 
 
-def test_a_failing_erase_is_e_storage_and_erases_nothing():
-    storage = FlakyStorage()
+def _rebooted(storage):
+    """A SessionLog over a copy of the flash: a reboot seen without disturbing the running log."""
+    copy = SimStorage()
+    for name in FILES:
+        if name in storage.files:
+            copy.append(name, bytes(storage.files[name]))
+    return SessionLog(copy, 200)
+
+
+def _nine_records(storage):
     log = SessionLog(storage, 200)
     for i in range(1, 10):
         log.append({"ev": "s", "n": i})
-    before = read_all(log)
-    storage.partial = 7
-    err = raises(msg.RequestError, log.erase)
-    assert err.code == msg.E_STORAGE and err.message.startswith("session log erase failed: "), err.message
-    assert log.last_seq == 9 and read_all(log) == [r for r in before if r["seq"] >= log.first_seq]
-    assert log.first_seq > 1  # the oldest file went first, the newest records are kept
-    seq = log.append({"ev": "next"})
-    assert seq > 9 and read_all(SessionLog(storage, 200))[-1] == {"ev": "next", "seq": seq}
-    assert SessionLog(storage, 200).erase() > seq
+    assert storage.size(FILES[0]) and storage.size(FILES[1])  # both files in use
+    return log
+
+
+def test_a_failing_erase_is_e_storage_and_erases_nothing():
+    marker_len = len(frame.encode_frame({"seq": 10, "ev": "erased"}))
+    for partial in (0, 7, marker_len - 1):  # nothing, a part, all but the newline of the marker
+        storage = FlakyStorage()
+        log = _nine_records(storage)
+        before = read_all(log)
+        assert before[0]["seq"] == 1
+        info = log.info()
+        storage.partial = partial
+        err = raises(msg.RequestError, log.erase)
+        assert err.code == msg.E_STORAGE and err.message.startswith("session log erase failed: "), err.message
+        assert read_all(log) == before, partial  # every record, the older file's too
+        now = log.info()
+        assert now.pop("bytes") >= info.pop("bytes") and now == info, partial
+        assert read_all(_rebooted(storage)) == before, partial  # and so after a reboot
+        seq = log.append({"ev": "next"})
+        after = read_all(_rebooted(storage))
+        assert seq > 9 and after == read_all(log) and after[-1] == {"ev": "next", "seq": seq}, partial
+        assert after[:-1] == before[len(before) - len(after) + 1 :], partial  # a rotation may drop the oldest
+        assert SessionLog(storage, 200).erase() > seq
+
+
+def test_an_erase_whose_marker_landed_is_done_whatever_fails_after():
+    cases = (
+        ("marker landed whole, then an error", {"partial": -1}),
+        ("the old file cannot be removed", {"fail_remove": True}),
+        ("the fresh file's marker fails", {"partial": 5, "skip": 1}),
+        ("the fresh file's marker fails whole", {"partial": -1, "skip": 1}),
+    )
+    for what, arm in cases:
+        storage = FlakyStorage()
+        log = _nine_records(storage)
+        for key in arm:
+            setattr(storage, key, arm[key])
+        seq = log.erase()
+        storage.partial = None
+        storage.fail_remove = False
+        marker = {"seq": seq, "ev": "erased"}
+        assert seq == 10 and read_all(log) == [marker], what
+        assert log.info()["records"] == 1 and log.first_seq == log.last_seq == 10, what
+        assert read_all(_rebooted(storage)) == [marker], what
+        assert log.append({"ev": "next"}) == 11
+        assert read_all(log) == read_all(_rebooted(storage)) == [marker, {"ev": "next", "seq": 11}], what
+        for i in range(20):  # rotations clear whatever the erase left on the flash
+            log.append({"ev": "s", "n": i})
+            assert flash_bytes(storage) <= 400
+            assert read_all(_rebooted(storage)) == read_all(log), what
+        assert all(r.get("ev") != "s" or r["seq"] > 11 for r in read_all(log)), what
+        assert SessionLog(storage, 200).info() == log.info(), what
+
+
+def test_a_failed_write_that_left_all_but_its_newline_never_becomes_a_record():
+    for at_rotation in (False, True):
+        storage = FlakyStorage()
+        log = _nine_records(storage)
+        lost = {"ev": "lost"}
+        size = len(frame.encode_frame(dict(lost, seq=log.last_seq + 1)))
+        while (storage.size(FILES[log._active]) + size > 200 - ERASE_RESERVE) != at_rotation:
+            log.append({"ev": "s"})
+        before = read_all(log)
+        storage.partial = size - 1  # the whole record but its newline, then an error
+        assert raises(msg.RequestError, log.append, lost).code == msg.E_STORAGE
+        assert all(r["ev"] != "lost" for r in read_all(_rebooted(storage))), at_rotation  # a cut now: not there
+        seq = log.append({"ev": "next"})
+        for view in (log, _rebooted(storage)):
+            records = read_all(view)
+            assert all(r["ev"] != "lost" for r in records), at_rotation
+            assert records[-1] == {"ev": "next", "seq": seq}
+            assert records[:-1] == before[len(before) - len(records) + 1 :], at_rotation
