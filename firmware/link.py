@@ -25,7 +25,7 @@ RX_CHUNKS_PER_TICK = const(8)  # bounds the bytes read per tick (512)
 REPLY_CACHE = const(8)
 # Requests that always run, never answered from the reply cache: running one again is harmless
 # and safe, while a cached "ok" for one that did not run could leave the output on.
-_NEVER_CACHED = (msg.OP_ESTOP, msg.OP_STOP, msg.OP_PAUSE)
+NEVER_CACHED = (msg.OP_ESTOP, msg.OP_STOP, msg.OP_PAUSE)
 
 
 class Link:
@@ -104,7 +104,7 @@ class Link:
         handler = self.ops.get(op) if isinstance(op, str) else None
         if op == msg.OP_HELLO:
             self._reply_cache = []  # a new host session: its ids say nothing about the last one's
-        elif op not in _NEVER_CACHED:
+        elif op not in NEVER_CACHED:
             for cached in self._reply_cache:
                 # The same id and the same bytes: a retry. Equal decoded dicts are not enough
                 # (true == 1, key order, escapes): a different request must run.
@@ -128,7 +128,7 @@ class Link:
             data = frame.encode_frame(reply)
         except ValueError as err:  # a reply that cannot be framed: say so, never drop the request silently
             data = frame.encode_frame(msg.reply_error(request_id, msg.E_INTERNAL, msg.clip(str(err), 80)))
-        if op != msg.OP_HELLO and op not in _NEVER_CACHED:
+        if op != msg.OP_HELLO and op not in NEVER_CACHED:
             self._reply_cache.append((request_id, payload, data))
             if len(self._reply_cache) > REPLY_CACHE:
                 self._reply_cache.pop(0)

@@ -16,14 +16,15 @@ Portable (CPython and the MicroPython VM). A record is the device after one tick
 test harness builds the same records in process. tests/fw/invariants.py checks them.
 """
 
-from firmware.link import REPLY_CACHE
+from firmware.link import NEVER_CACHED, REPLY_CACHE
 from firmware.protocols import jsonenc
 
 
 class ReplyTracker:
     """Which replies ran their request, and which the device answered from its reply cache.
 
-    Mirrors firmware.link: every reply but hello's is cached by (id, request); a hello
+    Mirrors firmware.link: every reply but those to hello, estop, stop and pause is cached by
+    (id, the request's bytes: here its canonical encoding, as the host sends it); a hello
     empties the cache. Feed it the requests as the host writes them (`sent`) and the
     replies in the order they arrive (`op_of`): it returns the op a reply ran, or ""
     when the reply came from the cache (the request did not run again) or is unknown.
@@ -49,10 +50,13 @@ class ReplyTracker:
         if op == "hello":
             self._cache = []
             return op
+        if op in NEVER_CACHED:
+            return op  # always run again
+        payload = jsonenc.encode(request)
         for entry in self._cache:
-            if entry[0] == rid and entry[1] == request:
+            if entry[0] == rid and entry[1] == payload:
                 return ""  # answered again from the cache: nothing ran
-        self._cache.append((rid, request))  # every other reply is cached, errors too
+        self._cache.append((rid, payload))  # every other reply is cached, errors too
         if len(self._cache) > REPLY_CACHE:
             self._cache.pop(0)
         return op if isinstance(op, str) else ""

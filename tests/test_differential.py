@@ -146,7 +146,7 @@ def test_trace_is_safe_and_sensible(cpython_trace):
     assert _story(records) == [
         ("IDLE", ()),
         ("RUNNING", ()),  # start at 0.5 s
-        ("IDLE", ()),  # the stop at 3.0 s ramps down; the retried stop at 3.3 s is answered from the cache
+        ("IDLE", ()),  # the stop at 3.0 s ramps down; the retried stop at 3.3 s runs again (a stop is never answered from the cache), changing nothing
         ("RUNNING", ()),  # start with a 1 s lease at 4.2 s ...
         ("PAUSED", ()),  # ... that nobody renews
         ("RUNNING", ()),  # resume

@@ -87,7 +87,7 @@ E_NOT_FOUND = "not_found"  # no program (or record) of that name
 E_STORAGE = "storage"  # the flash store is full or failed; nothing was half-written
 E_LOCKED = "locked"  # the clinician PIN is needed for this request
 E_BAD_PIN = "bad_pin"  # wrong PIN (the reply says how many tries before a wait)
-E_TRY_LATER = "try_later"  # too many wrong PINs: the reply says how many seconds to wait
+E_TRY_LATER = "try_later"  # too many wrong PINs, or pain scores: the reply says how long to wait
 E_INTERNAL = "internal"  # the device could not build its reply (a firmware bug; nothing was lost)
 
 EV_RX_ERROR = "rx_error"  # a damaged line was dropped; no id can be trusted
