@@ -79,6 +79,16 @@ def _run_form(normalized):
     return out
 
 
+PARTIAL_SUFFIX = ".partial"
+
+
+def _finish(trace_path):
+    """A run writes TRACE.partial and renames it when it is complete: an interrupted or failed
+    run never leaves a trace that looks whole, and never destroys the last complete one
+    (the .partial file stays for a look at how far it got)."""
+    os.replace(trace_path + PARTIAL_SUFFIX, trace_path)
+
+
 def run_here(normalized, trace_path, attach=None):
     """Run under CPython in this process, writing the trace; returns the number of lines.
 
@@ -86,7 +96,7 @@ def run_here(normalized, trace_path, attach=None):
     every pulse this way).
     """
     count = 0
-    with open(trace_path, "w", newline="\n") as out:
+    with open(trace_path + PARTIAL_SUFFIX, "w", newline="\n") as out:
 
         def emit(line):
             nonlocal count
@@ -100,6 +110,7 @@ def run_here(normalized, trace_path, attach=None):
         else:
             with attach(scenario.board):
                 scenario.run()
+    _finish(trace_path)
     return count
 
 
@@ -113,7 +124,7 @@ def run(normalized, trace_path, runtime="cpython"):
         norm_path = os.path.join(tmp, "scenario.json")
         with open(norm_path, "w") as handle:
             json.dump(_run_form(normalized), handle)
-        with open(trace_path, "wb") as out:
+        with open(trace_path + PARTIAL_SUFFIX, "wb") as out:
             result = subprocess.run(
                 launcher.micropython_command("run", norm_path),
                 stdout=out,
@@ -124,6 +135,7 @@ def run(normalized, trace_path, runtime="cpython"):
         raise launcher.SimError(
             "micropython run failed (exit %d):\n%s" % (result.returncode, result.stderr.decode(errors="replace"))
         )
+    _finish(trace_path)
     with open(trace_path, "rb") as handle:
         return sum(1 for _ in handle)
 

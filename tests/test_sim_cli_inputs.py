@@ -325,3 +325,24 @@ def test_an_invalid_scenario_exits_2_and_a_failed_expectation_exits_1(tmp_path):
     broken.write_text(json.dumps({"duration_s": 2, "expect": [{"always": "state == RUNNING"}]}))
     result = invoke("run", broken, "--check")
     assert result.exit_code == 1 and ": expect[0] " in result.output and "1 failed" in result.output, result.output
+
+
+def test_an_interrupted_run_leaves_the_last_complete_trace_and_no_whole_looking_one(tmp_path, monkeypatch):
+    from sim import runner
+    from sim.scenario import ScenarioRun
+
+    scenario = normalize({"duration_s": 2, "steps": []})
+    trace = tmp_path / "t.jsonl"
+    lines = runner.run_here(scenario, str(trace))
+    complete = trace.read_bytes()
+    assert lines == 21 and complete.count(b"\n") == 21
+
+    def interrupted(self):
+        self.emit('{"t_s":0}')
+        raise KeyboardInterrupt  # Ctrl-C in the middle of the run
+
+    monkeypatch.setattr(ScenarioRun, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_here(scenario, str(trace))
+    assert trace.read_bytes() == complete  # the last complete trace, untouched
+    assert (tmp_path / "t.jsonl.partial").read_bytes() == b'{"t_s":0}\n'  # how far it got, named as such
