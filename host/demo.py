@@ -3,7 +3,10 @@
 It drives the device through the very client `tensctl` uses (hello, start,
 amplitude up in 0.5 mA steps to 15 mA, hold, stop), paced by the device's own
 simulated clock (status uptime), so a slow machine makes the demo slower but
-never different. A live rich view shows it while it runs; on a non-terminal
+never different. The session asks for the longest host lease the device allows:
+at high speed a short pause of this process is many simulated seconds. Should
+the lease still run out (a heavily loaded machine), the device pauses as it
+would with a real host gone silent; the demo says so, resumes and counts it. A live rich view shows it while it runs; on a non-terminal
 (CI logs) it prints one line per phase instead. Ends with a one-screen summary.
 """
 
@@ -18,6 +21,7 @@ from rich.panel import Panel
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from firmware import limits as L
 from host.client import Client, ClientError
 from host.transport import TransportError, open_port
 from host.units import format_ma
@@ -51,6 +55,7 @@ class Session:
         self.last_event = ""
         self.stopped_ms = None
         self.hold_from_ms = None
+        self.lease_pauses = 0  # the device paused because this host was slower than the lease
 
     def on_event(self, event):
         if event.get("ev") == "state":
@@ -81,7 +86,7 @@ class Session:
         if self.phase == "connecting":
             self.client.hello()
             self.poll()
-            self.client.start([STEP_UA])
+            self.client.start([STEP_UA], lease_ms=L.LEASE_MAX_MS)
             self.step = 1
             self.poll()
             self.t0_ms = self.status["uptime_ms"]
@@ -89,6 +94,8 @@ class Session:
             self.phase = "ramping"
             return True
         self.poll()
+        if self._interrupted():
+            return True
         if self.phase == "ramping":
             due_step = 1 + self.now_ms // STEP_EVERY_MS
             if due_step > self.step and self.step < self.steps:
@@ -109,6 +116,20 @@ class Session:
                 self.stopped_ms = self.now_ms
                 return False
             return True
+        return False
+
+    def _interrupted(self):
+        """A state the plan did not make: resume a lease pause (the host is alive, only slow);
+        anything else ends the demo with the device's own reason rather than waiting for it."""
+        state = self.status["state"]
+        reason = self.status.get("reason")
+        if state == "PAUSED" and reason == "lease_expired":
+            self.lease_pauses += 1
+            self.last_event = "paused: no request within the %d ms lease (host too slow); resumed" % L.LEASE_MAX_MS
+            self.client.resume()
+            return True
+        if state == "PAUSED" or (state == "IDLE" and self.phase != "ramping down"):
+            raise DemoError("the device went %s (%s) during the %s phase" % (state, reason, self.phase))
         return False
 
 
@@ -152,6 +173,8 @@ def summary(session, info, runtime, speed, wall_s):
     if pulses is not None:
         table.add_row("pulses", str(pulses))
     table.add_row("link", "%d resends, %d damaged lines" % (session.client.resends, session.client.rx_errors))
+    if session.lease_pauses:
+        table.add_row("lease pauses", "%d (this host was slower than the lease; resumed)" % session.lease_pauses)
     return Panel(table, title="session summary", expand=False)
 
 
