@@ -53,6 +53,16 @@ def end_fragment(storage, name):
         append(storage, name, FRAGMENT_END)
 
 
+def ends_with(storage, name, data):
+    """True when the file ends in exactly these bytes: a write whose driver failed may still
+    have landed whole, and then it counts (the next boot will read it). False when unknown."""
+    try:
+        size = storage.size(name)
+        return size >= len(data) and storage.read(name, size - len(data), len(data)) == data
+    except Exception:  # noqa: BLE001 - unreadable: take it as not there
+        return False
+
+
 def append(storage, name, data):
     """Append bytes; OSError on a short write (a driver that reports how much it wrote)."""
     written = storage.append(name, data)

@@ -220,14 +220,6 @@ class SessionLog:
                     self._tail_end = FRAGMENT_END
             raise
 
-    def _ends_with(self, name, line):
-        """True when the file ends in exactly these bytes (a write that failed yet landed whole)."""
-        try:
-            size = self.storage.size(name)
-            return size >= len(line) and self.storage.read(name, size - len(line), len(line)) == line
-        except Exception:  # noqa: BLE001 - unknown: take it as not there
-            return False
-
     def append(self, record):
         """Store a record (a dict) with the next seq; returns that seq.
 
@@ -290,7 +282,7 @@ class SessionLog:
             self._next = seq + 1  # a failed write may still have landed whole: never reuse its seq
             self._write(name, data)
         except Exception as err:  # noqa: BLE001 - nothing erased, unless the marker landed whole
-            if not self._ends_with(name, line):
+            if not record_file.ends_with(self.storage, name, line):
                 self._refresh()
                 raise _failed("erase", err)
         # committed: only the marker is left in the log

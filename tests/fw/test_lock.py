@@ -46,11 +46,14 @@ class FailingStorage(SimStorage):
 
     def __init__(self):
         SimStorage.__init__(self)
-        self.mode = None  # None, "raise" or "short"
+        self.mode = None  # None, "raise", "short" or "whole_then_raise"
 
     def append(self, name, data):
         if self.mode == "raise":
             raise OSError(28)
+        if self.mode == "whole_then_raise":  # all of it landed, then the driver reported an error
+            SimStorage.append(self, name, data)
+            raise OSError(5)
         if self.mode == "short":
             return SimStorage.append(self, name, data[: len(data) // 2])
         return SimStorage.append(self, name, data)
@@ -380,6 +383,20 @@ def test_storage_failure_leaves_state_unchanged():
         assert lock.has_pin and code_of(lock.check, None) == msg.E_LOCKED
     storage.mode = None
     assert make(storage)[0].check("6060") is None
+
+
+def test_a_write_that_landed_whole_before_its_driver_failed_counts_now_as_at_the_next_boot():
+    storage = FailingStorage()
+    lock, _, _ = make(storage)
+    storage.mode = "whole_then_raise"
+    assert lock.set_pin("6060") is None  # on the flash: the next boot would be locked with it
+    assert lock.has_pin and code_of(lock.check, None) == msg.E_LOCKED
+    storage.mode = None
+    rebooted, _, _ = make(storage)
+    assert rebooted.check("6060") is None and code_of(rebooted.check, "7070") == msg.E_BAD_PIN
+    storage.mode = "whole_then_raise"
+    assert lock.remove_pin("6060") is None
+    assert not lock.has_pin and not make(storage)[0].has_pin
 
 
 def test_wrong_pins_count_even_when_the_store_fails():

@@ -404,6 +404,35 @@ class FailsOnce(FlakyStorage):
         return FlakyStorage.append(self, name, data)
 
 
+def test_after_a_failed_write_the_programs_in_use_are_the_programs_the_next_boot_loads():
+    """A driver may fail after writing any part of a record, all of it included: a record
+    that landed whole counts (the next boot reads it), anything less changes nothing."""
+    for change in ("put", "delete"):
+        if change == "put":
+            record = frame.encode_frame({"put": program("a", 2)})
+        else:
+            record = frame.encode_frame({"del": "a"})
+        for partial in range(len(record) + 1):
+            storage = FailsOnce()
+            store = ProgramStore(storage)
+            store.put(program("a", 1))
+            before = contents(store)
+            storage.appends_left = 0
+            storage.partial = partial
+            try:
+                store.put(program("a", 2)) if change == "put" else store.delete("a")
+                refused = None
+            except msg.RequestError as err:
+                refused = err.code
+            assert contents(ProgramStore(storage)) == contents(store), (change, partial)
+            if partial == len(record):
+                assert refused is None and contents(store) != before, (change, partial)
+            else:
+                assert refused == msg.E_STORAGE and contents(store) == before, (change, partial)
+            store.put(program("b", 3))  # and the store goes on
+            assert contents(ProgramStore(storage)) == contents(store), (change, partial)
+
+
 def test_a_failed_write_that_left_all_but_its_newline_never_becomes_a_record():
     for storage_kind in (FailsOnce, FlakyStorage):  # the flash works again at once, or only later
         for change in ("put", "delete"):

@@ -203,6 +203,30 @@ def test_a_fragment_of_a_failed_write_never_becomes_a_record():
     assert loaded.skipped_records == 1
 
 
+def test_after_a_failed_write_the_settings_in_use_are_the_settings_the_next_boot_loads():
+    """A driver may fail after writing any part of the record, all of it included: a record
+    that landed whole counts (the next boot applies it), anything less changes nothing."""
+    changes = {"ramp_default_ms": 2000, "session_default_ms": 600000}
+    record = frame.encode_frame({"set": changes})
+    for partial in range(len(record) + 1):
+        storage = _Flaky()
+        settings = Settings(storage)
+        before = settings.to_dict()
+        storage.appends_left = 0
+        storage.partial = partial
+        try:
+            settings.change(changes)
+            refused = None
+        except msg.RequestError as err:
+            refused = err.code
+        storage.appends_left = -1
+        assert Settings(storage).to_dict() == settings.to_dict(), partial
+        if partial == len(record):
+            assert refused is None and settings.get("ramp_default_ms") == 2000, partial
+        else:
+            assert refused == msg.E_STORAGE and settings.to_dict() == before, partial
+
+
 def test_a_torn_tail_found_at_boot_is_ended_before_the_next_record():
     storage = SimStorage()
     Settings(storage).change({"ramp_default_ms": 2000})
