@@ -487,7 +487,7 @@ class Device:
             fields["heat"] = {
                 "state": heat.state,
                 "target_mc": heat.target_mc,
-                "measured_mc": heat.pad.value_mc if heat.pad.valid else None,
+                "measured_mc": heat.reading_mc(),
                 "heater_duty_pct": heat.duty_permille // 10,
                 "cem43_ms": heat.dose.cem43_ms,
             }
@@ -591,7 +591,7 @@ class Device:
         temp_mc = None
         target_mc = None
         if heat is not None:
-            temp_mc = heat.pad.value_mc if heat.pad.valid else None
+            temp_mc = heat.reading_mc()
             target_mc = heat.target_mc if heat.state != "off" else None
         self.recorder.sample(self.session_run_ms, [channel.amp_ua for channel in self.channels], temp_mc, target_mc)
 

@@ -23,7 +23,7 @@ _CHANNEL = (
     '"phase_us":%d,"pulses":%d,"rate_hz":%d,"target_ua":%d}'
 )
 # Sorted keys: cem43_min heater_duty_pct measured_mc pad_true_mc state target_mc
-# (measured_mc is "%s": an integer, or null before the pad's first valid reading)
+# (measured_mc is "%s": an integer, or null when the pad has no reading: HeatController.reading_mc)
 _HEAT = '"heat":{"cem43_min":%d,"heater_duty_pct":%d,"measured_mc":%s,"pad_true_mc":%d,"state":%s,"target_mc":%d},'
 # Sorted keys: ch faults [heat] rx sim_faults state, after the leading t_s
 _LINE = '{"t_s":%d.%d,"ch":[%s],"faults":%s,%s"rx":%s,"sim_faults":%s,"state":%s}'
@@ -69,11 +69,11 @@ def _channel(channel, pulse_out, i):
 
 def _heat(heat, pad_true_mc):
     """The "heat" member (with its trailing comma): what `heat.status()` would say, read directly."""
-    pad = heat.pad
+    measured_mc = heat.reading_mc()
     return _HEAT % (
         heat.dose.cem43_ms // 60000,
         heat.duty_permille // 10,
-        pad.value_mc if pad.valid else "null",
+        "null" if measured_mc is None else measured_mc,
         pad_true_mc,
         _string(heat.state),
         heat.target_mc,

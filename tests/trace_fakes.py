@@ -7,11 +7,11 @@ and runs `main()` inside the VM. A case is a plain dict (so it can travel as JSO
      "channels": [{"amp_ua", "target_ua", "phase_us", "rate_hz",
                    "delivered_ua", "pulses", "max_charge_pc", "net_pc"}],   # ints
      "heat": None or {"state": str, "target_mc", "duty_permille", "cem43_ms", "pad_true_mc": int,
-                      "valid": bool, "value_mc": int}}
+                      "valid": bool, "value_mc": int}}    # valid: the pad has a reading
 
 `reference_line` is the trace line as it was first written: the whole dict through the
 protocol's generic encoder (`jsonenc.encode`), with what the trace takes from
-`HeatController.status()` (measured_mc None while the pad is not valid, heater_duty_pct =
+`HeatController.status()` (measured_mc None while the pad has no reading, heater_duty_pct =
 duty_permille // 10, cem43_ms from the dose).
 
     MICROPYPATH=<repo> micropython tests/trace_fakes.py CASES.jsonl   (one case per line)
@@ -59,9 +59,10 @@ def build(case):
             state=spec["state"],
             target_mc=spec["target_mc"],
             duty_permille=spec["duty_permille"],
-            pad=Obj(valid=spec["valid"], value_mc=spec["value_mc"]),
             dose=Obj(cem43_ms=spec["cem43_ms"]),
         )
+        reading_mc = spec["value_mc"] if spec["valid"] else None
+        heat.reading_mc = lambda: reading_mc
         plant = Obj(pad_mc=spec["pad_true_mc"])
     device = Obj(
         channels=channels,
@@ -110,7 +111,7 @@ def reference_line(t_ms, device, board, received):
         fields["heat"] = {
             "state": heat.state,
             "target_mc": heat.target_mc,
-            "measured_mc": heat.pad.value_mc if heat.pad.valid else None,
+            "measured_mc": heat.reading_mc(),
             "pad_true_mc": board.plant.pad_mc,
             "heater_duty_pct": heat.duty_permille // 10,
             "cem43_min": heat.dose.cem43_ms // 60000,

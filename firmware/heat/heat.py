@@ -348,6 +348,15 @@ class HeatController:
 
     # ---- status (allocates: call it when asked, not every tick) ---------------------------
 
+    def reading_mc(self):
+        """The pad temperature to show and record, or None: before the first reading, while
+        the latest reading is rejected (open, short, a jump) and while sensor_frozen is
+        latched. The last good value the controller keeps would look like a reading then."""
+        pad = self.pad
+        if not pad.valid or not pad.current or self.fault == F.F_SENSOR_FROZEN:
+            return None
+        return pad.value_mc
+
     def status(self):
         """A dict of integers, strings, booleans and None (see the module text for the units)."""
         heating = self.state == ST_HEATING or self.state == ST_HOLDING
@@ -356,7 +365,7 @@ class HeatController:
             "reason": self.reason,
             "level": self.level,
             "target_mc": self.target_mc,
-            "measured_mc": self.pad.value_mc if self.pad.valid else None,
+            "measured_mc": self.reading_mc(),
             "duty_permille": self.duty_permille,
             "heater_duty_pct": self.duty_permille // 10,
             "heater_on": self.output.on,

@@ -21,6 +21,9 @@ Per reading (once per tick), in this order:
 5. filter: integer EMA over 2^filter_shift readings (state kept scaled, so no
    truncation bias): `value_mc`.
 
+`current` says whether the latest reading was used: while it is False, `value_mc` is the
+last good value, not what the pad is now (status and logs show no reading then).
+
 `update()` returns None or a fault name; then `fault_msg` says why. A count
 fault (open, short, jump) is returned once, on the reading that completes the
 count: the controller latches on it, and a sensor that stays broken through
@@ -50,6 +53,7 @@ class Sensor:
         self.sample_mc = 0  # last converted reading (before checks and filter)
         self.value_mc = 0  # filtered, validated temperature: what the controller uses
         self.valid = False  # True once a good reading has been taken
+        self.current = False  # the latest reading was used (not out of range, not a jump)
         self.fault_msg = ""
         self._acc = 0
         self._last_good = 0
@@ -62,6 +66,7 @@ class Sensor:
     def reset(self):
         """Forget history (after a fault is cleared): the next reading restarts the filter."""
         self.valid = False
+        self.current = False
         self._open_n = 0
         self._short_n = 0
         self._jump_count = 0
@@ -92,6 +97,7 @@ class Sensor:
             self._still_e = 0
 
         if mc < self._min:
+            self.current = False
             self._short_n = 0
             self._open_n += 1
             if self._open_n == self._bad_n:
@@ -102,6 +108,7 @@ class Sensor:
                 )
             return None
         if mc > self._max:
+            self.current = False
             self._open_n = 0
             self._short_n += 1
             if self._short_n == self._bad_n:
@@ -115,6 +122,7 @@ class Sensor:
         self._short_n = 0
 
         if not self.valid:
+            self.current = True
             self.valid = True
             self._last_good = mc
             self._acc = mc << self._shift
@@ -123,6 +131,7 @@ class Sensor:
 
         step = mc - self._last_good
         if step > self._jump or -step > self._jump:
+            self.current = False
             self._jump_count += 1
             if self._jump_count == self._jump_n:
                 return self._found(
@@ -132,6 +141,7 @@ class Sensor:
                 )
             return None
         self._jump_count = 0
+        self.current = True
         self._last_good = mc
         self._acc += mc - (self._acc >> self._shift)
         self.value_mc = self._acc >> self._shift

@@ -238,6 +238,25 @@ def test_an_open_thermistor_latches_a_fault_and_turns_the_heater_off():
     heating(h=h)  # and heat works again
 
 
+def test_a_broken_pad_sensor_shows_no_reading_not_its_last_good_value():
+    """While the sensor reads open or short, the last good value the controller keeps is not what
+    the pad is now: status, telemetry and the session log say "no reading" until it reads again."""
+    for name in ("thermistor_open", "thermistor_short"):
+        h = heating()
+        h.ok("telemetry", {"every_ms": 100})
+        h.tick(SECOND)
+        assert heat_status(h)["measured_mc"] is not None
+        h.fault(name)
+        h.tick_until(lambda: h.state == "FAULT", SECOND)
+        h.tick(SECOND)
+        assert heat_status(h)["measured_mc"] is None, name
+        assert h.events("telemetry")[-1]["heat"]["measured_mc"] is None, name
+        assert h.device.heat.status()["measured_mc"] is None, name
+        h.fault(name, False)  # the connector is fixed: the pad reads again, the fault stays latched
+        h.tick(SECOND)
+        assert h.state == "FAULT" and 15000 < heat_status(h)["measured_mc"] < 45000, name
+
+
 def test_a_stuck_heater_latches_stuck_on_while_heat_is_off():
     h = session()
     h.board.plant.settle()  # a pad at rest on the back (31.4 C)

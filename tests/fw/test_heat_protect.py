@@ -382,13 +382,16 @@ def test_sensor_short_and_frozen_through_the_controller():
     rig.therm.code = th.mc_to_code(30500)  # stuck ADC while the heater drives at full power
     assert rig.seconds(40) == F.F_SENSOR_FROZEN
     _assert_latched_off(rig, F.F_SENSOR_FROZEN)
+    assert rig.heat.status()["measured_mc"] is None  # a frozen reading is not the pad's temperature
 
 
 def test_sensor_jump_through_the_controller():
     rig = _holding_rig()
+    assert rig.heat.status()["measured_mc"] is not None
     rig.therm.code = th.mc_to_code(30000)  # 12 C down in one reading, and it stays
     assert rig.tick(10) == F.F_SENSOR_JUMP
     _assert_latched_off(rig, F.F_SENSOR_JUMP)
+    assert rig.heat.status()["measured_mc"] is None  # neither the old value nor the step: no reading
 
 
 def test_heater_side_sensor_mismatch_and_over_temp():
