@@ -24,7 +24,9 @@ Modifiers: "from" and "until" (ANCHORs) bound the window of always / never /
 eventually (from inclusive, until exclusive, except that the end of the run
 includes the last row; defaults: the first and the last row); "until" also
 bounds within_ms; "count" (integer) makes reply / event require exactly that
-many matching messages.
+many matching messages. A window must hold a row, or always / never would pass
+having checked nothing: one known empty when the file loads (until not after
+from) is refused, one found empty over the trace fails.
 
 Timing: a trace row shows the device after the tick at its time, and steps due
 at a time run before that tick; so an injection at t shows in the row at t, a
@@ -616,6 +618,8 @@ class Expectation:
             self.start = _anchor(raw["from"], steps, duration_ms, channels)
         if "until" in raw:
             self.until = _anchor(raw["until"], steps, duration_ms, channels)
+        if kind in ("always", "never", "eventually"):
+            self._refuse_empty_window()
         if kind in ("always", "never", "eventually", "at_end"):
             self.cond = compile_cond(raw[kind], channels)
         elif kind == "within_ms":
@@ -643,6 +647,24 @@ class Expectation:
                 raise ExpectError("count must be a whole number >= 0, got %r" % (count,))
             self.count = count
 
+    def _refuse_empty_window(self):
+        """A window whose ends are known now and hold no row (until not after from, unless both
+        are the end) would let always and never pass having checked nothing."""
+        start, until = self.start, self.until
+        if start[0] != "ms" or until[0] != "ms":
+            return  # a {"first": COND} end is known from the trace only: an empty window fails then
+        if until[1] > start[1] or until[1] == start[1] == self.duration_ms:
+            return
+        raise ExpectError("its window is empty: until (%s) must come after from (%s)"
+                          % (self._when("until", until), self._when("from", start)))
+
+    def _when(self, key, anchor):
+        """An anchor known at load, with its time when it names a step or an end."""
+        value = self.raw.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return anchor[2]
+        return "%s, t=%s s" % (anchor[2], anchor[1] / 1000)
+
     # Each check returns None (passed) or the failure text.
 
     def check(self, trace):
@@ -662,7 +684,10 @@ class Expectation:
             t = trace.rows[i]["_t"]
             if t >= start and (t < end or (end >= self.duration_ms and t <= end)):
                 rows.append(i)
-        return rows, "from %s to %s" % (start_label, end_label)
+        window = "from %s to %s" % (start_label, end_label)
+        if not rows:  # always and never would pass having checked nothing
+            return None, "no trace row %s" % window
+        return rows, window
 
     def _check_always(self, trace):
         rows, window = self._window(trace)
@@ -690,8 +715,6 @@ class Expectation:
         for i in rows:
             if self.cond(trace, i) is None:
                 return None
-        if not rows:
-            return "no trace row %s" % window
         last = rows[-1]
         return "never held %s; at the last of those rows, %s: %s" % (window, trace.where(last), self.cond(trace, last))
 
@@ -790,15 +813,24 @@ def _submatch(want, have):
     return want == have and isinstance(want, bool) == isinstance(have, bool)
 
 
+def mistake(index, raw, steps, duration_ms, channels):
+    """What is wrong with expectation `index`, as "expect[i]: ...", or None when it is valid."""
+    try:
+        Expectation(index, raw, steps, duration_ms, channels)
+    except ExpectError as err:
+        return "expect[%d]: %s" % (index, err)
+    return None
+
+
 def validate(expect, steps, duration_ms, channels):
-    """Check a scenario's "expect" list (raises ExpectError naming expect[i]); returns it as is."""
+    """Check a scenario's "expect" list; returns it as is. ExpectError lists every malformed
+    expectation, one line each, naming expect[i]."""
     if not isinstance(expect, list):
         raise ExpectError("expect must be a list of expectations")
-    for index in range(len(expect)):
-        try:
-            Expectation(index, expect[index], steps, duration_ms, channels)
-        except ExpectError as err:
-            raise ExpectError("expect[%d]: %s" % (index, err))
+    found = [mistake(index, expect[index], steps, duration_ms, channels) for index in range(len(expect))]
+    found = [text for text in found if text is not None]
+    if found:
+        raise ExpectError("\n".join(found))
     return list(expect)
 
 

@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
 from sim import expect, launcher
 from sim.clock import NEAR_WRAP_MS
-from sim.scenario import ScenarioError, ScenarioRun, normalize
+from sim.scenario import ScenarioError, ScenarioRun, json_object, normalize
 
 # CPU seconds per simulated second, measured over the library (sim/scenarios): used only to
 # start the longest runs first.
@@ -35,7 +35,7 @@ def load(path):
     """Read and validate a scenario file; ScenarioError names the file and the problem."""
     try:
         with open(path) as handle:
-            raw = json.load(handle)
+            raw = json.load(handle, object_pairs_hook=json_object)  # a key given twice is a mistake
     except OSError as err:
         raise ScenarioError("%s: cannot read: %s" % (path, err.strerror))
     except ValueError as err:

@@ -10,6 +10,7 @@ evaluates it over the trace afterwards.
 """
 
 from firmware.protocols import frame
+from firmware.protocols.messages import MAX_REQUEST_ID
 from sim import audit as audit_mod
 from sim import faults
 from sim.board import SimBoard
@@ -22,14 +23,20 @@ AUTO_ID_BASE = 1000000  # ids given to "send" steps that carry none
 STEP_KINDS = ("send", "raw", "fault", "clear")
 TOP_KEYS = ("duration_s", "seed", "start_ms", "channels", "description", "steps", "expect")
 INFINITY = float("inf")
+DESCRIPTION_MAX = 2000  # characters: a paragraph or two (the library's longest is under 600)
 
 
 class ScenarioError(Exception):
-    pass
+    """A scenario that is not valid. When it has several mistakes, the text is a heading line
+    and then one indented line per mistake, each naming its place (steps[i], expect[i], a key)."""
 
 
 def _is_nan(value):
     return value != value  # NaN is the one value unequal to itself (no math.isnan needed on MicroPython)
+
+
+def _clip(text, most=60):
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _number(value, where, low, high):
@@ -50,58 +57,164 @@ def _int(value, where, low, high):
     return value
 
 
+def _description(value):
+    if not isinstance(value, str):
+        raise ScenarioError("description must be a string (free text), got %s" % _clip(repr(value)))
+    if len(value) > DESCRIPTION_MAX:
+        raise ScenarioError("description is %d characters long; at most %d" % (len(value), DESCRIPTION_MAX))
+    return value
+
+
+def _checked(mistakes, fallback, check, *args):
+    """check(*args), or `fallback` with the check's ScenarioError noted in `mistakes`, so that
+    the rest of the file is still checked and every mistake is reported at once."""
+    try:
+        return check(*args)
+    except ScenarioError as err:
+        mistakes.append(str(err))
+        return fallback
+
+
 def normalize(scenario):
-    """Check a parsed scenario and return its normalized form (integers only)."""
+    """Check a parsed scenario and return its normalized form (integers only).
+
+    Every mistake is collected before anything is raised, so one look at the file shows all
+    of them: a ScenarioError with one line per mistake (a lone mistake is its line alone).
+    """
     if not isinstance(scenario, dict):
         raise ScenarioError("a scenario must be a JSON object")
+    mistakes = []
+    _keys_twice(scenario, "", mistakes)
     for key in scenario:
         if key not in TOP_KEYS:
-            raise ScenarioError("unknown key %r; allowed: %s" % (key, ", ".join(TOP_KEYS)))
+            mistakes.append("unknown key %r; allowed: %s" % (key, ", ".join(TOP_KEYS)))
+    # An invalid duration or channel count is noted, and the rest is checked against the widest
+    # valid value: no mistake is invented, and the others are still found.
+    duration_ms = MAX_DURATION_S * 1000
     if "duration_s" not in scenario:
-        raise ScenarioError("missing duration_s")
-    duration_ms = _number(scenario["duration_s"], "duration_s", 0.01, MAX_DURATION_S)
-    seed = _int(scenario.get("seed", 1), "seed", 0, 0xFFFFFFFF)
-    start_ms = _int(scenario.get("start_ms", 0), "start_ms", 0, (1 << 30) - 1)
-    channels = _int(scenario.get("channels", 2), "channels", 1, 2)
+        mistakes.append("missing duration_s")
+    else:
+        duration_ms = _checked(mistakes, duration_ms, _number, scenario["duration_s"], "duration_s", 0.01,
+                               MAX_DURATION_S)
+    seed = _checked(mistakes, 1, _int, scenario.get("seed", 1), "seed", 0, 0xFFFFFFFF)
+    start_ms = _checked(mistakes, 0, _int, scenario.get("start_ms", 0), "start_ms", 0, (1 << 30) - 1)
+    channels = _checked(mistakes, 2, _int, scenario.get("channels", 2), "channels", 1, 2)
+    if "description" in scenario:
+        _checked(mistakes, None, _description, scenario["description"])
     steps = scenario.get("steps", [])
+    timed = []  # (normalized step, its index in the file)
     if not isinstance(steps, list):
-        raise ScenarioError("steps must be a list")
-    out = []
-    for index in range(len(steps)):
-        out.append(_normalize_step(steps[index], "steps[%d]" % index, duration_ms, channels))
+        mistakes.append("steps must be a list")
+    else:
+        for index in range(len(steps)):
+            step = _checked(mistakes, None, _normalize_step, steps[index], "steps[%d]" % index, duration_ms,
+                            channels)
+            if step is not None:
+                timed.append((step, index))
     # Stable sort by time: steps at the same time keep their file order.
-    order = sorted(range(len(out)), key=lambda i: (out[i]["at_ms"], i))
+    timed = sorted(timed, key=lambda pair: (pair[0]["at_ms"], pair[1]))
+    _clears_without_fault(timed, mistakes)
     normalized = {
         "duration_ms": duration_ms,
         "seed": seed,
         "start_ms": start_ms,
         "channels": channels,
-        "steps": [out[i] for i in order],
+        "steps": [pair[0] for pair in timed],
         "expect": [],
     }
     if "expect" in scenario:
-        from sim import expect  # CPython only: the checks run on the host, after the run
-
-        _check_finite(scenario["expect"], "expect")
-        try:
-            normalized["expect"] = expect.validate(scenario["expect"], normalized["steps"], duration_ms, channels)
-        except expect.ExpectError as err:
-            raise ScenarioError(str(err))
+        normalized["expect"] = _expectations(scenario["expect"], normalized["steps"], duration_ms, channels, mistakes)
+    if len(mistakes) == 1:
+        raise ScenarioError(mistakes[0])
+    if mistakes:
+        raise ScenarioError("%d mistakes:\n  %s" % (len(mistakes), "\n  ".join(mistakes)))
     return normalized
 
 
-def _check_finite(value, where):
+def _expectations(items, steps, duration_ms, channels, mistakes):
+    """The "expect" list as written; each malformed expectation adds its one mistake."""
+    from sim import expect  # CPython only: the checks run on the host, after the run
+
+    if not isinstance(items, list):
+        mistakes.append("expect must be a list of expectations")
+        return []
+    for index in range(len(items)):
+        where = "expect[%d]" % index
+        found = _non_finite(items[index], where)
+        if found is None:
+            found = expect.mistake(index, items[index], steps, duration_ms, channels)
+        if found is not None:
+            mistakes.append(found)
+    return list(items)
+
+
+def _non_finite(value, where):
     """NaN and Infinity (JSON extensions Python's parser accepts) nowhere in `value`: as a time,
-    a bound or a value to compare they would make no sense, so they are refused by their path."""
+    a bound or a value to compare they would make no sense. Returns the first one, by its path."""
     if isinstance(value, float) and (_is_nan(value) or value in (INFINITY, -INFINITY)):
         shown = "NaN" if _is_nan(value) else value
-        raise ScenarioError("%s is %s; a scenario's numbers must be finite" % (where, shown))
+        return "%s is %s; a scenario's numbers must be finite" % (where, shown)
     if isinstance(value, dict):
+        parts = [(value[key], "%s.%s" % (where, key)) for key in value]
+    elif isinstance(value, list):
+        parts = [(value[index], "%s[%d]" % (where, index)) for index in range(len(value))]
+    else:
+        return None
+    for part, path in parts:
+        found = _non_finite(part, path)
+        if found is not None:
+            return found
+    return None
+
+
+class _KeysTwice(dict):
+    """A JSON object that held a key more than once (see `json_object`); `twice` lists those keys."""
+
+
+def json_object(pairs):
+    """object_pairs_hook for json.load (CPython): JSON keeps the last of two equal keys silently,
+    so a key given twice is marked here and `normalize` refuses it by its place."""
+    out = {}
+    twice = []
+    for key, value in pairs:
+        if key in out and key not in twice:
+            twice.append(key)
+        out[key] = value
+    if not twice:
+        return out
+    marked = _KeysTwice(out)
+    marked.twice = twice
+    return marked
+
+
+def _keys_twice(value, where, mistakes):
+    """Note every object of `value` that `json_object` marked, by its path ("" is the scenario)."""
+    if isinstance(value, dict):
+        for key in getattr(value, "twice", ()):
+            mistakes.append("%s has the key %r twice; only the last would count"
+                            % (where or "the scenario", key))
         for key in value:
-            _check_finite(value[key], "%s.%s" % (where, key))
+            _keys_twice(value[key], "%s.%s" % (where, key) if where else key, mistakes)
     elif isinstance(value, list):
         for index in range(len(value)):
-            _check_finite(value[index], "%s[%d]" % (where, index))
+            _keys_twice(value[index], "%s[%d]" % (where, index), mistakes)
+
+
+def _clears_without_fault(timed, mistakes):
+    """A clear step whose fault is not injected at that time does nothing: a misspelt or
+    mistimed step, refused by its place. `timed` is in run order."""
+    injected = {}  # fault -> True while an earlier step has it injected
+    for step, index in timed:
+        if "fault" in step:
+            injected[step["fault"]] = True
+        elif "clear" in step:
+            name = step["clear"]
+            if injected.get(name):
+                injected[name] = False
+                continue
+            mistakes.append("steps[%d].clear: %r is not injected at %s s; %s" % (
+                index, name, step["at_ms"] / 1000,
+                "an earlier step cleared it" if name in injected else "no earlier step injects it"))
 
 
 def _normalize_step(step, where, duration_ms, channels):
@@ -118,9 +231,14 @@ def _normalize_step(step, where, duration_ms, channels):
     if kind == "send":
         if not isinstance(value, dict) or not isinstance(value.get("op"), str):
             raise ScenarioError('%s.send must be a protocol request object with an "op" string' % where)
+        rid = value.get("id", 1)
+        if isinstance(rid, bool) or not isinstance(rid, int) or not 1 <= rid <= MAX_REQUEST_ID:
+            # The device refuses such a request unrun; a raw step can send one on purpose.
+            raise ScenarioError("%s.send.id is %s; the device takes an integer 1..%d (send other ids with a raw step)"
+                                % (where, _clip(repr(rid)), MAX_REQUEST_ID))
         try:
             probe = dict(value)
-            probe["id"] = value.get("id", 1)
+            probe["id"] = rid
             frame.encode_frame(probe)
         except ValueError as err:
             raise ScenarioError("%s.send cannot be sent: %s" % (where, err))

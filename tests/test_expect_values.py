@@ -78,3 +78,22 @@ def test_an_anchor_that_is_not_a_finite_time_is_refused_by_validate_itself():
         with pytest.raises(expect.ExpectError) as err:
             expect.validate([{"always": "no_fault", "from": value}], [], 9000, 2)
         assert "finite" in str(err.value), str(err.value)
+
+
+def test_a_window_that_holds_no_row_fails_when_checked(tmp_path):
+    """Ends known only from the trace, or between two rows: always and never passed having
+    checked nothing. All three windowed kinds now fail alike."""
+    after_fault = {"first": "state == FAULT"}  # 7.1 s: after the injection it is meant to precede
+    expectations = [
+        {"never": "state == FAULT", "from": after_fault, "until": "fault electrode_off:0"},
+        {"always": "state == PAUSED", "from": after_fault, "until": "fault electrode_off:0"},
+        {"eventually": "state == PAUSED", "from": after_fault, "until": "fault electrode_off:0"},
+        {"always": "state == PAUSED", "from": 1.01, "until": 1.05},
+        {"never": "state == RUNNING", "from": 1.01, "until": 1.05},
+    ]
+    normalized = normalize(_scenario(*expectations))
+    trace = tmp_path / "t.jsonl"
+    runner.run_here(normalized, str(trace))
+    results = runner.check(normalized, trace.read_text().splitlines())
+    window = 'from the first row with "state == FAULT" (t=7.1 s) to fault electrode_off:0'
+    assert [r.failure for r in results] == ["no trace row " + window] * 3 + ["no trace row from 1.01 s to 1.05 s"] * 2

@@ -285,3 +285,123 @@ def test_runner_load_refuses_nan_in_the_file(tmp_path):
     path.write_text('{"duration_s": 2, "expect": [{"never": "ch[0].pulses > 0", "until": NaN}]}')
     with pytest.raises(ScenarioError, match=r"nan.json: expect\[0\].until is NaN"):
         runner.load(str(path))
+
+
+# ---- every mistake at once, and what the loader used to let through ------------------------------------
+
+
+EMPTY_WINDOWS = [
+    ({"never": "state == FAULT", "from": 8, "until": 2}, "until (2 s) must come after from (8 s)"),
+    ({"always": "state == PAUSED", "from": 5, "until": 5}, "until (5 s) must come after from (5 s)"),
+    ({"never": "state == FAULT", "from": "clear electrode_off:1", "until": "fault electrode_off:1"},
+     "until (fault electrode_off:1, t=5.0 s) must come after from (clear electrode_off:1, t=8.0 s)"),
+    ({"eventually": "state == FAULT", "until": "start"}, "until (start, t=0.0 s) must come after from (start, t=0.0 s)"),
+]
+
+
+@pytest.mark.parametrize("expectation, says", EMPTY_WINDOWS, ids=[repr(e[0]) for e in EMPTY_WINDOWS])
+def test_a_window_known_to_be_empty_at_load_is_refused(expectation, says):
+    """An always or never over no row passed having checked nothing."""
+    steps = [{"at_s": 5, "fault": "electrode_off:1"}, {"at_s": 8, "clear": "electrode_off:1"}]
+    text = _error(_expecting({"always": "in_envelope"}, expectation, steps=steps))
+    assert text == "expect[1]: its window is empty: " + says
+    # the last row is a window of its own: from the end to the end holds it
+    assert normalize(_expecting({"always": "no_fault", "from": "end"}, {"never": "no_fault", "from": 10, "until": 10},
+                                steps=steps))
+
+
+def test_every_mistake_is_reported_each_on_its_line_naming_its_place():
+    lone = [
+        _error({"duration_s": 5, "steps": [{"at_s": 6, "send": {"op": "hello"}}]}),
+        _error({"duration_s": 5, "steps": [{"at_s": 1, "send": {"op": "hello"}}, {"at_s": 1, "fault": "leadoff"}]}),
+        _error({"duration_s": 5, "expect": [{"always": "state == RUNING"}]}),
+    ]
+    text = _error({"duration_s": 5, "steps": [{"at_s": 6, "send": {"op": "hello"}}, {"at_s": 1, "fault": "leadoff"}],
+                   "expect": [{"always": "state == RUNING"}]})
+    assert text.split("\n") == ["3 mistakes:"] + ["  " + line for line in lone]  # each as it reads alone
+    assert lone[0].startswith("steps[0].at_s") and lone[1].startswith("steps[1].fault")
+    assert lone[2].startswith("expect[0]: ")
+    text = _error({"duration_s": 0, "seed": -1, "colour": "red", "steps": [{"at_s": 1}, "later"],
+                   "expect": [{"always": "no_fault"}, {"alwayz": "no_fault"}, {"never": "heater_of"}]})
+    lines = text.split("\n")
+    assert lines[0] == "7 mistakes:"
+    places = ["unknown key 'colour'", "duration_s is 0", "seed is -1", "steps[0]", "steps[1]", "expect[1]: ", "expect[2]: "]
+    assert [line[2:].startswith(place) for line, place in zip(lines[1:], places)] == [True] * 7, text
+    from sim import expect
+
+    with pytest.raises(expect.ExpectError) as info:
+        expect.validate([{"alwayz": "no_fault"}, {"always": "no_fault"}, {"never": "heater_of"}], [], 10000, 2)
+    assert [line[:10] for line in str(info.value).split("\n")] == ["expect[0]:", "expect[2]:"]
+
+
+def test_runner_load_names_the_file_above_every_mistake(tmp_path):
+    from sim import runner
+
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"duration_s": 5, "channels": 3, "steps": [{"at_s": 6, "clear": "gremlins"}]}))
+    with pytest.raises(ScenarioError) as info:
+        runner.load(str(path))
+    lines = str(info.value).split("\n")
+    assert lines[0] == "%s: 2 mistakes:" % path
+    assert lines[1] == "  channels is 3, outside 1..2"
+    assert lines[2].startswith("  steps[0].at_s is 6, outside 0..5")
+
+
+def test_runner_load_refuses_a_key_given_twice_in_the_file(tmp_path):
+    from sim import runner
+
+    path = tmp_path / "twice.json"
+    path.write_text('{"duration_s": 5, "steps": [{"at_s": 1, "send": {"op": "hello", "op": "start"}}], "duration_s": 9}')
+    with pytest.raises(ScenarioError) as info:
+        runner.load(str(path))
+    text = str(info.value)
+    assert text.startswith("%s: 2 mistakes:" % path), text
+    assert "the scenario has the key 'duration_s' twice" in text and "steps[0].send has the key 'op' twice" in text
+
+
+@pytest.mark.parametrize("description", [5, None, True, ["a", "list of lines"], {"text": "x"}, "x" * 2001])
+def test_description_must_be_a_string_of_bounded_length(description):
+    text = _error({"duration_s": 1, "description": description})
+    assert text.startswith("description ") and ("string" in text or "at most 2000" in text), text
+    assert len(text) < 120
+    assert normalize({"duration_s": 1, "description": "x" * 2000})
+
+
+def test_a_key_given_twice_is_refused_by_its_place():
+    """JSON keeps the last of two equal keys: the first duration_s, step time or request field was
+    silently dropped."""
+    from sim.scenario import json_object
+
+    text = ('{"duration_s": 5, "duration_s": 6, "steps": [{"at_s": 1, "send": {"op": "stop", "op": "start"}}],'
+            ' "expect": [{"never": "no_fault", "name": "a", "name": "b"}]}')
+    assert _error(json.loads(text, object_pairs_hook=json_object)).split("\n") == [
+        "3 mistakes:",
+        "  the scenario has the key 'duration_s' twice; only the last would count",
+        "  steps[0].send has the key 'op' twice; only the last would count",
+        "  expect[0] has the key 'name' twice; only the last would count",
+    ]
+    plain = json.loads('{"duration_s": 5, "steps": [{"at_s": 1, "send": {"op": "stop"}}]}', object_pairs_hook=json_object)
+    assert type(plain) is dict and normalize(plain)["steps"] == [{"at_ms": 1000, "send": {"op": "stop"}}]
+
+
+@pytest.mark.parametrize("rid", [0, -1, 2147483648, True, 1.0, "7", None])
+def test_a_send_id_the_device_refuses_is_refused(rid):
+    text = _error(_with_steps({"at_s": 1, "send": {"op": "status", "id": rid}}))
+    assert text.startswith("steps[0].send.id is %r; " % rid) and "integer 1..2147483647" in text, text
+    for good in (1, 2147483647):
+        assert normalize(_with_steps({"at_s": 1, "send": {"op": "status", "id": good}}))
+
+
+def test_a_clear_without_the_fault_injected_is_refused():
+    text = _error(_with_steps({"at_s": 1, "send": {"op": "status"}}, {"at_s": 2, "clear": "heater_open"}))
+    assert text == "steps[1].clear: 'heater_open' is not injected at 2.0 s; no earlier step injects it"
+    # the fault later in time: the file order does not count, the run order does
+    text = _error(_with_steps({"at_s": 3, "fault": "heater_open"}, {"at_s": 2, "clear": "heater_open"}))
+    assert text == "steps[1].clear: 'heater_open' is not injected at 2.0 s; no earlier step injects it"
+    text = _error(_with_steps({"at_s": 2, "clear": "heater_open"}, {"at_s": 2, "fault": "heater_open"}))
+    assert text.startswith("steps[0].clear: 'heater_open' is not injected at 2.0 s")  # same time: file order
+    text = _error(_with_steps({"at_s": 1, "fault": "heater_open"}, {"at_s": 2, "clear": "heater_open"},
+                              {"at_s": 3, "clear": "heater_open"}))
+    assert text == "steps[2].clear: 'heater_open' is not injected at 3.0 s; an earlier step cleared it"
+    assert normalize(_with_steps({"at_s": 2, "fault": "heater_open"}, {"at_s": 2, "clear": "heater_open"},
+                                 {"at_s": 3, "fault": "heater_open"}, {"at_s": 4, "clear": "heater_open"}))
