@@ -14,8 +14,9 @@ Kinds
     {"eventually": COND}              COND holds in at least one row of the window
     {"within_ms": N, "after": ANCHOR, "that": COND}
                                       COND holds in some row at most N ms after
-                                      ANCHOR and in every row from then on, up to
-                                      "until" (default: the end of the run)
+                                      ANCHOR (and before "until") and in every row
+                                      from then on, up to "until" (default: the
+                                      end of the run)
     {"at_end": COND}                  COND holds in the last row
     {"reply": MATCH}                  some reply (a message with "ok") matches
     {"event": MATCH}                  some event (a message with "ev") matches
@@ -632,6 +633,9 @@ class Expectation:
             self.within_ms = within
             self.after = _anchor(raw["after"], steps, duration_ms, channels)
             self.cond = compile_cond(raw["that"], channels)
+            if self.after[0] == "ms" and self.until[0] == "ms" and self.until[1] <= self.after[1]:
+                raise ExpectError("its window is empty: until (%s) must come after after (%s)"
+                                  % (self._when("until", self.until), self._when("after", self.after)))
         else:
             match = raw[kind]
             if not isinstance(match, dict) or not match:
@@ -732,7 +736,14 @@ class Expectation:
         end, end_label = _resolve(self.until, trace)
         if end is None:
             return "its end (%s) never happened" % end_label
+        if end <= anchor and end < self.duration_ms:
+            return "its window is empty: %s (t=%s s) is not after %s (t=%s s)" % (
+                end_label, end / 1000, label, anchor / 1000)
         deadline = anchor + self.within_ms
+        cut = ""
+        if end < deadline and end < self.duration_ms:
+            deadline = end - 1  # the reaction must come while the window is open, then hold to its end
+            cut = ", before %s (t=%s s)" % (end_label, end / 1000)
         first = None
         last_checked = None
         for i in range(len(trace.rows)):
@@ -748,8 +759,8 @@ class Expectation:
         if first is None:
             if last_checked is None:
                 return "no trace row between %s (t=%s s) and %d ms later" % (label, anchor / 1000, self.within_ms)
-            return "not within %d ms of %s (t=%s s): at %s: %s" % (
-                self.within_ms, label, anchor / 1000, trace.where(last_checked), self.cond(trace, last_checked))
+            return "not within %d ms of %s (t=%s s)%s: at %s: %s" % (
+                self.within_ms, label, anchor / 1000, cut, trace.where(last_checked), self.cond(trace, last_checked))
         for i in range(first, len(trace.rows)):
             t = trace.rows[i]["_t"]
             if t >= end and end < self.duration_ms:

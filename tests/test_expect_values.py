@@ -97,3 +97,24 @@ def test_a_window_that_holds_no_row_fails_when_checked(tmp_path):
     results = runner.check(normalized, trace.read_text().splitlines())
     window = 'from the first row with "state == FAULT" (t=7.1 s) to fault electrode_off:0'
     assert [r.failure for r in results] == ["no trace row " + window] * 3 + ["no trace row from 1.01 s to 1.05 s"] * 2
+
+
+def test_within_ms_must_react_before_its_window_closes(tmp_path):
+    """A reaction first seen after "until" held over no row: within_ms passed having checked
+    nothing of what it promised. Now the reaction must come inside the window."""
+    with pytest.raises(ScenarioError) as err:
+        normalize(_scenario({"within_ms": 100, "after": "fault electrode_off:0", "that": "state == FAULT", "until": 5}))
+    assert str(err.value) == (
+        "expect[0]: its window is empty: until (5 s) must come after after (fault electrode_off:0, t=7.0 s)")
+    expectations = [
+        {"within_ms": 3000, "after": 6.0, "that": "state == FAULT", "until": 6.5},  # FAULT first at 7.1 s
+        {"within_ms": 100, "after": {"first": "state == FAULT"}, "that": "state == FAULT", "until": 2},
+        {"within_ms": 3000, "after": 6.0, "that": "state == FAULT", "until": 8.5},  # inside: passes
+    ]
+    normalized = normalize(_scenario(*expectations))
+    trace = tmp_path / "t.jsonl"
+    runner.run_here(normalized, str(trace))
+    failures = [r.failure for r in runner.check(normalized, trace.read_text().splitlines())]
+    assert failures[0] is not None and failures[0].startswith("not within 3000 ms of 6.0 s (t=6.0 s), before 6.5 s (t=6.5 s): at t=6.4 s"), failures[0]
+    assert failures[1] is not None and failures[1].startswith("its window is empty"), failures[1]
+    assert failures[2] is None
