@@ -59,17 +59,19 @@ def serve(listen, use_pty, devices, speed, runtime, seed, start_ms, near_wrap, d
     URL and control address. While it runs, `tens-sim inject NAME --port URL`
     injects and clears faults (see `tens-sim faults`).
     """
-    if listen and use_pty:
+    if listen is not None and use_pty:
         raise click.UsageError("choose --listen or --pty, not both")
     start = NEAR_WRAP_MS if near_wrap else start_ms
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stops the devices already started, too
     try:
         servers = launcher.start_servers(
-            devices, runtime=runtime, speed=speed, pty=not listen, listen=listen, seed=seed,
+            devices, runtime=runtime, speed=speed, pty=listen is None, listen=listen, seed=seed,
             start_ms=start, device_id=device_id, control=control_at, register=True,
         )
+    except launcher.OptionError as err:
+        raise click.UsageError(str(err))
     except launcher.SimError as err:
         raise click.ClickException(str(err))
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         for server in servers:
             click.echo(server.url)
@@ -88,9 +90,7 @@ def serve(listen, use_pty, devices, speed, runtime, seed, start_ms, near_wrap, d
         while True:
             stopped = [server for server in servers if not server.alive()]
             if stopped:
-                raise click.ClickException(
-                    "the simulated device %s stopped:\n%s" % (stopped[0].device_id, stopped[0].errors())
-                )
+                raise click.ClickException(stopped[0].stopped_message())
             time.sleep(0.2)
     except KeyboardInterrupt:
         pass
@@ -104,12 +104,13 @@ def serve(listen, use_pty, devices, speed, runtime, seed, start_ms, near_wrap, d
 @click.option("--clear-all", is_flag=True, help="Clear every injected fault.")
 @click.option("--port", "-p", envvar="TENSCTL_PORT", metavar="URL",
               help="The served device: its URL as `tens-sim serve` printed it (looked up in the control "
-                   "registry), or its control address HOST:PORT. Default: $TENSCTL_PORT, else the only "
-                   "device served on this machine.")
+                   "registry), or its control address HOST:PORT as the registry has it. Default: $TENSCTL_PORT, "
+                   "else the only device served on this machine.")
 @click.option("--control", "control_address", metavar="HOST:PORT",
               help="The device's control socket (printed by `tens-sim serve`), instead of --port.")
 @click.option("--json", "as_json", is_flag=True, help="Print the device's last reply as JSON.")
-def inject(names, clear, clear_all, port, control_address, as_json):
+@click.pass_context
+def inject(ctx, names, clear, clear_all, port, control_address, as_json):
     """Inject faults NAME... into a device `tens-sim serve` runs (--clear: clear them).
 
     Without NAME (and without --clear-all) it shows the faults injected now.
@@ -124,6 +125,16 @@ def inject(names, clear, clear_all, port, control_address, as_json):
         raise click.UsageError("--clear needs the NAMEs to clear (or use --clear-all)")
     if clear_all and names:
         raise click.UsageError("--clear-all takes no NAME")
+    repeated = sorted(set(name for name in names if names.count(name) > 1))
+    if repeated:
+        raise click.BadParameter("%s given more than once; name each fault once" % ", ".join(repeated),
+                                 param_hint="NAME")
+    if control_address is not None and port is not None:
+        if ctx.get_parameter_source("port") != click.core.ParameterSource.ENVIRONMENT:
+            raise click.UsageError("give --port URL or --control HOST:PORT, not both")
+        port = None  # --control chooses the device; $TENSCTL_PORT is for tensctl
+    if port == "":
+        raise click.BadParameter("the URL is empty; give the URL `tens-sim serve` printed", param_hint="--port")
     try:
         address, where = _control_endpoint(port, control_address)
         reply = _control_request(address, {"list": True})
@@ -167,11 +178,38 @@ def _inject_done(names, clear, inactive):
 
 
 def _control_endpoint(port, control_address):
-    """(control address, what it was found from) for inject's --port/--control."""
-    if control_address:
+    """(control address, what it was found from) for inject's --port/--control.
+
+    Control requests never go to a served device's serial socket: an address the
+    registry knows as one is refused with the right URL and control address."""
+    if control_address is not None:
+        try:
+            control.parse_address(control_address)
+        except control.ControlError as err:
+            raise click.BadParameter(str(err), param_hint="--control")
+        entry, kind = control.find_address(control_address)
+        if kind == "serial":
+            raise click.BadParameter(
+                "%s is the serial socket of %s (%s), not its control socket; use --control %s or --port %s"
+                % (control_address, entry.get("device_id"), entry.get("url"), entry.get("control"), entry.get("url")),
+                param_hint="--control",
+            )
         return control_address, control_address
-    if port and "://" not in port and not port.startswith("/") and ":" in port:
-        return port, port  # HOST:PORT: a control address already
+    if port and "://" not in port and not port.startswith("/") and ":" in port:  # HOST:PORT
+        entry, kind = control.find_address(port)
+        if kind == "control":
+            return port, entry.get("url", port)
+        if kind == "serial":
+            raise click.BadParameter(
+                "%s is the serial socket of %s: use --port %s (its URL) or --control %s (its control address)"
+                % (port, entry.get("device_id"), entry.get("url"), entry.get("control")),
+                param_hint="--port",
+            )
+        raise control.ControlError(
+            "no served simulated device has the control address %s (registry %s); for a serial socket "
+            "use --port socket://%s, for a control socket outside the registry --control %s"
+            % (port, control.registry_dir(), port, port)
+        )
     entry = control.resolve(port or None)
     return entry["control"], entry["url"]
 
@@ -183,6 +221,13 @@ def _control_request(address, request):
     return reply
 
 
+def _path_given(_ctx, param, value):
+    """An output path option given as '' names no file: refused rather than ignored."""
+    if value == "":
+        raise click.BadParameter("the path is empty", param=param)
+    return value
+
+
 class BadScenario(click.ClickException):
     """A scenario file that is not valid: status 2, like bad options (a failed expectation is 1)."""
 
@@ -191,7 +236,7 @@ class BadScenario(click.ClickException):
 
 @cli.command()
 @click.argument("scenarios", nargs=-1, required=True, metavar="SCENARIO...", type=click.Path())
-@click.option("--trace", "trace_path", type=click.Path(writable=True),
+@click.option("--trace", "trace_path", type=click.Path(writable=True), callback=_path_given,
               help="Write the trace here (JSON lines, one per 100 ms). With several runs (scenarios, "
                    "folders, runtimes) or a PATH ending in /: a folder, one NAME.RUNTIME[.near-wrap].jsonl per run.")
 @click.option("--runtime", "runtimes", type=RUNTIME, multiple=True,
@@ -203,7 +248,7 @@ class BadScenario(click.ClickException):
 @click.option("--seed", type=click.IntRange(0, launcher.SEED_MAX), help="Noise seed instead of the scenario's own.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Runs at once; above 1 each run is its own process (use the machine's cores).")
-@click.option("--pulses", "pulses_path", type=click.Path(dir_okay=False, writable=True),
+@click.option("--pulses", "pulses_path", type=click.Path(dir_okay=False, writable=True), callback=_path_given,
               help="Also record every pulse fired here (JSON lines, one per pulse; cpython runtime); "
                    "draw them with `tens-sim plot --waveform`.")
 def run(scenarios, trace_path, runtimes, check, near_wrap, seed, jobs, pulses_path):
@@ -219,7 +264,7 @@ def run(scenarios, trace_path, runtimes, check, near_wrap, seed, jobs, pulses_pa
     exits 2 before anything runs, so CI can tell the two apart. The same seed
     gives the same trace, byte for byte, under either runtime.
     """
-    if not trace_path and not check:
+    if trace_path is None and not check:
         raise click.UsageError("give --trace (write the trace), --check (check the expectations), or both")
     runtimes = tuple(runtimes) or ("cpython",)
     try:
@@ -232,6 +277,9 @@ def run(scenarios, trace_path, runtimes, check, near_wrap, seed, jobs, pulses_pa
     count = len(files) * len(runtimes)
     if pulses_path and (count != 1 or not trace_path):
         raise click.UsageError("--pulses records one run: one SCENARIO, one --runtime, and --trace")
+    if pulses_path and runtimes != ("cpython",):
+        raise click.UsageError("--pulses records on the cpython runtime only (the MicroPython VM has no channel "
+                               "for pulses); drop --runtime %s" % runtimes[0])
     trace_dir = _trace_dir(trace_path, count)
     jobs_list = runner.plan(files, runtimes, (near_wrap,), seed, trace_dir)
     for job in jobs_list:
@@ -322,6 +370,19 @@ def _check_output(path, option):
         raise click.UsageError("%s %s: cannot write there: %s" % (option, path, problem))
 
 
+def _creation_problem(path):
+    """Why the file `path` cannot be created or written, or None. Tried for real, since neither
+    os.access (as root) nor a folder's mode tells, e.g. in /proc; an existing file stays as it is."""
+    existed = os.path.lexists(path)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666))
+    except OSError as err:
+        return err.strerror or str(err)
+    if not existed:
+        os.remove(path)
+    return None
+
+
 def _same_file(a, b):
     return os.path.realpath(a) == os.path.realpath(b)
 
@@ -366,6 +427,10 @@ def _check_outputs(jobs, trace_dir, pulses_path, inputs):
             raise click.UsageError("--trace %s: cannot make the folder: %s" % (trace_dir, err.strerror or err))
     for option, path in outputs:
         _check_output(path, option)
+        created = path + runner.PARTIAL_SUFFIX if option == "--trace" else path  # a run renames TRACE.partial
+        problem = _creation_problem(created)
+        if problem:
+            raise click.UsageError("%s %s: cannot create %s: %s" % (option, path, created, problem))
 
 
 def _run_line(trace, lines, sim_s, wall_s, runtime):
@@ -406,6 +471,10 @@ def plot(trace, out_path, pulses_path, channel, count, from_s, to_s):
         raise click.UsageError("give a TRACE to draw a session, or --waveform PULSES to draw pulses (one of them)")
     if not pulses_path and (channel is not None or count is not None):
         raise click.UsageError("--channel and --count go with --waveform PULSES")
+    try:
+        plot_mod.check_window(from_s, to_s)
+    except plot_mod.PlotError as err:
+        raise click.UsageError(str(err))
     try:
         written, _ = plot_mod.output_path(out_path)
     except plot_mod.PlotError as err:

@@ -36,6 +36,7 @@ import threading
 
 MAX_LINE = 4000  # bytes of one control request (the VM pipe takes a line whole below PIPE_BUF)
 DEFAULT_TIMEOUT_S = 10.0
+SHUTDOWN_POLL_S = 0.05  # how soon the server notices close(): a stopping `tens-sim serve` waits this long
 PORT_MAX = 65535
 
 
@@ -126,7 +127,9 @@ class ControlServer:
             raise ControlError("cannot open the control socket on %s: %s" % (format_address(host, port), err))
         self.host, self.port = self._server.server_address[:2]
         self.address = format_address(self.host, self.port)
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": SHUTDOWN_POLL_S}, daemon=True
+        )
         self._thread.start()
 
     def close(self):
@@ -254,6 +257,20 @@ def _url_key(url):
     if text.startswith("/"):
         return ("path", os.path.realpath(text))
     return ("text", text)
+
+
+def find_address(address):
+    """(entry, "control" or "serial") for the live registry entry whose control address or
+    serial socket is HOST:PORT `address`; (None, None) when no served device has it."""
+    key = _url_key("socket://" + str(address).strip())
+    if key[0] != "socket":
+        return None, None
+    for entry in entries():
+        if _url_key("socket://" + str(entry.get("control", ""))) == key:
+            return entry, "control"
+        if _url_key(entry.get("url", "")) == key:
+            return entry, "serial"
+    return None, None
 
 
 def resolve(url=None):

@@ -22,6 +22,7 @@ import json
 import os
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -47,6 +48,10 @@ class SimError(Exception):
     pass
 
 
+class OptionError(SimError):
+    """A value the caller asked for is not valid; nothing was started (`tens-sim` exits 2)."""
+
+
 # ---- checks of what a caller asks for: one clear error before anything starts ----------------
 
 
@@ -58,13 +63,13 @@ def check_speed(speed):
     try:
         speed = float(speed)
     except (TypeError, ValueError):
-        raise SimError("--speed must be a number, got %r" % (speed,))
+        raise OptionError("--speed must be a number, got %r" % (speed,))
     if speed != speed or speed in (float("inf"), float("-inf")):
-        raise SimError("--speed must be a finite number, got %r" % speed)
+        raise OptionError("--speed must be a finite number, got %r" % speed)
     if speed == 0:
         return 0.0
     if not SPEED_MIN <= speed <= SPEED_MAX:
-        raise SimError("--speed %r is outside %g..%g (or 0 = as fast as possible)" % (speed, SPEED_MIN, SPEED_MAX))
+        raise OptionError("--speed %r is outside %g..%g (or 0 = as fast as possible)" % (speed, SPEED_MIN, SPEED_MAX))
     return speed
 
 
@@ -76,11 +81,11 @@ def speed_millionths(speed):
 def check_seed(seed, count=1):
     """Device i of `count` gets seed + i: every one must fit the 32-bit noise seed."""
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise SimError("--seed must be an integer, got %r" % (seed,))
+        raise OptionError("--seed must be an integer, got %r" % (seed,))
     if not 0 <= seed <= SEED_MAX:
-        raise SimError("--seed %d is outside 0..%d" % (seed, SEED_MAX))
+        raise OptionError("--seed %d is outside 0..%d" % (seed, SEED_MAX))
     if seed + count - 1 > SEED_MAX:
-        raise SimError("--seed %d with %d devices gives device %d the seed %d, past %d"
+        raise OptionError("--seed %d with %d devices gives device %d the seed %d, past %d"
                        % (seed, count, count - 1, seed + count - 1, SEED_MAX))
     return seed
 
@@ -88,13 +93,13 @@ def check_seed(seed, count=1):
 def check_device_id(device_id, what="--device-id"):
     """A device id the hello reply, the VM's argv and the banner line all carry unchanged."""
     if not isinstance(device_id, str) or not device_id:
-        raise SimError("%s must not be empty (1 to %d characters)" % (what, DEVICE_ID_MAX_CHARS))
+        raise OptionError("%s must not be empty (1 to %d characters)" % (what, DEVICE_ID_MAX_CHARS))
     if len(device_id) > DEVICE_ID_MAX_CHARS:
-        raise SimError("%s is %d characters long (%r...); at most %d"
+        raise OptionError("%s is %d characters long (%r...); at most %d"
                        % (what, len(device_id), device_id[:20], DEVICE_ID_MAX_CHARS))
     for char in device_id:
         if not DEVICE_ID_FIRST_CHAR <= char <= DEVICE_ID_LAST_CHAR:
-            raise SimError("%s %r: character %r is not allowed; use printable ASCII without spaces (%s to %s)"
+            raise OptionError("%s %r: character %r is not allowed; use printable ASCII without spaces (%s to %s)"
                            % (what, device_id, char, DEVICE_ID_FIRST_CHAR, DEVICE_ID_LAST_CHAR))
     return device_id
 
@@ -162,6 +167,9 @@ class PtyFront:
             written = 0
         self.dropped_bytes += len(data) - written
 
+    def close_listener(self):
+        pass  # a pty has no listening socket
+
     def close(self):
         for fd in (self.master_fd, self._slave_fd):
             try:
@@ -192,7 +200,7 @@ class SocketFront:
     def _accept(self):
         try:
             client, _ = self._server.accept()
-        except (BlockingIOError, InterruptedError):
+        except OSError:  # nobody waiting, or the listener is closed (stopping)
             return
         client.setblocking(False)
         client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -234,6 +242,10 @@ class SocketFront:
             sent = 0
         self.dropped_bytes += len(data) - sent
 
+    def close_listener(self):
+        """Free the port at once (a restart can bind it); a connected host stays until close()."""
+        self._server.close()
+
     def close(self):
         if self._client is not None:
             self._drop_client()
@@ -252,9 +264,9 @@ def _parse_listen(listen):
     try:
         port = int(port)
     except ValueError:
-        raise SimError("--listen takes HOST:PORT or PORT, got %r" % text)
+        raise OptionError("--listen takes HOST:PORT or PORT, got %r" % text)
     if not 0 <= port <= PORT_MAX:
-        raise SimError("--listen %s: port %d is outside 0..%d" % (text, port, PORT_MAX))
+        raise OptionError("--listen %s: port %d is outside 0..%d" % (text, port, PORT_MAX))
     return host or "127.0.0.1", port
 
 
@@ -262,6 +274,14 @@ def _parse_listen(listen):
 # ---- the server --------------------------------------------------------------------
 
 CONTROL_REPLY_TIMEOUT_S = 10.0  # the VM answers between two ticks; generous for a loaded CI machine
+VM_STOP_WAIT_S = 0.5  # the VM ends within a tick of its stdin closing; one that does not is killed
+
+
+def _signal_name(number):
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "signal %d" % number
 
 
 class SimServer:
@@ -292,6 +312,8 @@ class SimServer:
         self._control_in = None  # read end of the VM's reply pipe
         self._control_seq = 0
         self._control_buffer = b""
+        self._wake_read = self._wake_write = None  # cpython runtime: close() wakes the tick thread's wait
+
 
     def errors(self):
         """What the micropython process wrote to stderr (tracebacks), for error messages."""
@@ -299,6 +321,17 @@ class SimServer:
             return ""
         self.stderr.seek(0)
         return self.stderr.read().decode(errors="replace")
+
+    def stopped_message(self):
+        """'the simulated device ID stopped ...': with the VM's exit status or signal, and its stderr."""
+        message = "the simulated device %s stopped" % self.device_id
+        code = None if self.process is None else self.process.poll()
+        if code is not None:
+            message += " (killed by %s)" % _signal_name(-code) if code < 0 else " (exit status %d)" % code
+        detail = self.errors().strip()
+        if detail:
+            return message + ":\n" + detail
+        return message + ("; the MicroPython VM wrote nothing to stderr" if code is not None else "")
 
     def _spawn(self, target):
         thread = threading.Thread(target=target, daemon=True)
@@ -322,7 +355,7 @@ class SimServer:
                 wait = due - time.monotonic()
                 if wait > 0:
                     try:
-                        select.select(self.front.wait_fds(), [], [], wait)
+                        select.select(self.front.wait_fds() + [self._wake_read], [], [], wait)
                     except (OSError, ValueError):  # the front was closed under us
                         self._stop.wait(wait)
 
@@ -330,7 +363,10 @@ class SimServer:
     def _pump_to_device(self):
         stdin = self.process.stdin
         while not self._stop.is_set() and self.process.poll() is None:
-            select.select(self.front.wait_fds(), [], [], 0.05)
+            try:
+                select.select(self.front.wait_fds(), [], [], 0.05)
+            except (OSError, ValueError):  # the front was closed under us: stopping
+                return
             data = self.front.read()
             if data:
                 try:
@@ -358,7 +394,7 @@ class SimServer:
         if not isinstance(request, dict):
             raise SimError("a control request is a dict, got %r" % (request,))
         if not self.alive():
-            raise SimError("the simulated device %s stopped" % self.device_id + self._stderr_detail())
+            raise SimError(self.stopped_message())
         if self.process is None:
             with self._lock:
                 reply = self.served.control(request)
@@ -367,10 +403,6 @@ class SimServer:
         reply["url"] = self.url
         reply["runtime"] = self.runtime
         return reply
-
-    def _stderr_detail(self):
-        detail = self.errors().strip()
-        return (":\n" + detail) if detail else ""
 
     def _control_vm(self, request):
         with self._control_lock:
@@ -382,7 +414,8 @@ class SimServer:
             try:
                 os.write(self._control_out, line)  # below PIPE_BUF: the VM reads it whole
             except OSError as err:
-                raise SimError("the simulated device %s stopped (%s)%s" % (self.device_id, err, self._stderr_detail()))
+                self._wait_for_exit()
+                raise SimError("%s (control pipe: %s)" % (self.stopped_message(), err.strerror or err))
             deadline = time.monotonic() + CONTROL_REPLY_TIMEOUT_S
             while True:
                 while b"\n" in self._control_buffer:
@@ -403,15 +436,15 @@ class SimServer:
                         % (self.device_id, CONTROL_REPLY_TIMEOUT_S)
                     )
                 if self.process.poll() is not None:
-                    raise SimError("the simulated device %s stopped%s" % (self.device_id, self._stderr_detail()))
+                    raise SimError(self.stopped_message())
                 ready, _, _ = select.select([self._control_in], [], [], min(wait, 0.2))
                 if ready:
                     try:
                         data = os.read(self._control_in, 65536)
                     except OSError:
                         data = b""
-                    if not data and self.process.poll() is not None:
-                        raise SimError("the simulated device %s stopped%s" % (self.device_id, self._stderr_detail()))
+                    if not data and self._wait_for_exit():
+                        raise SimError(self.stopped_message())
                     self._control_buffer += data
 
     def inject(self, name):
@@ -458,11 +491,23 @@ class SimServer:
             return self.process.poll() is None
         return not self._stop.is_set()
 
+    def _wait_for_exit(self):
+        """True once the VM has exited (waiting briefly: its pipes close a moment before it is reaped)."""
+        try:
+            self.process.wait(timeout=VM_STOP_WAIT_S)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
     def close(self):
+        """Stop the device: the listening sockets first, so that their ports are free at once."""
         self._stop.set()
+        if self._wake_write is not None:
+            os.write(self._wake_write, b"x")
         if self._registry_path is not None:
             control_channel.unregister(self._registry_path)
             self._registry_path = None
+        self.front.close_listener()
         if self.control_server is not None:
             self.control_server.close()
             self.control_server = None
@@ -471,21 +516,19 @@ class SimServer:
                 self.process.stdin.close()
             except OSError:
                 pass
-            try:
-                self.process.wait(timeout=2)
-            except subprocess.TimeoutExpired:
+            if not self._wait_for_exit():
                 self.process.kill()
                 self.process.wait()
         for thread in self._threads:
             thread.join(timeout=2)
         with self._control_lock:
-            for fd in (self._control_out, self._control_in):
+            for fd in (self._control_out, self._control_in, self._wake_read, self._wake_write):
                 if fd is not None:
                     try:
                         os.close(fd)
                     except OSError:
                         pass
-            self._control_out = self._control_in = None
+            self._control_out = self._control_in = self._wake_read = self._wake_write = None
         self.front.close()
 
     def __enter__(self):
@@ -536,7 +579,7 @@ def start_server(
     finds it (the `tens-sim serve` command does; tests usually need not).
     """
     if runtime not in RUNTIMES:
-        raise SimError("unknown runtime %r; choose one of %s" % (runtime, ", ".join(RUNTIMES)))
+        raise OptionError("unknown runtime %r; choose one of %s" % (runtime, ", ".join(RUNTIMES)))
     speed = check_speed(speed)
     check_seed(seed)
     check_device_id(device_id, "device id")
@@ -545,11 +588,12 @@ def start_server(
     elif pty:
         front = PtyFront()
     else:
-        raise SimError("choose a pty or a listen address")
+        raise OptionError("choose a pty or a listen address")
     server = SimServer(front, runtime, speed, device_id)
     try:
         if runtime == "cpython":
             server.served = ServedDevice(seed, start_ms, channels, device_id)
+            server._wake_read, server._wake_write = os.pipe()
             server._spawn(server._run_cpython)
         else:
             _spawn_micropython(server, speed, seed, start_ms, channels, device_id)
@@ -576,7 +620,7 @@ def _check_device_ids(count, base):
         check_device_id(base)
     for name in device_ids(count, base):
         if len(name) > DEVICE_ID_MAX_CHARS:
-            raise SimError("--device-id %r with --devices %d gives the id %r, %d characters long; at most %d"
+            raise OptionError("--device-id %r with --devices %d gives the id %r, %d characters long; at most %d"
                            % (base, count, name, len(name), DEVICE_ID_MAX_CHARS))
 
 
@@ -585,11 +629,11 @@ def _nth_address(address, index, what):
     try:
         host, port = control_channel.parse_address(address) if isinstance(address, str) else ("127.0.0.1", int(address))
     except control_channel.ControlError as err:
-        raise SimError("%s %s" % (what, err))
+        raise OptionError("%s: %s" % (what, err))
     if port == 0:
         return "%s:0" % host
     if port + index > PORT_MAX:
-        raise SimError("%s %s: port %d is past %d" % (what, address, port + index, PORT_MAX))
+        raise OptionError("%s %s: port %d is past %d" % (what, address, port + index, PORT_MAX))
     return "%s:%d" % (host, port + index)
 
 
@@ -605,7 +649,7 @@ def start_servers(
     If one cannot start, those already started are stopped and SimError is raised.
     """
     if count < 1:
-        raise SimError("--devices must be at least 1, got %d" % count)
+        raise OptionError("--devices must be at least 1, got %d" % count)
     check_speed(speed)
     check_seed(seed, count)
     _check_device_ids(count, device_id)
@@ -616,7 +660,7 @@ def start_servers(
         try:
             control_channel.parse_address(control)
         except control_channel.ControlError as err:
-            raise SimError("--control %s" % err)
+            raise OptionError("--control: %s" % err)
     servers = []
     try:
         for index, name in enumerate(device_ids(count, device_id)):

@@ -7,7 +7,11 @@ through would start serving (and never exit) instead of failing.
 
 import json
 import os
+import signal
+import socket
 import subprocess
+import threading
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -110,11 +114,11 @@ def test_the_vm_paces_at_the_speed_asked():
 @pytest.mark.parametrize("runtime", ["cpython", "micropython"])
 def test_serve_refuses_a_device_id_it_cannot_carry(runtime):
     status, stderr = serve_error("--runtime", runtime, "--device-id", "x" * 256)  # killed the VM: uncaught NLR
-    assert status == 1 and "256 characters" in error_line(stderr) and "at most 64" in error_line(stderr)
+    assert status == 2 and "256 characters" in error_line(stderr) and "at most 64" in error_line(stderr)
     status, stderr = serve_error("--runtime", runtime, "--device-id", "")  # was replaced by the default
-    assert status == 1 and "must not be empty" in error_line(stderr)
+    assert status == 2 and "must not be empty" in error_line(stderr)
     status, stderr = serve_error("--runtime", runtime, "--device-id", "bad\nid")
-    assert status == 1 and "'\\n' is not allowed" in error_line(stderr)
+    assert status == 2 and "'\\n' is not allowed" in error_line(stderr)
 
 
 def test_device_id_checks_in_the_launcher():
@@ -146,7 +150,7 @@ def test_the_longest_device_id_reaches_the_host_from_the_vm():
 @pytest.mark.parametrize("listen", ["127.0.0.1:70000", "127.0.0.1:-5"])
 def test_serve_refuses_a_listen_port_out_of_range(listen):
     status, stderr = serve_error("--listen", listen)  # the later --listen wins
-    assert status == 1 and listen in error_line(stderr) and "outside 0..65535" in error_line(stderr)
+    assert status == 2 and listen in error_line(stderr) and "outside 0..65535" in error_line(stderr)
     with pytest.raises(SimError, match="outside 0..65535"):
         start_servers(1, pty=False, listen=listen)
 
@@ -160,6 +164,103 @@ def test_serve_seed_has_the_range_of_run(seed):
 def test_the_last_device_seed_must_fit_too():
     with pytest.raises(SimError, match="device 1 the seed 4294967296, past 4294967295"):
         start_servers(2, pty=False, listen="127.0.0.1:0", seed=0xFFFFFFFF)
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--listen", "127.0.0.1"], "--listen takes HOST:PORT or PORT, got '127.0.0.1'"),
+    (["--control", "garbage"], "--control: a control address is HOST:PORT or PORT, got 'garbage'"),
+    (["--control", "127.0.0.1:65535", "--devices", "2"], "--control 127.0.0.1:65535: port 65536 is past 65535"),
+    (["--seed", "4294967295", "--devices", "2"], "device 1 the seed 4294967296, past 4294967295"),
+])
+def test_every_serve_option_error_exits_2(args, says):
+    """2 is a usage error, as click gives for --devices 0; 1 stays for a device that failed."""
+    status, stderr = serve_error(*args)
+    assert status == 2 and says in error_line(stderr)
+
+
+# ---- serve: stopping ----------------------------------------------------------------------------
+
+
+def start_serve(tmp_path, *args):
+    env = dict(os.environ, TENS_SIM_RUN_DIR=str(tmp_path / "run"))
+    env.pop("TENSCTL_PORT", None)
+    return subprocess.Popen(tens_sim_command() + ["serve"] + list(args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def read_line(stream, wait_s=SERVE_TIMEOUT_S):
+    """The next line of `stream` without its newline ('' at its end), or a failure after wait_s."""
+    lines = []
+    reader = threading.Thread(target=lambda: lines.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(wait_s)
+    assert lines, "no line within %g s" % wait_s
+    return lines[0].rstrip("\n")
+
+
+def stop(process):
+    if process.poll() is None:
+        process.kill()
+    process.communicate()
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_serve_stops_at_once_and_its_port_can_be_served_again(tmp_path):
+    """It took 2 s to stop at a slow speed, holding its port: a restart found it in use."""
+    listen = "127.0.0.1:%d" % free_port()
+    first = start_serve(tmp_path, "--listen", listen, "--speed", "0.001")
+    second = None
+    try:
+        assert read_line(first.stdout) == "socket://" + listen
+        signalled = time.monotonic()
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=SERVE_TIMEOUT_S) == 0
+        assert time.monotonic() - signalled < 1.0
+        second = start_serve(tmp_path, "--listen", listen)
+        assert read_line(second.stdout) == "socket://" + listen, second.stderr.read()
+    finally:
+        stop(first)
+        if second is not None:
+            stop(second)
+
+
+def children(pid):
+    """The ids of the processes whose parent is `pid` (from /proc)."""
+    found = []
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/stat" % name) as handle:
+                fields = handle.read().rpartition(")")[2].split()  # after "PID (COMMAND)": state, parent, ...
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(name))
+    return found
+
+
+@pytest.mark.micropython
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the VM processes in /proc")
+def test_a_killed_vm_is_reported_with_its_signal(tmp_path):
+    """The error ended in "stopped:" with nothing after it when the VM wrote nothing to stderr."""
+    serve = start_serve(tmp_path, "--listen", "127.0.0.1:0", "--devices", "2", "--runtime", "micropython")
+    try:
+        assert [read_line(serve.stdout) for _ in range(2)][1].startswith("socket://")
+        for pid in children(serve.pid):
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                if b"pulsewarm-sim-0\0" in handle.read():
+                    os.kill(pid, signal.SIGKILL)
+        assert serve.wait(timeout=SERVE_TIMEOUT_S) == 1
+        assert error_line(serve.stderr.read()) == (
+            "Error: the simulated device pulsewarm-sim-0 stopped (killed by SIGKILL); "
+            "the MicroPython VM wrote nothing to stderr"
+        )
+    finally:
+        stop(serve)
 
 
 # ---- run: output paths (defects 2, 3, 4) ---------------------------------------------------------
@@ -181,6 +282,40 @@ def test_a_bad_pulses_path_leaves_the_trace_file_alone(tmp_path):
     assert keep.read_text() == "an earlier trace\n"  # was truncated to 0 bytes
     result = invoke("run", scenario, "--trace", tmp_path / "missing" / "t.jsonl", "--check")
     assert result.exit_code == 2 and "--trace" in error_line(result.output)
+
+
+def test_pulses_under_the_vm_is_a_usage_error(tmp_path):
+    """It exited 1, which CI reads as a failed expectation, though nothing ran."""
+    scenario = write_scenario(tmp_path / "s.json")
+    result = invoke("run", scenario, "--runtime", "micropython", "--trace", tmp_path / "t.jsonl",
+                    "--pulses", tmp_path / "p.jsonl")
+    assert result.exit_code == 2
+    assert "--pulses records on the cpython runtime only" in error_line(result.output)
+    assert sorted(os.listdir(tmp_path)) == ["s.json"]
+
+
+@pytest.mark.parametrize("option", ["--trace", "--pulses"])
+def test_an_empty_output_path_is_refused(tmp_path, option):
+    """--pulses '' ran and recorded nothing; --trace '' was taken for a missing --trace."""
+    scenario = write_scenario(tmp_path / "s.json")
+    result = invoke("run", scenario, "--trace", tmp_path / "t.jsonl", option, "")
+    assert result.exit_code == 2
+    assert "'%s': the path is empty" % option in error_line(result.output)
+    assert sorted(os.listdir(tmp_path)) == ["s.json"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs a /proc folder to fail creating a file in")
+@pytest.mark.parametrize("option", ["--trace", "--pulses"])
+def test_an_output_that_cannot_be_created_is_one_usage_line(tmp_path, option):
+    """/proc passes os.access as root: the run failed later with a raw errno (--trace) or a traceback."""
+    scenario = write_scenario(tmp_path / "s.json")
+    paths = {"--trace": tmp_path / "t.jsonl", "--pulses": tmp_path / "p.jsonl"}
+    paths[option] = "/proc/pulsewarm-test-%d.jsonl" % os.getpid()
+    result = invoke("run", scenario, "--trace", paths["--trace"], "--pulses", paths["--pulses"])
+    assert result.exit_code == 2, result.output
+    assert "%s %s: " % (option, paths[option]) in error_line(result.output)
+    assert "Errno" not in result.output and "ERROR" not in result.output
+    assert sorted(os.listdir(tmp_path)) == ["s.json"]
 
 
 def test_outputs_never_overwrite_each_other_or_the_scenario(tmp_path):
@@ -299,6 +434,16 @@ def test_clearing_a_fault_that_is_not_active_says_so(served):
     invoke("inject", "supply_sag", "--control", address)
     result = invoke("inject", "--clear", "supply_sag", "heater_open", "--control", address)
     assert "cleared supply_sag; heater_open was not active (nothing to clear); active faults: none" in result.output
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--control", "garbage"], "a control address is HOST:PORT or PORT, got 'garbage'"),  # exited 1
+    (["--port", ""], "the URL is empty"),  # chose the only device served
+])
+def test_inject_option_errors_exit_2(tmp_path, monkeypatch, args, says):
+    monkeypatch.setenv("TENS_SIM_RUN_DIR", str(tmp_path))
+    result = invoke("inject", "heater_open", *args)
+    assert result.exit_code == 2 and says in error_line(result.output)
 
 
 def test_clear_and_clear_all_together_are_refused(served):

@@ -14,10 +14,12 @@ import sys
 import time
 
 import pytest
+from click.testing import CliRunner
 
 from host.client import Client
 from host.transport import open_port
 from sim import control, faults
+from sim.cli import cli
 from sim.launcher import SimError, start_server
 
 pytestmark = pytest.mark.e2e
@@ -192,3 +194,63 @@ def test_inject_command_finds_the_device_by_its_url(tmp_path, monkeypatch):
     gone = tens_sim("inject", "--port", server.url, env=env)
     assert gone.returncode == 1 and "no served simulated device" in gone.stderr
     assert control.entries() == []
+
+
+@pytest.mark.micropython
+def test_a_non_ascii_name_reads_the_same_under_both_runtimes():
+    """The VM's repr escaped it: unknown fault '\\xe9' under micropython, 'é' under cpython."""
+    errors = {}
+    for runtime in ("cpython", "micropython"):
+        with start_server(runtime=runtime, speed=SPEED, pty=False, listen="127.0.0.1:0") as server:
+            address = server.control_address
+            errors[runtime] = [control.request(address, request)["error"] for request in ({"inject": "é"}, {"é": 1})]
+    assert errors["micropython"] == errors["cpython"]
+    assert errors["micropython"][0].startswith("unknown fault 'é'; known: electrode_off:0")
+    assert errors["micropython"][1].startswith("unknown control key 'é'; use inject")
+
+
+@pytest.fixture
+def registered(tmp_path, monkeypatch):
+    """A served device in a registry of its own, found by `tens-sim inject` (run in this process)."""
+    monkeypatch.setenv("TENS_SIM_RUN_DIR", str(tmp_path / "run"))
+    monkeypatch.delenv("TENSCTL_PORT", raising=False)
+    with start_server(runtime="cpython", speed=SPEED, pty=False, listen="127.0.0.1:0", register=True,
+                      device_id="registered") as server:
+        yield server
+
+
+def inject(*args, env=None):
+    result = CliRunner().invoke(cli, ["inject"] + list(args), env=env)
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+def test_inject_never_sends_a_control_request_into_a_serial_socket(registered):
+    """--port HOST:PORT of the serial socket wrote JSON into the serial line, then waited 10 s."""
+    serial = registered.url[len("socket://"):]
+    started = time.monotonic()
+    by_port = inject("heater_open", "--port", serial)
+    assert by_port.exit_code == 2, by_port.output
+    assert "%s is the serial socket of registered: use --port %s (its URL) or --control %s" % (
+        serial, registered.url, registered.control_address) in by_port.output
+    by_control = inject("heater_open", "--control", serial)
+    assert by_control.exit_code == 2 and "not its control socket" in by_control.output
+    assert time.monotonic() - started < 5.0
+    assert registered.control({})["active"] == []
+
+    by_address = inject("heater_open", "--port", registered.control_address)  # a control address it knows
+    assert by_address.exit_code == 0 and "injected heater_open" in by_address.output
+    unknown = inject("heater_open", "--port", "127.0.0.1:9")
+    assert unknown.exit_code == 1
+    assert "no served simulated device has the control address 127.0.0.1:9" in unknown.output
+
+
+def test_inject_refuses_port_with_control_and_a_name_twice(registered):
+    both = inject("heater_open", "--port", registered.url, "--control", registered.control_address)
+    assert both.exit_code == 2 and "give --port URL or --control HOST:PORT, not both" in both.output
+    twice = inject("heater_open", "supply_sag", "heater_open", "--port", registered.url)
+    assert twice.exit_code == 2 and "heater_open given more than once; name each fault once" in twice.output
+    assert registered.control({})["active"] == []
+    # $TENSCTL_PORT is tensctl's default port: --control still chooses the device
+    chosen = inject("heater_open", "--control", registered.control_address, env={"TENSCTL_PORT": "socket://127.0.0.1:9"})
+    assert chosen.exit_code == 0 and "injected heater_open; active faults: heater_open" in chosen.output
