@@ -4,12 +4,13 @@
 a timeline strip (device state, faults the simulator injected, faults the firmware
 latched), stimulation amplitude per channel in mA (target, commanded, delivered),
 pad temperature in °C (true, measured, target) and heater duty in %. Device states
-shade every panel; each latched fault is a red line through all of them.
+shade every panel; each latched fault is a red line through all of them. A null
+measured temperature (no valid reading) is a gap; a sample with no neighbour is a dot.
 
 `plot_waveform(pulses, out_path)` draws a few consecutive pulses of one channel from a
 pulse file (`tens-sim run --pulses`, see `sim.pulses`) at microsecond resolution:
 commanded current (phase 1 positive, interphase gap, phase 2 negative) against the
-current the electrode-skin load model lets flow.
+current the electrode-skin load model lets flow, one panel per pulse, up to four a row.
 
 Drawn with matplotlib's Agg canvas on Figure objects (no pyplot, nothing shown on a
 display), saved as PNG, PDF or SVG by the output path's extension (`output_path`). Bad
@@ -18,6 +19,7 @@ input raises PlotError naming the file and line.
 
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -38,7 +40,10 @@ INJECTED_COLOR = "#6a1b9a"
 HEAT_ACTIVE = ("heating", "holding", "autotune")  # heat states in which the target applies
 MINUTES_FROM_S = 600  # spans longer than this are drawn in minutes
 LABEL_MAX = 40  # characters of fault text in the strip
-MAX_WAVEFORM_PULSES = 8  # panels side by side in a waveform picture
+MAX_WAVEFORM_PULSES = 8  # panels in a waveform picture
+WAVEFORM_COLUMNS = 4  # panels per row at most; more pulses wrap into a second row
+PANEL_W_IN, PANEL_H_IN = 3.6, 3.6  # one waveform panel, with its three-line title
+OWN_SCALE_FROM = 3.0  # pulses whose peaks differ more than this factor get a y scale each
 HALF = 0.22  # offset of the upper and lower label levels in a strip lane
 OUTPUT_FORMATS = ("png", "pdf", "svg")  # by the -o path's extension; none: PNG, ".png" added
 
@@ -129,9 +134,17 @@ def _trace_problem(row):
     return None
 
 
-def _rows_in_range(rows, from_s, to_s, source):
+def check_window(from_s=None, to_s=None):
+    """PlotError unless from_s/to_s (None: open) are finite seconds with to_s after from_s."""
+    for option, value in (("--from-s", from_s), ("--to-s", to_s)):
+        if value is not None and not (_is_number(value) and math.isfinite(value)):
+            raise PlotError("%s must be a finite number of seconds, not %s" % (option, value))
     if from_s is not None and to_s is not None and to_s <= from_s:
         raise PlotError("--to-s (%g) must be after --from-s (%g)" % (to_s, from_s))
+
+
+def _rows_in_range(rows, from_s, to_s, source):
+    check_window(from_s, to_s)
     kept = [
         row for row in rows
         if (from_s is None or row["t_s"] >= from_s) and (to_s is None or row["t_s"] <= to_s)
@@ -162,7 +175,10 @@ def _figure(width_in, height_in, **subplots):
 def output_path(out_path):
     """(the path written, its format) for an output path: .png, .pdf or .svg; without an
     extension a PNG at PATH.png (as matplotlib names it). PlotError for any other extension."""
-    path = Path(out_path)
+    text = str(out_path)
+    path = Path(text)
+    if not text.strip() or text.endswith(("/", os.sep)) or path.name in ("", ".", ".."):
+        raise PlotError("'%s': no file name; name the picture file, ending in .png, .pdf or .svg" % text)
     extension = path.suffix[1:].lower()
     if not extension:
         return path.with_name(path.name + ".png"), "png"
@@ -230,7 +246,7 @@ def session_figure(trace, from_s=None, to_s=None, title=None):
     unit = "min" if minutes else "s"
     xs = [t / scale for t in t_s]
     step = (t_s[1] - t_s[0]) if len(t_s) > 1 else 0.1
-    x_end = xs[-1] + step / scale  # each row stands for the 100 ms that follow it
+    x_start, x_end = _x_window(xs, step / scale, from_s, to_s, scale)
     has_heat = any(row.get("heat") is not None for row in rows)
     channels = max(len(row["ch"]) for row in rows)
 
@@ -251,18 +267,83 @@ def session_figure(trace, from_s=None, to_s=None, title=None):
         for x, _ in fault_onsets:
             ax.axvline(x, color=FAULT_COLOR, lw=1.2, alpha=0.85, zorder=1)
 
-    _amplitude_panel(amp_ax, rows, xs, channels)
+    _amplitude_panel(amp_ax, rows, xs, x_end, channels)
     if has_heat:
-        _temperature_panel(axes[2], rows, xs)
-        _duty_panel(axes[3], rows, xs)
+        _temperature_panel(axes[2], rows, xs, x_end)
+        _duty_panel(axes[3], rows, xs, x_end)
 
-    axes[-1].set_xlim(xs[0], x_end)
+    axes[-1].set_xlim(x_start, x_end)
     axes[-1].set_xlabel("simulated time (%s)" % unit)
     for ax in data_axes:
         ax.grid(True, axis="y", color="0.85", lw=0.6)
         ax.margins(x=0)
     fig.align_ylabels(axes)
     return fig
+
+
+def _x_window(xs, step, from_s, to_s, scale):
+    """(left, right) of the time axis: the rows kept, the last one standing for the step that
+    follows it, but never past --to-s. A window that ends on its only row starts at --from-s
+    (or a step before that row), so the axis never has zero width."""
+    left, right = xs[0], xs[-1] + step
+    if to_s is not None:
+        right = min(right, to_s / scale)
+    if right <= left:
+        left = from_s / scale if from_s is not None else right - step
+    return left, right
+
+
+def _finite(values):
+    return [value for value in values if value is not None and math.isfinite(value)]
+
+
+def _lone(ys):
+    """Indices of finite values with no finite neighbour: a line through them would draw nothing."""
+    finite = [value is not None and math.isfinite(value) for value in ys]
+    return [
+        index for index, ok in enumerate(finite)
+        if ok and not (index > 0 and finite[index - 1]) and not (index + 1 < len(ys) and finite[index + 1])
+    ]
+
+
+def _line(ax, xs, ys, x_end=None, **style):
+    """ax.plot that keeps every sample visible. With `x_end`, a step line (steps-post) whose last
+    value holds to x_end (each row stands for the time up to the next); samples with no finite
+    neighbour (a single row, one reading between gaps) also get a dot. NaN draws a gap."""
+    xs, ys = list(xs), list(ys)
+    if x_end is not None:
+        style["drawstyle"] = "steps-post"
+        if xs and x_end > xs[-1]:
+            xs, ys = xs + [x_end], ys + [ys[-1]]
+    line, = ax.plot(xs, ys, **style)
+    lone = [index for index in _lone(ys) if index < len(xs)]
+    if lone:
+        ax.plot([xs[index] for index in lone], [ys[index] for index in lone], ls="none", marker="o",
+                markersize=max(4.0, style.get("lw", 1.0) * 2.5), color=line.get_color(), clip_on=False,
+                zorder=line.get_zorder(), label="_lone")
+    return line
+
+
+def _legend(ax, **options):
+    """A legend of the labelled lines that draw something (at least one finite point)."""
+    handles = [
+        line for line in ax.get_lines()
+        if not line.get_label().startswith("_") and _finite(list(map(float, line.get_ydata())))
+    ]
+    if handles:
+        ax.legend(handles=handles, **options)
+
+
+def _note(ax, text, color="0.35"):
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=color,
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+
+
+def _draws_nothing(ax):
+    return not any(_finite(list(map(float, line.get_ydata()))) for line in ax.get_lines())
+
+
+NO_DATA = "no data in this window"
 
 
 def _timeline(ax, rows, xs, x_end, states):
@@ -300,9 +381,12 @@ def _timeline(ax, rows, xs, x_end, states):
     ax.tick_params(axis="y", length=0)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    handles = [Patch(color=STATE_COLORS[name], label=name) for name in STATE_COLORS]
-    handles.append(Patch(color=INJECTED_COLOR, alpha=0.3, label="fault injected (sim)"))
-    handles.append(Line2D([], [], color=FAULT_COLOR, lw=1.2, label="fault latched (firmware)"))
+    shown = {state for _, _, state in states}
+    handles = [Patch(color=STATE_COLORS[name], label=name) for name in STATE_COLORS if name in shown]
+    if injected:
+        handles.append(Patch(color=INJECTED_COLOR, alpha=0.3, label="fault injected (sim)"))
+    if latched:
+        handles.append(Line2D([], [], color=FAULT_COLOR, lw=1.2, label="fault latched (firmware)"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.005, 1.15), fontsize=8, frameon=False,
               title="state / faults", title_fontsize=8, alignment="left")
     return onsets
@@ -340,7 +424,7 @@ def _lane_labels(ax, spans, y, x_start, x_end, color, always=False):
                 parse_math=False)
 
 
-def _amplitude_panel(ax, rows, xs, channels):
+def _amplitude_panel(ax, rows, xs, x_end, channels):
     for ch in range(channels):
         color = CHANNEL_COLORS[ch % len(CHANNEL_COLORS)]
 
@@ -352,47 +436,55 @@ def _amplitude_panel(ax, rows, xs, channels):
             if ch < len(row["ch"]) and row["ch"][ch].get("pulses", 1) else math.nan
             for row in rows
         ]
-        ax.plot(xs, series("target_ua"), color=color, lw=1.0, ls="--", drawstyle="steps-post",
-                label="ch%d target" % ch)
-        ax.plot(xs, series("amp_ua"), color=color, lw=1.8, drawstyle="steps-post", label="ch%d commanded" % ch)
-        ax.plot(xs, delivered, color=DELIVERED_COLORS[ch % len(DELIVERED_COLORS)], lw=0.9, marker=".",
-                markersize=2.5, label="ch%d delivered (last pulse of each 100 ms)" % ch, zorder=3)
-    if not any(row["ch"][ch][key] for row in rows for ch in range(len(row["ch"])) for key in ("amp_ua", "target_ua")):
-        ax.text(0.5, 0.5, "no stimulation", transform=ax.transAxes, ha="center", va="center", color="0.35",
-                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+        _line(ax, xs, series("target_ua"), x_end, color=color, lw=1.0, ls="--", label="ch%d target" % ch)
+        _line(ax, xs, series("amp_ua"), x_end, color=color, lw=1.8, label="ch%d commanded" % ch)
+        _line(ax, xs, delivered, color=DELIVERED_COLORS[ch % len(DELIVERED_COLORS)], lw=0.9, marker=".",
+              markersize=2.5, label="ch%d delivered (last pulse of each 100 ms)" % ch, zorder=3)
+    if _draws_nothing(ax):
+        _note(ax, NO_DATA)
+    elif not any(row["ch"][ch][key] for row in rows for ch in range(len(row["ch"])) for key in ("amp_ua", "target_ua")):
+        _note(ax, "no stimulation")
     ax.set_ylabel("amplitude (mA)")
     peak = max([row["ch"][ch][key] for row in rows for ch in range(len(row["ch"]))
                 for key in ("amp_ua", "target_ua", "delivered_ua")] + [1000])
     ax.set_ylim(0, peak / 1000.0 * 1.08)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
+    _legend(ax, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
 
 
-def _temperature_panel(ax, rows, xs):
-    def celsius(value):
-        return math.nan if value is None else value / 1000.0
+def _temperature_panel(ax, rows, xs, x_end):
+    def celsius(value):  # null or missing (no valid reading, e.g. a latched sensor fault): NaN, a gap
+        return value / 1000.0 if _is_number(value) else math.nan
 
     heat = [row.get("heat") or {} for row in rows]
     true = [celsius(h.get("pad_true_mc")) for h in heat]
     measured = [celsius(h.get("measured_mc")) for h in heat]
     target = [celsius(h.get("target_mc")) if h.get("state") in HEAT_ACTIVE else math.nan for h in heat]
-    ax.plot(xs, target, color="black", lw=1.2, ls="--", drawstyle="steps-post", label="target (while heating)")
-    ax.plot(xs, true, color="tab:red", lw=2.2, label="pad true (model, skin face)")
-    ax.plot(xs, measured, color="tab:blue", lw=1.0, label="measured (firmware, filtered)")
+    unread = [row for row, h in zip(rows, heat) if h and not _is_number(h.get("measured_mc"))]
+    _line(ax, xs, target, x_end, color="black", lw=1.2, ls="--", label="target (while heating)")
+    _line(ax, xs, true, color="tab:red", lw=2.2, label="pad true (model, skin face)")
+    _line(ax, xs, measured, color="tab:blue", lw=1.0,
+          label="measured (firmware, filtered)" + ("\ngap: no valid reading" if unread else ""))
+    if _draws_nothing(ax):
+        _note(ax, NO_DATA)
+    elif unread and not _finite(measured):
+        _note(ax, "measured: no valid reading in this window", color="tab:blue")
+    ax.margins(y=0.12)  # a lone reading on the axis range's edge stays clear of the frame
     ax.set_ylabel("temperature (°C)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
+    _legend(ax, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
 
 
-def _duty_panel(ax, rows, xs):
+def _duty_panel(ax, rows, xs, x_end):
     duty = [(row.get("heat") or {}).get("heater_duty_pct", math.nan) for row in rows]
-    ax.fill_between(xs, duty, step="post", color="tab:red", alpha=0.18, lw=0)
-    ax.plot(xs, duty, color="tab:red", lw=1.0, drawstyle="steps-post", label="heater duty")
-    if not any(duty):
-        ax.text(0.5, 0.5, "heater off throughout", transform=ax.transAxes, ha="center", va="center", color="0.35",
-                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})
+    line = _line(ax, xs, duty, x_end, color="tab:red", lw=1.0, label="heater duty")
+    ax.fill_between(line.get_xdata(), line.get_ydata(), step="post", color="tab:red", alpha=0.18, lw=0)
+    if _draws_nothing(ax):
+        _note(ax, NO_DATA)
+    elif not any(_finite(duty)):
+        _note(ax, "heater off throughout")
     ax.set_ylabel("heater duty (%)")
     ax.set_ylim(0, 105)
     ax.set_yticks([0, 50, 100])
-    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
+    _legend(ax, loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8, frameon=False)
 
 
 # ---- waveform --------------------------------------------------------------------------------
@@ -400,8 +492,7 @@ def _duty_panel(ax, rows, xs):
 
 def select_pulses(records, channel=0, count=3, from_s=None, to_s=None, source="<pulses>"):
     """`count` consecutive pulses of `channel` from `from_s` on (up to `to_s`)."""
-    if from_s is not None and to_s is not None and to_s <= from_s:
-        raise PlotError("--to-s (%g) must be after --from-s (%g)" % (to_s, from_s))
+    check_window(from_s, to_s)
     on_channel = [record for record in records if record["ch"] == channel]
     if not on_channel:
         present = sorted({record["ch"] for record in records})
@@ -449,8 +540,18 @@ def plot_waveform(pulses, out_path, count=3, channel=0, from_s=None, to_s=None, 
     return _save(waveform_figure(pulses, count, channel, from_s, to_s, title), out_path)
 
 
+def waveform_grid(count):
+    """(rows, columns) for `count` panels: at most WAVEFORM_COLUMNS a row, rows filled evenly."""
+    rows = -(-count // WAVEFORM_COLUMNS)
+    return rows, -(-count // rows)
+
+
+def _pulse_peak(record):
+    return max(record["amp1_ua"], record["amp2_ua"], record["delivered_ua"], record.get("delivered2_ua") or 0) / 1000.0
+
+
 def waveform_figure(pulses, count=3, channel=0, from_s=None, to_s=None, title=None):
-    """The Figure plot_waveform saves."""
+    """The Figure plot_waveform saves: one panel per pulse, up to WAVEFORM_COLUMNS a row."""
     if not 1 <= count <= MAX_WAVEFORM_PULSES:
         raise PlotError("--count must be 1 to %d (one panel per pulse)" % MAX_WAVEFORM_PULSES)
     try:
@@ -465,14 +566,19 @@ def waveform_figure(pulses, count=3, channel=0, from_s=None, to_s=None, title=No
         raise PlotError(str(err))
     chosen = select_pulses(records, channel, count, from_s, to_s, source)
 
-    fig, axes = _figure(max(3.6 * len(chosen) + 1.2, 6.4), 4.8, nrows=1, ncols=len(chosen), sharex=True, sharey=True)
-    axes = list(axes[0, :])
+    nrows, ncols = waveform_grid(len(chosen))
+    fig, grid = _figure(max(PANEL_W_IN * ncols + 1.2, 6.4), PANEL_H_IN * nrows + 1.2, nrows=nrows, ncols=ncols)
+    cells = [ax for row in grid for ax in row]
+    for spare in cells[len(chosen):]:
+        spare.remove()
+    axes = cells[:len(chosen)]
     color = CHANNEL_COLORS[channel % len(CHANNEL_COLORS)]
     longest = max(r["phase1_us"] + r["gap_us"] + r["phase2_us"] for r in chosen)
-    peak = max(max(r["amp1_ua"], r["amp2_ua"], r["delivered_ua"], r.get("delivered2_ua", 0)) for r in chosen) / 1000.0
-    peak = max(peak, 0.001)
+    peaks = [max(_pulse_peak(r), 0.001) for r in chosen]
+    own_scale = max(peaks) > OWN_SCALE_FROM * min(peaks)  # a shared scale would flatten the small ones
     first_us = _pulse_us(chosen[0])
     for index, (ax, record) in enumerate(zip(axes, chosen)):
+        peak = peaks[index] if own_scale else max(peaks)
         amp1, amp2 = record["amp1_ua"] / 1000.0, record["amp2_ua"] / 1000.0
         p1, gap, p2 = record["phase1_us"], record["gap_us"], record["phase2_us"]
         xs, ys = _shape(p1, gap, p2, amp1, amp2)
@@ -492,27 +598,33 @@ def waveform_figure(pulses, count=3, channel=0, from_s=None, to_s=None, title=No
         ax.annotate("gap %d µs" % gap, xy=(p1 + gap / 2.0, 0), xytext=(p1 + gap / 2.0 + longest * 0.06, peak * 0.22),
                     fontsize=8, color="0.25", arrowprops={"arrowstyle": "->", "color": "0.4", "lw": 0.8})
         if tall1:
-            ax.text(p1 / 2.0, amp1 / 2.0, _ma(amp1, "%+.1f"), ha="center", va="center", fontsize=8)
+            ax.text(p1 / 2.0, amp1 / 2.0, _ma(amp1, _lobe_format(amp1)), ha="center", va="center", fontsize=8)
         if tall2:
-            ax.text(p1 + gap + p2 / 2.0, -amp2 / 2.0, _ma(-amp2, "%+.1f"), ha="center", va="center", fontsize=8)
+            ax.text(p1 + gap + p2 / 2.0, -amp2 / 2.0, _ma(-amp2, _lobe_format(amp2)), ha="center", va="center",
+                    fontsize=8)
         offset_ms = (_pulse_us(record) - first_us) / 1000.0
+        verdict = _verdict(record)
         ax.set_title(
             "pulse %d at t = %.4f s%s\ndelivered %s / %s%s"
             % (index + 1, _pulse_us(record) / 1e6, "" if index == 0 else " (+%s)" % _after(offset_ms), _ma(d1),
-               "–" if d2 is None else _ma(-d2 / 1000.0), _verdict(record)),
+               "–" if d2 is None else _ma(-d2 / 1000.0), "\n" + verdict if verdict else ""),
             fontsize=9,
         )
         ax.set_xlabel("time from pulse start (µs)")
+        ax.set_xlim(-longest * 0.08, longest * 1.12)  # one time scale: widths compare across panels
+        ax.set_ylim(-peak * 1.35, peak * 1.35)
         ax.grid(True, color="0.9", lw=0.6)
-    axes[0].set_ylabel("current (mA)")
-    axes[0].set_xlim(-longest * 0.08, longest * 1.12)
-    axes[0].set_ylim(-peak * 1.35, peak * 1.35)
+    for ax in grid[:, 0]:
+        if ax in axes:
+            ax.set_ylabel("current (mA)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
     kind = "symmetric" if all(r["amp1_ua"] == r["amp2_ua"] and r["phase1_us"] == r["phase2_us"] for r in chosen) \
         else "asymmetric"
-    fig.suptitle(title or "Channel %d pulses (%s biphasic): %s" % (channel, kind, Path(source).name), fontsize=12,
-                 parse_math=False)
+    heading = title or "Channel %d pulses (%s biphasic): %s" % (channel, kind, Path(source).name)
+    if own_scale:
+        heading += "\neach panel has its own current scale (peaks %s to %s)" % (_ma(min(peaks)), _ma(max(peaks)))
+    fig.suptitle(heading, fontsize=12, parse_math=False)
     return fig
 
 
@@ -525,12 +637,17 @@ def _ma(value_ma, fmt="%.2f"):
     return (fmt % value_ma).replace("-", "\u2212") + " mA"
 
 
+def _lobe_format(value_ma):
+    """One decimal from 1 mA up, two below it (a 0.02 mA pulse is not "+0.0 mA")."""
+    return "%+.1f" if abs(value_ma) >= 1 else "%+.2f"
+
+
 def _verdict(record):
     """How the delivered current compares with the commanded one (phase 1)."""
     if record["delivered_ua"] < record["amp1_ua"]:
-        return "\n(less than commanded: the load hit the compliance voltage)"
+        return "below commanded: compliance limit"
     if record["delivered_ua"] > record["amp1_ua"]:
-        return "\n(MORE than commanded: output stage fault)"
+        return "MORE than commanded: output fault"
     return ""
 
 

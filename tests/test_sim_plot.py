@@ -9,6 +9,7 @@ that bad input names the file and the line.
 """
 
 import json
+import math
 import struct
 
 import pytest
@@ -127,7 +128,9 @@ def test_session_respects_from_and_to(recorded, tmp_path):
     trace_path, _, _ = recorded
     fig = plot.session_figure(trace_path, from_s=3.0, to_s=5.5)
     left, right = fig.axes[1].get_xlim()
-    assert left == pytest.approx(3.0) and right == pytest.approx(5.6)  # the last row stands for 100 ms
+    assert left == pytest.approx(3.0) and right == pytest.approx(5.5)  # never past --to-s
+    left, right = plot.session_figure(trace_path, from_s=3.0).axes[1].get_xlim()
+    assert right == pytest.approx(8.1)  # to the end: the last row (8.0 s) stands for 100 ms
     for line in fig.axes[1].get_lines():
         xs = [x for x in line.get_xdata()]
         assert xs and min(xs) >= 3.0 and max(xs) <= 5.5
@@ -250,4 +253,160 @@ def test_cli_run_with_pulses(tmp_path):
     result = CliRunner().invoke(
         cli, ["run", str(scenario), "--trace", str(trace), "--pulses", str(pulse_file), "--runtime", "micropython"]
     )
-    assert result.exit_code == 1 and "cpython runtime only" in result.output
+    assert result.exit_code == 2 and "cpython runtime only" in result.output  # a usage error
+
+
+# ---- hand-made traces and pulses -------------------------------------------------------------
+
+
+def _row(t_s, state="RUNNING", heat_state="heating", measured_mc=30000, faults=(), channels=1, **heat):
+    """One trace line as the firmware writes it (a dict), with a heat object."""
+    row = {
+        "t_s": t_s, "state": state, "faults": list(faults), "sim_faults": [],
+        "ch": [{"amp_ua": 5000, "target_ua": 5000, "delivered_ua": 5000, "pulses": 10}] * channels,
+        "heat": dict({"state": heat_state, "target_mc": 40000, "pad_true_mc": 31000, "heater_duty_pct": 50,
+                      "measured_mc": measured_mc}, **heat),
+    }
+    if measured_mc is Ellipsis:  # the key left out
+        del row["heat"]["measured_mc"]
+    return row
+
+
+def _pulse(index, amp_ua, delivered_ua):
+    return {"t_ms": 10 * index, "ch": 0, "start_us": 0, "amp1_ua": amp_ua, "phase1_us": 200, "gap_us": 50,
+            "amp2_ua": amp_ua, "phase2_us": 200, "delivered_ua": delivered_ua, "delivered2_ua": delivered_ua}
+
+
+def _drawn(ax):
+    """The labelled lines of a panel: {label: line}."""
+    return {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+
+
+def _legend_labels(ax):
+    legend = ax.get_legend()
+    return [] if legend is None else [text.get_text() for text in legend.get_texts()]
+
+
+def test_cli_plot_refuses_bad_output_and_window_as_usage_errors(recorded, tmp_path):
+    trace_path, pulse_path, _ = recorded
+    runner = CliRunner()
+    out = str(tmp_path / "x.png")
+    cases = [
+        (["plot", str(trace_path), "-o", ""], "Error: -o '': no file name; name the picture file, ending in .png"),
+        (["plot", str(trace_path), "-o", str(tmp_path / "sub") + "/"], "no file name"),
+        (["plot", str(trace_path), "-o", out, "--from-s", "nan"],
+         "Error: --from-s must be a finite number of seconds, not nan"),
+        (["plot", str(trace_path), "-o", out, "--to-s", "inf"],
+         "Error: --to-s must be a finite number of seconds, not inf"),
+        (["plot", str(trace_path), "-o", out, "--from-s", "8", "--to-s", "2"],
+         "Error: --to-s (2) must be after --from-s (8)"),
+        (["plot", "--waveform", str(pulse_path), "-o", out, "--from-s", "-inf"],
+         "Error: --from-s must be a finite number of seconds, not -inf"),
+        (["plot", "--waveform", str(pulse_path), "-o", out, "--from-s", "3", "--to-s", "3"],
+         "Error: --to-s (3) must be after --from-s (3)"),
+    ]
+    for args, message in cases:
+        result = runner.invoke(cli, args)
+        assert result.exit_code == 2, (args, result.output, result.exception)
+        errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and message in errors[0], (args, result.output)
+        assert "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(plot.PlotError, match="no file name"):
+        plot.output_path("")
+    with pytest.raises(plot.PlotError, match=r"--from-s must be a finite number of seconds, not nan"):
+        plot.session_figure(trace_path, from_s=float("nan"))
+    with pytest.raises(plot.PlotError, match=r"--to-s must be a finite number of seconds, not inf"):
+        plot.waveform_figure(pulse_path, to_s=float("inf"))
+
+
+def test_waveform_layout_is_readable_for_every_count(tmp_path):
+    # a 20 mA pulse, then a ramp from 0.2 mA, every one limited by the load (a compliance note each)
+    records = [_pulse(0, 20000, 2400)] + [_pulse(i, 200 * i, 100 * i) for i in range(1, 8)]
+    for count in range(1, plot.MAX_WAVEFORM_PULSES + 1):
+        fig = plot.waveform_figure(records, count=count)
+        width_px, height_px = fig.get_size_inches() * plot.DPI
+        assert width_px <= 1600 and height_px <= 900, (count, width_px, height_px)
+        fig.canvas.draw()
+        renderer = fig.canvas.get_renderer()
+        axes = fig.axes
+        assert len(axes) == count
+        titles = [ax.title.get_window_extent(renderer) for ax in axes]
+        for index, title in enumerate(titles):
+            assert "compliance" in axes[index].get_title()
+            assert 0 <= title.x0 and title.x1 <= width_px, (count, index)
+            for other in range(len(axes)):
+                if other != index:
+                    assert not title.overlaps(titles[other]), (count, index, other)
+                    assert not title.overlaps(axes[other].get_window_extent(renderer)), (count, index, other)
+        if count > 1:  # 20 mA next to 0.2 mA: each its own scale, and the title says so
+            assert axes[0].get_ylim()[1] >= 20 and axes[1].get_ylim()[1] < 0.5
+            assert "each panel has its own current scale" in fig._suptitle.get_text()
+    assert plot.waveform_grid(8) == (2, 4) and plot.waveform_grid(5) == (2, 3) and plot.waveform_grid(4) == (1, 4)
+    out = plot.plot_waveform(records, tmp_path / "eight.png", count=8)
+    assert _png_size(out) == (1560, 840)
+    # pulses of one size share one scale, and no note
+    same = plot.waveform_figure([_pulse(i, 10000, 10000) for i in range(5)], count=5)
+    assert len({ax.get_ylim() for ax in same.axes}) == 1
+    assert "own current scale" not in same._suptitle.get_text()
+
+
+def test_narrow_window_draws_its_single_row_inside_the_window(recorded):
+    trace_path, _, _ = recorded
+    fig = plot.session_figure(trace_path, from_s=5, to_s=5.05)  # one row: t = 5.0 s
+    strip, amp, temp, duty = fig.axes[:4]
+    for ax in (strip, amp, temp, duty):
+        assert ax.get_xlim() == pytest.approx((5.0, 5.05))
+    for label in ("pad true (model, skin face)", "measured (firmware, filtered)"):
+        # a single reading has no neighbour to draw a line to: it is a dot
+        dots = [line for line in temp.get_lines() if line.get_marker() == "o"
+                and line.get_color() == _drawn(temp)[label].get_color()]
+        assert dots and list(dots[0].get_xdata()) == [5.0]
+    # a step value holds for its row, up to the window's end
+    assert list(_drawn(amp)["ch0 commanded"].get_xdata()) == pytest.approx([5.0, 5.05])
+    assert list(_drawn(duty)["heater duty"].get_xdata()) == pytest.approx([5.0, 5.05])
+    # a window ending on its only row still has a width
+    fig = plot.session_figure(trace_path, from_s=4.95, to_s=5.0)
+    assert fig.axes[1].get_xlim() == pytest.approx((4.95, 5.0))
+
+
+def test_a_panel_with_nothing_to_draw_says_so():
+    rows = [dict(_row(t / 10.0), ch=[]) for t in range(5)]  # no channels at all
+    amp = plot.session_figure(rows).axes[1]
+    notes = [text.get_text() for text in amp.texts]
+    assert notes == ["no data in this window"]
+
+
+def test_null_measured_temperature_is_a_gap(tmp_path):
+    measured = [30000, 30100, None, None, 30400, None, None, 30700, 30800]
+    rows = [_row(i / 10.0, measured_mc=value) for i, value in enumerate(measured)]
+    rows[5] = _row(0.5, measured_mc=Ellipsis)  # the key missing: no reading either
+    trace = tmp_path / "nulls.jsonl"
+    trace.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    temp = plot.session_figure(trace).axes[2]
+    line = [line for label, line in _drawn(temp).items() if label.startswith("measured")][0]
+    ys = list(line.get_ydata())
+    assert ys[:2] == [30.0, 30.1] and ys[4] == 30.4 and ys[7:] == [30.7, 30.8]
+    for index in (2, 3, 5, 6):  # not 0, not the last reading carried on: NaN, which breaks the line
+        assert math.isnan(ys[index])
+    # the one reading between gaps is drawn as a dot, not lost
+    dots = [dot for dot in temp.get_lines() if dot.get_marker() == "o" and dot.get_color() == line.get_color()]
+    assert dots and list(dots[0].get_xdata()) == [0.4] and list(dots[0].get_ydata()) == [30.4]
+    assert "measured (firmware, filtered)\ngap: no valid reading" in _legend_labels(temp)
+    # every reading null: no measured line, and the panel says so
+    blind = plot.session_figure([_row(i / 10.0, measured_mc=None, heat_state="fault") for i in range(5)]).axes[2]
+    assert not [label for label in _legend_labels(blind) if label.startswith("measured")]
+    assert "measured: no valid reading in this window" in [text.get_text() for text in blind.texts]
+    plot.plot_session(trace, tmp_path / "nulls.png")  # and it draws
+
+
+def test_legends_list_only_what_is_drawn():
+    idle = [_row(i / 10.0, state="RUNNING", heat_state="off") for i in range(5)]
+    fig = plot.session_figure(idle)
+    strip, temp = fig.axes[0], fig.axes[2]
+    assert _legend_labels(temp) == ["pad true (model, skin face)", "measured (firmware, filtered)"]
+    assert _legend_labels(strip) == ["RUNNING"]  # no other state, no injected or latched fault
+    heating = [_row(i / 10.0, heat_state="heating", faults=["sensor_open"] if i > 2 else []) for i in range(5)]
+    fig = plot.session_figure(heating)
+    assert "target (while heating)" in _legend_labels(fig.axes[2])
+    assert _legend_labels(fig.axes[0]) == ["RUNNING", "fault latched (firmware)"]
