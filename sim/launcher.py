@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 import tty
 
 from sim import control as control_channel
@@ -303,6 +304,7 @@ class SimServer:
         self.process = None  # the micropython process (micropython runtime only)
         self.sim_ms = 0
         self.stderr = None  # the micropython process's stderr (a temporary file)
+        self._crash = ""  # cpython runtime: the traceback that stopped the tick thread
         self.control_server = None
         self.control_address = None
         self._registry_path = None
@@ -316,9 +318,9 @@ class SimServer:
 
 
     def errors(self):
-        """What the micropython process wrote to stderr (tracebacks), for error messages."""
+        """What stopped the device, for error messages: the VM's stderr, or the tick thread's traceback."""
         if self.stderr is None:
-            return ""
+            return self._crash
         self.stderr.seek(0)
         return self.stderr.read().decode(errors="replace")
 
@@ -342,6 +344,13 @@ class SimServer:
     # loop early (as the MicroPython serve loop's poll does): the next tick runs at once,
     # so a reply does not wait for the wall clock, and the pacing catches up afterwards.
     def _run_cpython(self):
+        try:
+            self._tick_cpython()
+        except Exception:  # noqa: BLE001 - the simulator failed: stop and say why, as a dead VM does
+            self._crash = traceback.format_exc()
+            self._stop.set()
+
+    def _tick_cpython(self):
         started = time.monotonic()
         while not self._stop.is_set():
             incoming = self.front.read()

@@ -11,7 +11,6 @@ from firmware.protocols import messages as msg
 from host import cli as cli_module
 from host.cli import cli
 from host.client import Client
-from tests.test_host_client import needs_stim_reply
 
 
 @pytest.fixture
@@ -296,7 +295,6 @@ def test_step_and_stim_usage_errors(run, args, words):
     assert words in result.stderr
 
 
-@needs_stim_reply
 def test_stim_shows_setting_max_amplitude_binding_limit_and_envelope_units(run):
     result = run("--port", "sim", "stim", "0")
     assert result.exit_code == 0, result.output
@@ -312,7 +310,6 @@ def test_stim_shows_setting_max_amplitude_binding_limit_and_envelope_units(run):
     assert "peak current (binding)" in out
 
 
-@needs_stim_reply
 def test_stim_json_is_the_device_reply(run):
     result = run("--port", "sim", "--json", "stim", "1")
     assert result.exit_code == 0, result.output
@@ -322,7 +319,6 @@ def test_stim_json_is_the_device_reply(run):
     assert document["envelope"]["peak_ua"] == 0 and document["envelope"]["net_charge_nc"] == 0
 
 
-@needs_stim_reply
 def test_stim_set_inline_json_applies_and_shows_the_new_binding_limit(run):
     setting = '{"mode": "modulated", "phase_us": 300, "rate_hz": 120, "mod_amp_pct": 30, "area_cm2": 4}'
     result = run("--port", "sim", "stim", "1", "--set", setting)
@@ -335,7 +331,6 @@ def test_stim_set_inline_json_applies_and_shows_the_new_binding_limit(run):
     assert document["stim"]["area_cm2"] == 4 and document["stim"]["mod_amp_pct"] == 30
 
 
-@needs_stim_reply
 def test_stim_set_from_a_file_and_from_stdin(run, tmp_path):
     path = tmp_path / "burst.json"
     path.write_text('{\n  "mode": "burst",\n  "burst_hz": 80,\n  "train_pulses": 5\n}\n', encoding="utf-8")

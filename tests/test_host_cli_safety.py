@@ -23,7 +23,6 @@ from host import report as report_module
 from host.cli import cli
 from host.client import Client, DeviceError
 from sim.launcher import start_server
-from tests.test_host_client import needs_fault_status
 
 SPEED = 20
 
@@ -251,7 +250,6 @@ def test_render_shows_program_phase_and_prescribed_max():
 # ---- 7. clear-fault when the cause is still there ---------------------------------------------
 
 
-@needs_fault_status
 def test_clear_fault_reports_a_fault_that_latches_again(run, served):
     served.served.set_fault("thermistor_open", True)
     deadline = time.monotonic() + 10

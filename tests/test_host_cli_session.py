@@ -13,7 +13,6 @@ from click.testing import CliRunner
 
 from host.cli import cli
 from sim.launcher import start_server
-from tests.test_host_client import needs_fault_status, needs_stim_reply
 
 SPEED = 20  # simulated seconds per wall second
 
@@ -149,7 +148,6 @@ def test_out_of_envelope_setting_is_refused_naming_the_limit_and_changes_nothing
     assert channel["target_ua"] == 70000 and channel["max_amp_ua"] == 80000, "a refused setting changes nothing"
 
 
-@needs_stim_reply
 def test_a_setting_lowers_the_max_amplitude_and_amplitudes_past_it_are_refused(run):
     run("amp", "0", "50")
     document = as_json(run, "stim", "0", "--set", '{"phase_us": 400}')
@@ -164,7 +162,6 @@ def test_a_setting_lowers_the_max_amplitude_and_amplitudes_past_it_are_refused(r
     assert "phase_charge 25200 nC exceeds the limit 25000 nC" in run("up", "0", expect=1).stderr
 
 
-@needs_fault_status
 def test_start_wait_stops_waiting_when_the_device_faults(run, served):
     served.served.set_fault("electrode_off:0", True)
     result = run("start", "--lease", "0", "--amp", "5", "--ramp", "1", "--wait", expect=1)

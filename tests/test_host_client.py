@@ -99,48 +99,28 @@ def make_client(line, **kwargs):
     return Client(line, clock=line.clock, **kwargs)
 
 
-# ---- known firmware defects (reported; the marks lift themselves once the device answers) ------
-# A reply longer than a frame (512 bytes) raises in the device's Link: no reply at all, and the
-# exception latches internal_error. Two replies of protocol 0.2 can be that long.
+# ---- replies longer than they once could be ------------------------------------------------------
+# Two replies of protocol 0.2 were longer than a frame (512 bytes): the device's Link raised, sent
+# nothing and latched internal_error. Both must arrive, with the device still healthy.
 
 
-def _stim_reply_arrives():
-    """get_stim answers (its reply, with envelope_at_max, was 571 bytes)."""
+def test_get_stim_with_its_envelope_figures_gets_its_reply():
     client = make_client(ServedLine())
-    try:
-        client.get_stim(0)
-    except NoResponse:
-        return False
-    return True
+    reply = client.get_stim(0)
+    assert reply["ch"] == 0 and "envelope_at_max" in reply, reply
+    assert client.status()["faults"] == []
 
 
-def _fault_status_arrives():
-    """status answers in FAULT (two channels plus a no_load fault message was 572 bytes)."""
+def test_status_in_fault_with_two_channels_and_a_fault_message_gets_its_reply():
     line = ServedLine()
     client = make_client(line)
     client.start([12000], ramp_ms=1000)
     client.poll(1.5)
     line.served.set_fault("electrode_off:0", True)
     client.poll(0.1)
-    try:
-        client.status()
-    except NoResponse:
-        return False
-    return True
-
-
-needs_stim_reply = pytest.mark.xfail(
-    not _stim_reply_arrives(),
-    reason="firmware: the get_stim/set_stim reply exceeds the 512-byte frame, so the device never answers "
-    "and latches internal_error (repro: tensctl --port sim stim 0)",
-    strict=True,
-)
-needs_fault_status = pytest.mark.xfail(
-    not _fault_status_arrives(),
-    reason="firmware: the status reply in FAULT (2 channels + fault_msg) exceeds the 512-byte frame, so status "
-    "gets no reply while a fault is latched and internal_error latches too",
-    strict=True,
-)
+    status = client.status()
+    assert status["state"] == "FAULT" and status["faults"] == ["no_load:0"], status
+    assert status["fault_msg"] and len(status["ch"]) == 2
 
 
 def decoded(line):
@@ -499,7 +479,6 @@ def test_amp_step_moves_the_target_in_half_milliamp_steps_never_below_zero():
     assert client.status()["ch"][1]["target_ua"] == 0
 
 
-@needs_stim_reply
 def test_set_and_get_stim_round_trip_with_the_envelope():
     client = make_client(ServedLine())
     client.hello()
@@ -512,7 +491,6 @@ def test_set_and_get_stim_round_trip_with_the_envelope():
     assert client.status()["ch"][1]["mode"] == "burst"
 
 
-@needs_stim_reply
 def test_out_of_envelope_requests_name_the_limit_value_and_limit():
     client = make_client(ServedLine())
     client.hello()
@@ -529,7 +507,6 @@ def test_out_of_envelope_requests_name_the_limit_value_and_limit():
     assert client.status()["ch"][0]["phase_us"] == 0 and client.get_stim(0)["stim"]["phase_us"] == 200
 
 
-@needs_fault_status
 def test_status_answers_while_a_fault_is_latched():
     line, client = running_at(12000)
     line.served.set_fault("electrode_off:0", True)

@@ -15,7 +15,6 @@ import pytest
 
 from firmware.protocols import messages as msg
 from sim.launcher import start_server
-from tests.test_host_client import needs_fault_status
 
 pytestmark = pytest.mark.e2e
 
@@ -122,7 +121,6 @@ def test_session_over_served_device(server, tmp_path):
     assert [(ch["amp_ua"], ch["target_ua"]) for ch in status["ch"]] == [(0, 0), (0, 0)]
 
 
-@needs_fault_status
 @pytest.mark.parametrize("front", ["pty", "socket"])
 def test_fault_latches_and_clears_through_tensctl(front):
     """cpython runtime only: fault injection reaches into the in-process device."""

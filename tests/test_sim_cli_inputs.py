@@ -53,7 +53,7 @@ def write_scenario(path, scenario=SHORT):
     return path
 
 
-# ---- serve: --speed (defect 1) ---------------------------------------------------------------
+# ---- serve: --speed ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize("runtime, speed, says", [
@@ -108,7 +108,7 @@ def test_the_vm_paces_at_the_speed_asked():
     assert 1500 <= elapsed <= 4500, elapsed
 
 
-# ---- serve: --device-id (defect 5) -------------------------------------------------------------
+# ---- serve: --device-id -------------------------------------------------------------
 
 
 @pytest.mark.parametrize("runtime", ["cpython", "micropython"])
@@ -144,7 +144,7 @@ def test_the_longest_device_id_reaches_the_host_from_the_vm():
             transport.close()
 
 
-# ---- serve: --listen and --seed (defects 7, 9) ----------------------------------------------------
+# ---- serve: --listen and --seed ----------------------------------------------------
 
 
 @pytest.mark.parametrize("listen", ["127.0.0.1:70000", "127.0.0.1:-5"])
@@ -263,7 +263,23 @@ def test_a_killed_vm_is_reported_with_its_signal(tmp_path):
         stop(serve)
 
 
-# ---- run: output paths (defects 2, 3, 4) ---------------------------------------------------------
+def test_a_cpython_device_whose_simulator_fails_stops_and_says_why():
+    """The tick thread died and serve went on serving a device that never answered."""
+    with start_server(runtime="cpython", speed=50, pty=True) as server:
+        def broken_step(incoming):
+            raise RuntimeError("thermal model out of range")
+
+        server.served.step = broken_step
+        deadline = time.monotonic() + 5
+        while server.alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not server.alive()
+        message = server.stopped_message()
+        assert message.startswith("the simulated device pulsewarm-sim-0 stopped:\n"), message
+        assert "RuntimeError: thermal model out of range" in message
+
+
+# ---- run: output paths ---------------------------------------------------------
 
 
 def invoke(*args):
@@ -364,7 +380,7 @@ def test_both_runtimes_still_share_a_folder(tmp_path):
     assert sorted(os.listdir(tmp_path / "t")) == ["s.cpython.jsonl", "s.micropython.jsonl"]
 
 
-# ---- plot: formats, the path written, time order (defects 8, 10) ------------------------------------
+# ---- plot: formats, the path written, time order ------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -416,7 +432,7 @@ def test_plot_refuses_a_trace_going_back_in_time(trace, tmp_path):
         plot.parse_trace(lines[1:2] * 2)
 
 
-# ---- inject (defects 11, 12) -------------------------------------------------------------------
+# ---- inject -------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
