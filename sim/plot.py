@@ -624,6 +624,8 @@ def waveform_figure(pulses, count=3, channel=0, from_s=None, to_s=None, title=No
     heading = title or "Channel %d pulses (%s biphasic): %s" % (channel, kind, Path(source).name)
     if own_scale:
         heading += "\neach panel has its own current scale (peaks %s to %s)" % (_ma(min(peaks)), _ma(max(peaks)))
+    if len(chosen) < count:
+        heading += "\n%d of the %d pulses asked for: no more on channel %d in this window" % (len(chosen), count, channel)
     fig.suptitle(heading, fontsize=12, parse_math=False)
     return fig
 

@@ -171,6 +171,14 @@ def test_waveform_selection_errors(recorded):
         plot.waveform_figure(pulse_path, count=0)
 
 
+def test_a_waveform_with_fewer_pulses_than_asked_says_so(recorded):
+    _, pulse_path, _ = recorded
+    fig = plot.waveform_figure(pulse_path, count=5, channel=1, from_s=3.0, to_s=3.025)  # 100 Hz: 3 pulses
+    assert len(fig.axes) == 3
+    assert "3 of the 5 pulses asked for: no more on channel 1 in this window" in fig._suptitle.get_text()
+    assert "asked for" not in plot.waveform_figure(pulse_path, count=3, channel=1, from_s=3.0)._suptitle.get_text()
+
+
 def test_bad_traces_name_the_file_and_line(recorded, tmp_path):
     trace_path, _, _ = recorded
     good = trace_path.read_text().splitlines()
