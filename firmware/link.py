@@ -121,6 +121,7 @@ class Link:
             if self.on_request is not None:
                 self.on_request(op)
             try:
+                msg.check_fields(op, message)
                 reply = msg.reply_ok(request_id, handler(message))
             except msg.RequestError as err:
                 reply = msg.reply_error(request_id, err.code, err.message)

@@ -392,7 +392,7 @@ class FrameGen:
             out.append(("program", v(self._program_name, 0.85)))
         if op in _CLINICIAN_OPS and r.random() < 0.8:
             out.append(("pin", _PIN))  # never a wrong PIN: waits would shut the rest of the run out
-        if r.random() < 0.08:
+        if r.random() < (0.02 if op in ("start", "heat", "resume") else 0.08):  # a field it does not take: refused
             out.append((self._pick(("foo", "ID", "Op", "", "\u00e9", "x" * 30)), self._bad()))
         return out
 

@@ -71,6 +71,56 @@ OPS = (
     OP_PIN,
 )
 
+# The fields each request takes besides id, op and pin (every request may carry the clinician
+# PIN: the lock reads it where it guards, docs/protocol.md). Any other field is refused with
+# bad_field, so a misspelt "sesion_ms" is an error, not a silent default. Not checked: hello
+# (a newer host still learns the version from the reply) and estop, stop and pause, which act
+# whatever else they carry: a stop is never refused.
+FIELDS = {
+    OP_HELLO: None,
+    OP_STATUS: (),
+    OP_START: ("amp_ua", "lease_ms", "session_ms", "ramp_ms", "interlock", "program"),
+    OP_STOP: None,
+    OP_ESTOP: None,
+    OP_PAUSE: None,
+    OP_RESUME: (),
+    OP_SET_AMP: ("ch", "amp_ua"),
+    OP_AMP_STEP: ("ch", "steps"),
+    OP_SET_STIM: ("ch", "stim"),
+    OP_GET_STIM: ("ch",),
+    OP_KEEPALIVE: (),
+    OP_CLEAR_FAULT: (),
+    OP_HEAT: ("level", "target_mc", "minutes", "off"),
+    OP_TELEMETRY: ("every_ms",),
+    OP_SETTINGS: ("set",),
+    OP_MAINTENANCE: ("on",),
+    OP_PROGRAMS: (),
+    OP_PROGRAM_GET: ("name",),
+    OP_PROGRAM_PUT: ("program",),
+    OP_PROGRAM_DELETE: ("name",),
+    OP_LOG_INFO: (),
+    OP_LOG_FETCH: ("from_seq", "max_bytes"),
+    OP_LOG_ERASE: (),
+    OP_PAIN: ("score", "when"),
+    OP_PIN: ("new", "remove"),
+}
+ANY_REQUEST_FIELDS = ("id", "op", "pin")
+
+
+def check_fields(op, message):
+    """Raise RequestError(E_BAD_FIELD) naming the first field `op` does not take."""
+    taken = FIELDS.get(op)
+    if taken is None:
+        return
+    for key in message:
+        if key not in taken and key not in ANY_REQUEST_FIELDS:
+            raise RequestError(
+                E_BAD_FIELD,
+                "unknown field %s in %s; %s takes %s" % (
+                    _show(key), op, op, ", ".join(taken) + " and pin" if taken else "no fields but pin"),
+            )
+
+
 # Error codes. Stable strings: hosts and scripts branch on them.
 E_BAD_FRAME = "bad_frame"  # line started like a frame but is malformed
 E_BAD_CHECKSUM = "bad_checksum"

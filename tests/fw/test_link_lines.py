@@ -7,8 +7,8 @@ from tests.fw.harness import Harness
 
 def _status_line(total):
     """A status request whose line (without its ending) is `total` bytes."""
-    base = {"id": 5, "op": "status", "x": ""}
-    base["x"] = "a" * (total - len(jsonenc.encode(base)) - 6)
+    base = {"id": 5, "op": "status", "pin": ""}  # padded in the one field every request may carry
+    base["pin"] = "a" * (total - len(jsonenc.encode(base)) - 6)
     payload = jsonenc.encode(base).encode()
     line = b"@" + payload + ("*%04X" % frame.crc16(payload)).encode()
     assert len(line) == total
