@@ -10,7 +10,8 @@ expectation has the trace's resolution: 100 ms.
 Kinds
 -----
     {"always": COND}                  COND holds in every row of the window
-    {"never": COND}                   COND holds in no row of the window
+    {"never": COND}                   COND holds in no row of the window, on no
+                                      channel (see Channels below)
     {"eventually": COND}              COND holds in at least one row of the window
     {"within_ms": N, "after": ANCHOR, "that": COND}
                                       COND holds in some row at most N ms after
@@ -55,12 +56,24 @@ channel field of one channel (`ch[1].pulses`) or of every channel
 OP: == != < <= > >= has (a list field contains the value). VALUE: JSON (a
 number, "text", null, true, [..]), a bare word (a string: FAULT), or another
 PATH with an optional "+ N" / "- N" (integers). A null value compares false
-with < <= > >=. A per-channel PATH must hold on every channel it names.
-The VALUE must fit its PATH when the file loads (`_field_type`): a number for a
-numeric field, one of the field's values for `state`, `heat.state` and `reason`
-(compared with == and != only), a name the list can hold for `faults` and
-`sim_faults` (`has`, or == / != with a list); two PATHs compare only as numbers,
-or as fields of one kind with == and !=.
+with < <= > >=. The VALUE must fit its PATH when the file loads (`_field_type`):
+a number for a numeric field, one of the field's values for `state`,
+`heat.state` and `reason` (compared with == and != only), a name the list can
+hold for `faults` and `sim_faults` (`has`, or == / != with a list); two PATHs
+compare only as numbers, or as fields of one kind with == and !=.
+
+Channels: a channel field without a channel number (`amp_ua`, `ch[*].amp_ua`)
+names every channel. For always, eventually, within_ms, at_end and a {"first":
+COND} anchor, COND holds on a row when it holds on every channel it names. For
+never, COND is checked on each channel on its own (every such field reads that
+channel, the same one throughout a list), and never fails when it holds on any
+one: in no row does any named channel satisfy COND. With channel 0 at 12 mA and
+channel 1 at 9 mA, {"never": "amp_ua > 10000"} fails on ch[0], as does
+{"always": "amp_ua <= 10000"}, while {"eventually": "amp_ua > 10000"} does not
+hold (ch[1] stays below). {"never": ["state == RUNNING", "amp_ua > target_ua"]}
+fails when one channel, while RUNNING, is above its own target. A `ch[N]` field
+reads channel N either way, and a predicate is a claim about the whole row
+(never "no_output" fails on a row where no channel outputs).
 
 ANCHOR, a time in the run:
     "start" / "end"                   the first / the last row
@@ -317,7 +330,8 @@ def _path(text, channels):
             return ("ch", None, found.group(2))
         ch = int(found.group(1))
         if ch >= channels:
-            raise ExpectError("%s: channel %d, the scenario has %d" % (text, ch, channels))
+            have = "channel 0 only" if channels == 1 else "channels 0..%d" % (channels - 1)
+            raise ExpectError("%s: channel %d does not exist: the scenario has %s" % (text, ch, have))
         return ("ch", ch, found.group(2))
     raise ExpectError("unknown field %r; fields: %s" % (text, ", ".join(field_names())))
 
@@ -344,11 +358,20 @@ def _field_type(path, channels):
         if name == "sim_faults":
             return ("list", sim_faults.names(channels))
         if name == "reason":
-            return ("enum", REASONS + tuple(device_fault_names(channels)))
+            # a fault can share its name with a reason (lease_expired): each value is listed once
+            return ("enum", tuple(_unique(REASONS + tuple(device_fault_names(channels)))))
         return ("number", None)
     if kind == "heat" and name == "state":
         return ("enum", HEAT_STATES)
     return ("number", None)
+
+
+def _unique(names):
+    out = []
+    for name in names:
+        if name not in out:
+            out.append(name)
+    return out
 
 
 def _is_number(value):
@@ -385,8 +408,9 @@ def _check_value(label, ftype, op, value):
         raise ExpectError("%s %s %s: %s is a number, the value is not (a typo?)" % (label, op, _show(value), label))
 
 
-def _values(trace, i, path):
-    """[(label, value)] of a path on row i (one per channel for an every-channel path)."""
+def _values(trace, i, path, only=None):
+    """[(label, value)] of a path on row i: one per channel for an every-channel path, or
+    channel `only`'s alone when it is given."""
     kind, ch, name = path
     row = trace.rows[i]
     if kind == "top":
@@ -394,6 +418,8 @@ def _values(trace, i, path):
     if kind == "heat":
         heat = row.get("heat")
         return [("heat." + name, None if heat is None else heat[name])]
+    if ch is None:
+        ch = only
     if ch is not None:
         return [("ch[%d].%s" % (ch, name), row["ch"][ch][name])]
     return [("ch[%d].%s" % (n, name), c[name]) for n, c in enumerate(row["ch"])]
@@ -460,12 +486,12 @@ def _comparison(text, channels):
         except ExpectError as err:
             raise ExpectError("%r: %s" % (text, err))
 
-    def check(trace, i):
-        lefts = _values(trace, i, left)
+    def check(trace, i, only=None):
+        lefts = _values(trace, i, left, only)
         if right_path is None:
             rights = [("", constant)] * len(lefts)
         else:
-            rights = _values(trace, i, right_path)
+            rights = _values(trace, i, right_path, only)
             if len(rights) == 1:
                 rights = rights * len(lefts)
             rights = [(label, None if v is None else v + offset) for label, v in rights]
@@ -478,7 +504,25 @@ def _comparison(text, channels):
                 bad.append(shown)
         return ", ".join(bad) or None
 
+    check.paths = [left] if right_path is None else [left, right_path]
     return check
+
+
+def _every_channel(cond):
+    """True when the condition reads a field of every channel (`amp_ua`, `ch[*].pulses`)."""
+    return any(kind == "ch" and ch is None for kind, ch, _ in cond.paths)
+
+
+def _seen(cond, trace, i, channels):
+    """The fields a condition reads on row i, every-channel paths on each of `channels`."""
+    shown = []
+    for only in channels:
+        for path in cond.paths:
+            for label, value in _values(trace, i, path, only):
+                text = "%s=%s" % (label, json.dumps(value))
+                if text not in shown:
+                    shown.append(text)
+    return ", ".join(shown)
 
 
 def _is_path(text):
@@ -490,23 +534,33 @@ def _is_path(text):
 
 
 def compile_cond(cond, channels):
-    """A COND -> function(trace, i) returning None (holds) or what it saw."""
+    """A COND -> function(trace, i, only=None) returning None (holds) or what it saw.
+
+    Given `only`, every-channel paths read that channel alone: `never` checks each channel on
+    its own. The function's `paths` are the fields it reads (a predicate reads the whole row)."""
     if isinstance(cond, str):
         if cond in PREDICATES:
-            return PREDICATES[cond][1]
+            function = PREDICATES[cond][1]
+
+            def predicate(trace, i, only=None):
+                return function(trace, i)
+
+            predicate.paths = []
+            return predicate
         return _comparison(cond, channels)
     if isinstance(cond, list):
         if not cond:
             raise ExpectError("an empty list of conditions")
         parts = [compile_cond(c, channels) for c in cond]
 
-        def all_of(trace, i):
+        def all_of(trace, i, only=None):
             for part in parts:
-                found = part(trace, i)
+                found = part(trace, i, only)
                 if found is not None:
                     return found
             return None
 
+        all_of.paths = [path for part in parts for path in part.paths]
         return all_of
     if isinstance(cond, dict):
         if not cond:
@@ -515,14 +569,15 @@ def compile_cond(cond, channels):
         for key, (path, want) in zip(sorted(cond), pairs):
             _check_value(key, _field_type(path, channels), "==", want)
 
-        def fields_equal(trace, i):
+        def fields_equal(trace, i, only=None):
             bad = []
             for path, want in pairs:
-                for label, value in _values(trace, i, path):
+                for label, value in _values(trace, i, path, only):
                     if value != want:
                         bad.append("%s=%s (want %s)" % (label, json.dumps(value), json.dumps(want)))
             return ", ".join(bad) or None
 
+        fields_equal.paths = [path for path, _ in pairs]
         return fields_equal
     raise ExpectError(
         "a condition is a predicate name (%s), a comparison string, an object of fields or a list; got %r"
@@ -565,7 +620,10 @@ def _anchor(value, steps, duration_ms, channels):
             ("send " + s["send"].get("op", "?")) if "send" in s else "%s %s" % (k, s[k])
             for s in steps for k in ("fault", "clear", "send") if k in s
         ))
-        raise ExpectError("anchor %r: no such step in the scenario; its steps: %s" % (value, ", ".join(have) or "none"))
+        # only steps that loaded reach here: say so, or a step with a mistake of its own would
+        # seem missing from the file
+        raise ExpectError("anchor %r: no such step in the scenario; its steps: %s (steps with an invalid field, if "
+                          "any, are not listed)" % (value, ", ".join(have) or "none"))
     raise ExpectError('unknown anchor %r; anchors: "start", "end", "fault NAME", "fault", "clear NAME", '
                       '"send OP", seconds, {"first": COND}' % value)
 
@@ -704,12 +762,27 @@ class Expectation:
         return None
 
     def _check_never(self, trace):
+        """Fails on the first row where the condition holds; one that reads every channel fails
+        when it holds on any one channel (see the module docstring)."""
         rows, window = self._window(trace)
         if rows is None:
             return window
+        each = _every_channel(self.cond)
+        reads_a_channel = any(kind == "ch" for kind, _, _ in self.cond.paths)
         for i in rows:
-            if self.cond(trace, i) is None:
-                return "held at %s: %s" % (trace.where(i), trace.show_row(i))
+            if not each:
+                if self.cond(trace, i) is None:
+                    if not reads_a_channel:
+                        return "held at %s: %s" % (trace.where(i), trace.show_row(i))
+                    # the row summary lists channels without names: name the channel fields read
+                    return "held at %s: %s; row: %s" % (
+                        trace.where(i), _seen(self.cond, trace, i, [None]), trace.show_row(i))
+                continue
+            held = [n for n in range(len(trace.rows[i]["ch"])) if self.cond(trace, i, n) is None]
+            if held:
+                return "held on %s at %s: %s; row: %s" % (
+                    " and ".join("ch[%d]" % n for n in held), trace.where(i), _seen(self.cond, trace, i, held),
+                    trace.show_row(i))
         return None
 
     def _check_eventually(self, trace):
@@ -807,8 +880,15 @@ class Expectation:
             shown += "; ... %d more" % (len(near) - 4)
         if self.count is not None:
             at = ", ".join(trace.where(i) for i, _ in found[:6])
-            return "%d matching %ss, expected %d%s" % (len(found), what, self.count, (" (at " + at + ")") if at else "")
+            return "%d matching %s, expected %d%s" % (len(found), _plural(what, len(found)), self.count,
+                                                      (" (at " + at + ")") if at else "")
         return "no %s matched%s" % (what, "; the nearest: " + shown if shown else " (none of its kind in the trace)")
+
+
+def _plural(noun, count):
+    if count == 1:
+        return noun
+    return noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
 
 
 def _submatch(want, have):

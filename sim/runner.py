@@ -141,7 +141,9 @@ def run(normalized, trace_path, runtime="cpython"):
 
 
 def _run_cpython_process(normalized, trace_path):
-    """A CPython run in its own process (`python -m sim.runner`): parallel runs use every core."""
+    """A CPython run in its own process (`python -m sim.runner`): parallel runs use every core.
+    The process runs from the project root, so a relative trace path is made absolute here."""
+    trace_path = os.path.abspath(trace_path)
     with tempfile.TemporaryDirectory() as tmp:
         norm_path = os.path.join(tmp, "scenario.json")
         with open(norm_path, "w") as handle:

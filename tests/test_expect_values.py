@@ -118,3 +118,69 @@ def test_within_ms_must_react_before_its_window_closes(tmp_path):
     assert failures[0] is not None and failures[0].startswith("not within 3000 ms of 6.0 s (t=6.0 s), before 6.5 s (t=6.5 s): at t=6.4 s"), failures[0]
     assert failures[1] is not None and failures[1].startswith("its window is empty"), failures[1]
     assert failures[2] is None
+
+
+# ---- channels: never fails on any one channel, the other kinds need every channel ------------------
+
+TWELVE_AND_NINE_MA = [{"at_s": 0.1, "send": {"op": "start", "amp_ua": [12000, 9000], "lease_ms": 0, "ramp_ms": 1000}}]
+
+
+def _failures(tmp_path, *expectations, steps=TWELVE_AND_NINE_MA):
+    normalized = normalize({"duration_s": 3, "channels": 2, "steps": steps, "expect": list(expectations)})
+    trace = tmp_path / "t.jsonl"
+    runner.run_here(normalized, str(trace))
+    return [r.failure for r in runner.check(normalized, trace.read_text().splitlines())]
+
+
+def test_never_fails_when_one_channel_breaks_the_claim_and_names_it(tmp_path):
+    """A "never above 10 mA" passed while channel 0 ran at 12 mA: it failed only when both did."""
+    failures = _failures(
+        tmp_path,
+        {"never": "amp_ua > 10000"},
+        {"never": "ch[*].amp_ua > 10000"},
+        {"never": {"ch[*].target_ua": 9000}},
+        {"never": ["state == RUNNING", "amp_ua > 8500"], "from": 2},
+        {"never": "ch[1].amp_ua > 10000"},  # one channel named: unchanged
+        {"never": ["amp_ua > 10000", "target_ua < 10000"]},  # one channel at a time: none has both
+        {"never": "amp_ua > target_ua"},
+    )
+    above = "held on ch[0] at t=1.0 s (trace line 11): ch[0].amp_ua=10800; row: state RUNNING"
+    assert failures[0] is not None and failures[0].startswith(above), failures[0]
+    assert failures[1] is not None and failures[1].startswith(above), failures[1]
+    assert failures[2] is not None and failures[2].startswith(
+        "held on ch[1] at t=0.1 s (trace line 2): ch[1].target_ua=9000;"), failures[2]
+    assert failures[3] is not None and failures[3].startswith(
+        'held on ch[0] and ch[1] at t=2.0 s (trace line 21): state="RUNNING", ch[0].amp_ua=12000, ch[1].amp_ua=9000;')
+    assert failures[4:] == [None, None, None]
+
+
+def test_the_other_kinds_still_need_every_channel_they_name(tmp_path):
+    failures = _failures(
+        tmp_path,
+        {"eventually": "amp_ua > 10000"},  # only channel 0 gets there
+        {"always": "amp_ua <= 10000"},
+        {"at_end": "amp_ua >= 9000"},
+        {"within_ms": 2000, "after": "send start", "that": "amp_ua >= 9000"},
+        {"never": "amp_ua > 10000", "from": {"first": "amp_ua > 8500"}},  # both above 8.5 mA: 1.1 s
+        {"never": "no_output", "from": 0.2},  # a predicate is a claim about the whole row
+    )
+    assert failures[0] is not None and failures[0].startswith("never held from start to end"), failures[0]
+    assert "ch[1].amp_ua=9000" in failures[0], failures[0]
+    assert failures[1] is not None and "ch[0].amp_ua=10800" in failures[1] and "ch[1]" not in failures[1]
+    assert failures[2:4] == [None, None]
+    assert failures[4] is not None and failures[4].startswith("held on ch[0] at t=1.1 s"), failures[4]
+    assert failures[5] is None
+
+
+def test_a_count_mismatch_reads_as_english(tmp_path):
+    failures = _failures(
+        tmp_path,
+        {"reply": {"op": "start"}, "count": 2},
+        {"reply": {"op": "stop"}, "count": 1},
+        {"event": {"ev": "state"}, "count": 3},
+        {"event": {"ev": "state"}, "count": 0},
+    )
+    assert failures[0].startswith("1 matching reply, expected 2 (at t=0.1 s"), failures[0]  # was "1 matching replys"
+    assert failures[1] == "0 matching replies, expected 1"
+    assert failures[2].startswith("1 matching event, expected 3 (at t=0.1 s"), failures[2]
+    assert failures[3].startswith("1 matching event, expected 0"), failures[3]

@@ -405,3 +405,29 @@ def test_a_clear_without_the_fault_injected_is_refused():
     assert text == "steps[2].clear: 'heater_open' is not injected at 3.0 s; an earlier step cleared it"
     assert normalize(_with_steps({"at_s": 2, "fault": "heater_open"}, {"at_s": 2, "clear": "heater_open"},
                                  {"at_s": 3, "fault": "heater_open"}, {"at_s": 4, "clear": "heater_open"}))
+
+
+def test_a_channel_the_scenario_lacks_names_the_channels_it_has():
+    text = _error(_expecting({"never": "ch[2].amp_ua > 0"}))
+    assert text == "expect[0]: ch[2].amp_ua: channel 2 does not exist: the scenario has channels 0..1"
+    text = _error(dict(_expecting({"always": {"ch[1].pulses": 0}}), channels=1))
+    assert text == "expect[0]: ch[1].pulses: channel 1 does not exist: the scenario has channel 0 only"
+
+
+def test_the_values_of_reason_are_listed_once_each():
+    """lease_expired is both a pause reason and a heat fault: it was listed twice."""
+    text = _error(_expecting({"always": "reason == banana"}))
+    values = text.split("; values: ", 1)[1].split(", ")
+    assert "lease_expired" in values and "no_load:1" in values and "session_end" in values
+    assert sorted(values) == sorted(set(values)), values
+
+
+def test_an_anchor_error_says_steps_with_mistakes_are_not_listed():
+    """With an invalid step, "its steps" lists the valid ones only: say so, or the invalid
+    step the anchor names seems missing from the file."""
+    text = _error(_expecting({"within_ms": 100, "after": "send hello", "that": "no_output"},
+                             steps=[{"at_s": 1, "fault": "thermistor_open"}, {"at_s": 11, "send": {"op": "hello"}}]))
+    lines = text.split("\n")
+    assert lines[0] == "2 mistakes:" and lines[1].startswith("  steps[1].at_s is 11")
+    assert lines[2] == ("  expect[0]: anchor 'send hello': no such step in the scenario; its steps: "
+                        "fault thermistor_open (steps with an invalid field, if any, are not listed)")

@@ -507,3 +507,15 @@ def test_an_interrupted_run_leaves_the_last_complete_trace_and_no_whole_looking_
         runner.run_here(scenario, str(trace))
     assert trace.read_bytes() == complete  # the last complete trace, untouched
     assert (tmp_path / "t.jsonl.partial").read_bytes() == b'{"t_s":0}\n'  # how far it got, named as such
+
+
+def test_relative_paths_work_with_several_jobs(tmp_path, monkeypatch):
+    """The worker processes of -j 2 run from the project root: a relative --trace was looked for there."""
+    write_scenario(tmp_path / "sc" / "a.json")
+    write_scenario(tmp_path / "sc" / "b.json")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", "sc/a.json", "sc/b.json", "--check", "-j", "2", "--trace", "t/")
+    assert result.exit_code == 0, result.output
+    assert "2 runs, 0 expectations checked: all passed" in result.output
+    assert sorted(os.listdir(tmp_path / "t")) == ["a.cpython.jsonl", "b.cpython.jsonl"]
+    assert (tmp_path / "t" / "a.cpython.jsonl").read_text().count("\n") == 11
