@@ -90,6 +90,7 @@ class Device:
         self.max_amp_ua = [0] * count  # the highest output of this session, per channel (for the log)
         self._sample_due = False
         self._recorded_state = sup.IDLE
+        self._recorded_faults = 0  # faults latched when the log last heard of them
         self.ticks = 0
         self.stopping = False  # RUNNING, ramping down to a normal stop
         self.session_ms = L.SESSION_DEFAULT_MS
@@ -256,8 +257,9 @@ class Device:
         heat = self.heat
         if heat is None:
             return
-        if heat.tick(now) is not None:
-            self._fail_safe(heat.fault, heat.fault_msg)
+        found = heat.tick(now)
+        if found is not None:
+            self._fail_safe(found, heat.found_msg)
 
     def _check_timers(self, now):
         if self.supervisor.state != sup.RUNNING:
@@ -606,7 +608,11 @@ class Device:
                 self._close_session()
         elif state == sup.FAULT and self._recorded_state != sup.FAULT:
             self.recorder.fault(list(self.supervisor.faults), self.supervisor.fault_msg)
+        elif state == sup.FAULT and len(self.supervisor.faults) != self._recorded_faults:
+            # a further fault while latched (a stuck heater's pad past the cutoff): into the log too
+            self.recorder.fault(list(self.supervisor.faults), self.supervisor.latest_msg)
         self._recorded_state = state
+        self._recorded_faults = len(self.supervisor.faults)
 
     def _targets(self, message):
         """Optional "amp_ua": one integer per channel, each inside its channel's envelope."""

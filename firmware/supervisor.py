@@ -31,6 +31,7 @@ class Supervisor:
         self.state = IDLE
         self.faults = []  # names, in the order they latched
         self.fault_msg = ""  # the first fault's message: value and limit
+        self.latest_msg = ""  # the latest fault's message (a further one while latched too)
         self.reason = ""  # why the last change happened (pause reason, stop cause)
         self.changes = 0  # bumps on every state change, for events
 
@@ -79,9 +80,11 @@ class Supervisor:
         if self.state != FAULT:
             self.faults.append(name)
             self.fault_msg = message
+            self.latest_msg = message
             self._set(FAULT, name)
         elif name not in self.faults:
             self.faults.append(name)
+            self.latest_msg = message
             self.changes += 1
 
     def clear(self):
@@ -89,6 +92,7 @@ class Supervisor:
             raise messages.RequestError(messages.E_BAD_STATE, "no fault to clear (state %s)" % self.state_name)
         self.faults = []
         self.fault_msg = ""
+        self.latest_msg = ""
         self._set(IDLE, "clear_fault")
 
     def _set(self, state, reason):

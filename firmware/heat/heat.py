@@ -5,8 +5,8 @@
     heat.start(now)                 # or start(now, duration_ms); auto-off after 30 min by default
     ...
     fault = heat.tick(now)          # once per 10 ms tick, ALWAYS (also when stopped or faulted)
-    if fault is not None:           # a new fault latched this tick: heat.fault, heat.fault_msg
-        supervisor.trip(fault, heat.fault_msg)
+    if fault is not None:           # a new fault latched this tick: its text is heat.found_msg
+        supervisor.trip(fault, heat.found_msg)
     heat.set_allowed(False)         # interlock: hold heat off without a fault (policy `alternate`)
     heat.stop()
 
@@ -117,6 +117,8 @@ class HeatController:
         self.allowed = True
         self.fault = None  # latched fault name, or None
         self.fault_msg = ""
+        self.found_msg = ""  # the text of the fault tick() returned last (the first, or a further one)
+        self._hot_while_latched = False  # over_temp reported while another fault was latched
         self.reason = ""  # why heat last stopped
         self.tune_msg = ""  # the last autotune's outcome
         self.duty_permille = 0  # the controller's output (time-average), permille
@@ -242,6 +244,7 @@ class HeatController:
         self.protect = Protector(self.config)
         self.fault = None
         self.fault_msg = ""
+        self._hot_while_latched = False
         self._set_state(ST_OFF)
         return True
 
@@ -290,7 +293,7 @@ class HeatController:
         if latched:
             self.output.off()
             self.pid.track(measured)
-            return None
+            return self._hot_after_fault(measured)
 
         if self.side is not None and self.side.valid:
             side_mc = self.side.value_mc
@@ -444,6 +447,17 @@ class HeatController:
         else:
             self._end(R_TUNE_FAILED)
 
+    def _hot_after_fault(self, measured_mc):
+        """A pad past the cutoff while another fault is latched (a stuck heater switch keeps
+        heating with the output off): a further fault, once, so the host and the log hear that
+        the pad itself is now too hot, with the dose so far."""
+        if measured_mc < self.config.over_temp_mc or self._hot_while_latched or self.fault == F.F_OVER_TEMP:
+            return None
+        self._hot_while_latched = True
+        self.found_msg = "remove the pad: %s over the cutoff %s (over_temp_mc) after %s; CEM43 dose %d ms" % (
+            F.fmt_c(measured_mc), F.fmt_c(self.config.over_temp_mc), self.fault, self.dose.cem43_ms)
+        return F.F_OVER_TEMP
+
     def _trip(self, name, message):
         self.output.off()
         self.duty_permille = 0
@@ -451,6 +465,7 @@ class HeatController:
         self.protect.high_permille = self.config.watch_duty_permille
         self.fault = name
         self.fault_msg = message
+        self.found_msg = message
         self.reason = R_FAULT
         self._set_state(ST_FAULT)
         return name

@@ -269,6 +269,37 @@ def test_a_stuck_heater_latches_stuck_on_while_heat_is_off():
     assert "stuck" in h.ok("status")["fault_msg"]
 
 
+def test_a_stuck_heater_that_takes_the_pad_past_the_cutoff_adds_over_temp_for_host_and_log():
+    """stuck_on latches with the pad still safe, but a stuck switch keeps heating with the
+    output off: when the pad passes 45 C the host and the session log hear of it (over_temp,
+    with the dose so far), once, and the fault cannot be cleared while the pad is that hot."""
+    h = session()
+    h.board.plant.settle()
+    h.tick(20 * SECOND)
+    h.fault("heater_stuck_on")
+    h.tick_until(lambda: h.state == "FAULT", 300 * SECOND)
+    assert h.faults == ["stuck_on"]
+    h.tick_until(lambda: "over_temp" in h.faults, 600 * SECOND)
+    assert h.faults == ["stuck_on", "over_temp"] and 45000 <= h.device.heat.pad.value_mc < 45500
+    state_events = [e for e in h.events("state") if e["state"] == "FAULT"]
+    assert state_events[-1]["faults"] == ["stuck_on", "over_temp"]
+    h.tick(60 * SECOND)
+    assert h.faults == ["stuck_on", "over_temp"]  # once
+    records = []
+    next_seq = 1
+    while True:
+        page = h.ok("log_fetch", {"from_seq": next_seq})["records"]
+        if not page:
+            break
+        records.extend(page)
+        next_seq = page[-1]["seq"] + 1
+    faults = [r for r in records if r.get("ev") == "fault"]
+    assert [r["faults"] for r in faults] == [["stuck_on"], ["stuck_on", "over_temp"]], faults
+    assert "remove the pad" in faults[-1]["msg"] and "CEM43 dose" in faults[-1]["msg"], faults[-1]
+    reply = h.request("clear_fault")
+    assert reply["ok"] is False and "at or above the cutoff 45.00 C" in reply["msg"], reply
+
+
 def test_a_failing_output_sense_does_not_blind_the_heat_checks():
     # one driver raising on every tick latches a fault, but every other check keeps running:
     # a stuck heater is still found, and the pad's temperature stays on show
