@@ -421,3 +421,16 @@ def test_heat_ends_with_its_session_even_when_the_next_starts_in_the_same_tick()
     h.send("start", {"amp_ua": [0], "lease_ms": 0, "ramp_ms": FAST_RAMP_MS})  # lands in the tick the session ends
     h.tick(SECOND)
     assert h.state == "RUNNING" and device.heat.state == "off" and not heater_on(h), device.heat.state
+
+
+def test_heat_that_ends_by_its_timer_writes_its_heat_off_record():
+    """The report drew the target on after heat had ended by its own timer: the log had no record of it."""
+    h = session()
+    h.ok("heat", {"level": "low", "minutes": 1})
+    h.tick(70 * SECOND)
+    assert h.device.heat.state == "off" and h.device.heat.reason == "timer" and h.state == "RUNNING"
+    h.ok("stop")
+    h.tick(10 * SECOND)
+    records = h.ok("log_fetch", {"from_seq": 1})["records"]
+    heat_records = [r["target_mc"] for r in records if r["ev"] == "heat"]
+    assert heat_records == [38000, None], records
