@@ -770,6 +770,8 @@ class Device:
             heat.set_level(message["level"])  # validates before it changes anything
         elif "target_mc" in message:
             heat.set_target_mc(message["target_mc"])
+        elif not heating and self.run is None:
+            heat.set_level(heat.config.default_level)  # the documented default, never the last session's
         if heating:
             if "minutes" in message:
                 heat.duration_ms = heat.session_ms + minutes * 60000  # minutes from now

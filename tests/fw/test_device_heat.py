@@ -434,3 +434,12 @@ def test_heat_that_ends_by_its_timer_writes_its_heat_off_record():
     records = h.ok("log_fetch", {"from_seq": 1})["records"]
     heat_records = [r["target_mc"] for r in records if r["ev"] == "heat"]
     assert heat_records == [38000, None], records
+
+
+def test_heat_without_a_level_starts_at_the_default_not_at_the_last_target():
+    h = heating(level="high")
+    h.ok("heat", {"off": True})
+    status = h.ok("heat", {"minutes": 5})
+    assert status["level"] == "medium" and status["target_mc"] == 40000, status
+    h.ok("heat", {"level": "low"})  # while heating, no level keeps the one in force
+    assert h.ok("heat", {"minutes": 3})["target_mc"] == 38000
