@@ -248,12 +248,25 @@ class Device:
         return False
 
     def _check_outputs(self):
+        """Every read is checked. What status shows (`delivered_ua`) is the read of the channel's
+        last pulse, held between pulses, and 0 while the channel outputs nothing: the sense's
+        noise floor on an idle channel, or between pulses, is not a current delivered. A read saw
+        a pulse when one was due and it found at least a quarter of it, or the compliance flag
+        (a current source delivers less only at compliance)."""
         for i in range(len(self.channels)):
+            shown_ua = self.delivered_ua[i]
             self.delivered_ua[i] = 0  # a failed read must not leave an old value on show
             delivered_ua = self.sense.read_ua(i)
-            self.delivered_ua[i] = delivered_ua
+            channel = self.channels[i]
+            expected_ua = channel.sensed_ua()
+            at_compliance = self.sense.at_compliance(i)
+            if expected_ua > 0 and (delivered_ua * 4 >= expected_ua or at_compliance):
+                shown_ua = delivered_ua
+            elif expected_ua == 0 and channel.amp_ua == 0:
+                shown_ua = 0
+            self.delivered_ua[i] = shown_ua
             monitor = self.monitors[i]
-            if monitor.check(self.channels[i].sensed_ua(), delivered_ua, self.sense.at_compliance(i)):
+            if monitor.check(expected_ua, delivered_ua, at_compliance):
                 self._fail_safe(monitor.fault, monitor.message)
 
     def _check_heat(self, now):

@@ -94,6 +94,23 @@ def test_status_fields():
     assert reply["rx_errors"] == 0 and reply["tx_dropped"] == 0
 
 
+def test_delivered_is_the_last_pulse_held_between_pulses_and_zero_on_an_idle_channel():
+    """The sense reads a code or two of noise with no current: an idle channel showed 0.024 mA."""
+    h = Harness()
+    h.ok("set_stim", {"ch": 1, "stim": {"mode": "acupuncture", "rate_hz": 2}})
+    h.ok("start", {"amp_ua": [0, 10000], "lease_ms": 0, "ramp_ms": 1000})
+    h.tick(300)
+    shown = []
+    for _ in range(120):  # 1.2 s at 2 Hz: two or three pulses, and ticks between them
+        status = h.ok("status")  # one tick each
+        shown.append(status["ch"][1]["delivered_ua"])
+        assert status["ch"][0]["delivered_ua"] == 0, status["ch"][0]
+    assert min(shown) > 9000, shown  # between pulses: the last pulse's current, not the noise floor
+    h.ok("stop")
+    h.tick(300)
+    assert h.ok("status")["ch"][1]["delivered_ua"] == 0
+
+
 def test_status_while_running():
     h = running(amps=(6000, 3000), lease_ms=2000)
     status = h.request("status")
