@@ -201,7 +201,7 @@ class ClinicianLock:
         left = FREE_TRIES - self.failures
         if left == 0:
             raise msg.RequestError(msg.E_BAD_PIN, "wrong PIN; 0 tries before a wait: the next wrong PIN sets one")
-        raise msg.RequestError(msg.E_BAD_PIN, "wrong PIN; %d tries before a wait" % left)
+        raise msg.RequestError(msg.E_BAD_PIN, "wrong PIN; %d %s before a wait" % (left, "try" if left == 1 else "tries"))
 
     def _start_wait(self):
         self._wait_from = self.clock.ticks_ms()
