@@ -194,7 +194,7 @@ def test_every_subcommand_against_a_served_device(runtime_name, tmp_path):
         run("ports")
         changed = run("settings", "--set", "ramp_default_ms=2000", "--set", "interlock_default=alternate")
         assert changed["settings"]["ramp_default_ms"] == 2000 and changed["settings"]["interlock_default"] == "alternate"
-        refusal = run("settings", "--set", "heat_max_target_mc=43500", code=1)["error"]
+        refusal = run("settings", "--set", "heat_max_target_mc=43500", code=2)["error"]
         assert refusal["code"] == "out_of_range" and "43000" in refusal["message"]
         assert run("settings")["settings"]["heat_max_target_mc"] == 43000
         assert run("maintenance", "on")["maintenance"] is True

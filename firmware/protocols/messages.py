@@ -268,7 +268,7 @@ def clip(text, limit=SHOW_MAX):
 def _show(value):
     """A short rendering of a received value for an error text (see `clip`)."""
     if value is None or value is True or value is False:
-        text = "%s" % (value,)
+        text = "null" if value is None else ("true" if value else "false")  # as the host wrote it: JSON
     elif isinstance(value, int):
         text = "%d" % value
     elif isinstance(value, NonInteger):

@@ -77,7 +77,7 @@ def test_int_field_missing_names_field_and_range():
 
 
 def test_int_field_wrong_type_names_field_and_value():
-    cases = (("12", "'12'"), (1.5, "1.5"), (True, "True"), ([1], "list"), ({"a": 1}, "object"))
+    cases = (("12", "'12'"), (1.5, "1.5"), (True, "got true"), (False, "got false"), ([1], "list"), ({"a": 1}, "object"))
     for value, shown in cases:
         err = _err(msg.int_field, {"amp_ua": value}, "amp_ua", 0, 60000)
         assert err.code == msg.E_BAD_FIELD, value
