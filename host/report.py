@@ -15,6 +15,7 @@ nothing is shown on a display and no global pyplot state is left behind in the
 tensctl process.
 """
 
+import bisect
 import html
 import math
 import re
@@ -36,7 +37,7 @@ from matplotlib.dates import (
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from host.session_records import encodable, parse
+from host.session_records import _count, _Grouper, encodable
 from host.units import format_ma
 
 DEFAULT_TITLE = "pulsewarm therapy report"
@@ -397,40 +398,84 @@ def _plot_pain_trend(dated, path):
     return _save(fig, path)
 
 
-def _minute_of(session, up_ms):
-    """Minutes into the session of a record written at device uptime up_ms, or None if it cannot be placed.
+class _ClockGrouper(_Grouper):
+    """The grouping of host.session_records.parse that also keeps, per session, the (up_ms, run_ms)
+    pairs of its records that carry both (samples, the stop, any record that gives its running time):
+    they tie device uptime to the session's running time, which stands still while it is paused."""
 
-    Uptime restarts at power-on, but a session never outlives a power cycle, so within
-    one session up_ms - the start's up_ms is the time into it. Only used for records
-    without their own run_ms (phase and heat changes); outside [0, run] it is not trusted.
+    def __init__(self):
+        super().__init__()
+        self.clock_points = {}  # id(session) -> [(up_ms, run_ms)]
+
+    def _session_of(self, record):
+        session = super()._session_of(record)
+        up_ms, run_ms = _count(record.get("up_ms")), _count(record.get("run_ms"))
+        if session is not None and up_ms is not None and run_ms is not None:
+            self.clock_points.setdefault(id(session), []).append((up_ms, run_ms))
+        return session
+
+
+def _parse(records):
+    """(parse(records), {id(session): [(up_ms, run_ms)]})."""
+    grouper = _ClockGrouper()
+    for record in records or []:
+        grouper.feed(record)
+    return grouper.finish(), grouper.clock_points
+
+
+def _running_minutes(session, points):
+    """A function: device uptime (ms) of a record -> minutes of the session's running time, the time
+    axis of the session chart (None when outside the session).
+
+    Phase and heat records carry only the uptime; points are the (up_ms, run_ms) pairs the log does
+    give, with the start at running time 0. Between two points the running time is spread evenly
+    over the uptime: exact when the session was not paused in between, else off by less than the
+    running time between the two (a minute of samples). Before the first point and after the last,
+    running time goes on with the uptime (uptime restarts at power-on, but a session never outlives
+    a power cycle).
     """
-    if session.start_up_ms is None or up_ms is None or up_ms < session.start_up_ms:
-        return None
-    minute = (up_ms - session.start_up_ms) / 60000
-    return minute if minute <= session.run_ms / 60000 else None
+    if session.start_up_ms is not None:
+        points = points + [(session.start_up_ms, 0)]
+    points = sorted(points)
+
+    def minutes(up_ms):
+        if up_ms is None or not points:
+            return None
+        i = bisect.bisect_right(points, (up_ms, math.inf))
+        if i == 0:
+            run_ms = points[0][1] - (points[0][0] - up_ms)
+        elif i == len(points):
+            run_ms = points[-1][1] + (up_ms - points[-1][0])
+        else:
+            (up0, run0), (up1, run1) = points[i - 1], points[i]
+            run_ms = run0 + (run1 - run0) * (up_ms - up0) / (up1 - up0)
+        return run_ms / 60000 if 0 <= run_ms <= session.run_ms else None
+
+    return minutes
 
 
-def _phase_marks(session):
+def _phase_marks(session, minutes):
     """[(minute, name)] for the phases that can be placed in time."""
     marks = []
     for phase in session.phases:
-        minute = _minute_of(session, phase.up_ms)
+        minute = minutes(phase.up_ms)
         if minute is not None:
             marks.append((minute, phase.name if phase.name is not None else "phase %s" % phase.index))
     return marks
 
 
-def _target_steps(session, end_min):
-    """The heat target as steps [(minute, °C or nan)] from the start and the heat records, or None
-    when they cannot all be placed in time (then the samples' target is drawn instead)."""
-    if session.start_up_ms is None or not (session.heat_changes or session.heat_target_mc is not None):
+def _target_steps(session, timed, minutes, end_min):
+    """The heat target as steps [(minute, °C or nan)], or None when there is no heat record or one
+    cannot be placed in time (then the samples' targets are drawn as points).
+
+    Each heat record and each sample's own target (null while heat is off) holds until the next, so
+    the line ends where the samples say heat is off even without a heat record: heat that ends by its
+    timer or by a program phase left none in older logs. A record holds over a sample of the same time.
+    """
+    changes = [(minutes(change.up_ms), change.target_mc) for change in session.heat_changes]
+    if not changes or any(minute is None for minute, _ in changes):
         return None
-    steps = [(0.0, session.heat_target_mc)]
-    for change in session.heat_changes:
-        minute = _minute_of(session, change.up_ms)
-        if minute is None:
-            return None
-        steps.append((minute, change.target_mc))
+    steps = sorted([(s.run_ms / 60000, s.target_mc) for s in timed] + changes, key=lambda step: step[0])
     steps.append((end_min, steps[-1][1]))
     return [(minute, math.nan if mc is None else mc / 1000) for minute, mc in steps]
 
@@ -447,7 +492,8 @@ def _session_figure():
     return fig, amp_ax, temp_ax
 
 
-def _plot_session(session, path):
+def _plot_session(session, clock_points, path):
+    """Amplitude and pad temperature over the session's running time (pauses left out), phases marked."""
     fig, amp_ax, temp_ax = _session_figure()
     title = "Session %s · %s" % (_sid_text(session), format_time(session.unix_s))
     if session.unix_s is not None:
@@ -459,25 +505,54 @@ def _plot_session(session, path):
     fig.text(0.5, 0.915, subtitle, ha="center", va="center", fontsize=10, color="0.25", parse_math=False)
     timed = sorted((s for s in session.samples if s.run_ms is not None), key=lambda s: s.run_ms)
     end_min = max([session.run_ms / 60000] + [s.run_ms / 60000 for s in timed])
-    _draw_session_amplitude(amp_ax, timed)
-    _draw_session_temperature(temp_ax, timed, _target_steps(session, end_min))
+    minutes = _running_minutes(session, clock_points)
+    marks = _phase_marks(session, minutes)
+    _draw_session_amplitude(amp_ax, session, timed, minutes, marks)
+    _draw_session_temperature(temp_ax, timed, _target_steps(session, timed, minutes, end_min))
     temp_ax.set_xlim(0, max(end_min, 1) * 1.015)  # a little room so the last sample's marker is not cut
     temp_ax.xaxis.set_major_locator(MaxNLocator(nbins=10, steps=[1, 2, 5, 10], integer=True))
     temp_ax.set_xlabel("Time into session (min)")
-    _draw_phases(amp_ax, temp_ax, _phase_marks(session), max(end_min, 1))
+    _draw_phases(amp_ax, temp_ax, marks, max(end_min, 1))
     return _save(fig, path)
 
 
-def _draw_session_amplitude(ax, timed):
+def _amplitude_line(points, changes, stop_min):
+    """The vertices of a channel's amplitude line through its samples [(minute, mA)], and the indexes
+    of the samples among them.
+
+    The output changes in steps (a ramp takes seconds), so each sample's value holds until a change,
+    drawn: at the stop when the next point is the stop's; else at the last record before the next
+    sample that changes the output (changes: minutes of phase starts and amplitude changes; one
+    written with a sample takes effect after it); else at the next sample.
+    """
+    line, sampled = [points[0]], [0]
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if y1 != y0:
+            at = x1 if x1 == stop_min else max((m for m in changes if x0 <= m < x1), default=x1)
+            line += [(at, y0), (at, y1)]
+        sampled.append(len(line))
+        line.append((x1, y1))
+    return line, sampled
+
+
+def _draw_session_amplitude(ax, session, timed, minutes, phase_marks):
+    """Each channel's sampled output as steps, ending at the stop with the output off."""
+    stop_min = None if session.stop_run_ms is None else session.stop_run_ms / 60000
     channels = max((len(s.amp_ua) for s in timed), default=0)
     drawn = False
     for ch in range(channels):
         points = [(s.run_ms / 60000, _ch(s.amp_ua, ch) / 1000) for s in timed if _ch(s.amp_ua, ch) is not None]
-        if points:
-            xs, ys = zip(*points)
-            color = CHANNEL_COLORS[ch % len(CHANNEL_COLORS)]
-            ax.plot(xs, ys, marker=".", linewidth=1.2, color=color, label="ch %d" % ch)
-            drawn = True
+        if not points:
+            continue
+        if stop_min is not None and stop_min >= points[-1][0]:  # the output is off once stopped
+            points.append((stop_min, 0))
+        changes = [minute for minute, _ in phase_marks]
+        changes += [minutes(change.up_ms) for change in session.amp_changes if change.ch == ch]
+        line, sampled = _amplitude_line(points, [m for m in changes if m is not None], stop_min)
+        xs, ys = zip(*line)
+        color = CHANNEL_COLORS[ch % len(CHANNEL_COLORS)]
+        ax.plot(xs, ys, marker=".", markevery=sampled, linewidth=1.2, color=color, label="ch %d" % ch)
+        drawn = True
     ax.set_ylabel("Amplitude (mA)")
     if not drawn:
         ax.text(0.5, 0.5, "no amplitude samples", transform=ax.transAxes, ha="center", va="center", color="0.4")
@@ -704,17 +779,17 @@ def write_report(records, out_dir, title=None):
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     title = title or DEFAULT_TITLE
-    log = parse(records)
+    log, clock_points = _parse(records)
     index = out / "index.html"
     if not log.sessions:
         body = "<p>No sessions in this log.</p>\n" + _notes_html(log) + "\n<h2>Faults</h2>\n" + _faults_html(log)
         index.write_text(_page(title, body), encoding="utf-8")
         return index
-    index.write_text(_page(title, _report_body(log, out)), encoding="utf-8")
+    index.write_text(_page(title, _report_body(log, clock_points, out)), encoding="utf-8")
     return index
 
 
-def _report_body(log, out):
+def _report_body(log, clock_points, out):
     summary = summarize(log)
     dated = sorted((s for s in log.sessions if s.unix_s is not None), key=lambda s: s.unix_s)
     undated = [s for s in log.sessions if s.unix_s is None]
@@ -743,5 +818,6 @@ def _report_body(log, out):
         name = plots[id(s)]
         heading = "Session %s · %s" % (_sid_text(s), format_time(s.unix_s))
         parts.append('<h3 id="%s">%s</h3>' % (_e(name), _e(heading)))
-        parts.append(_img(_plot_session(s, out / (name + ".png")), "Amplitude and pad temperature, " + heading))
+        png = _plot_session(s, clock_points.get(id(s), []), out / (name + ".png"))
+        parts.append(_img(png, "Amplitude and pad temperature, " + heading))
     return "\n".join(part for part in parts if part)

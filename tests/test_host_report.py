@@ -3,13 +3,16 @@
 import csv
 import io
 import json
+import math
 import re
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from matplotlib.cbook import STEP_LOOKUP_MAP
 
+from host import report
 from host.report import summarize, write_report
 from host.session_records import CSV_COLUMNS, KINDS, parse, sessions, to_csv, to_json
 from tests.report_fixtures import SESSION_MS, synthetic_log
@@ -403,6 +406,138 @@ def test_log_with_no_known_time_keeps_the_sessions_out_of_the_date_charts(tmp_pa
     assert "unknown (the device did not know the time)" in page
     assert "No session with a known date." in page and "Sessions with unknown time" in page
     assert "leave out the 2 sessions with unknown time" in page
+
+
+# ---- the session chart ------------------------------------------------------------------------------
+
+
+def session_chart(records, tmp_path, monkeypatch):
+    """The amplitude and temperature axes of the chart of the log's last session, as write_report draws it."""
+    figures = []
+
+    def save(fig, path):
+        figures.append(fig)
+        return path.name
+
+    monkeypatch.setattr(report, "_save", save)
+    write_report(records, tmp_path)
+    amp_ax, temp_ax = figures[-1].axes[:2]
+    return amp_ax, temp_ax
+
+
+def line(ax, label):
+    (found,) = [drawn for drawn in ax.get_lines() if drawn.get_label() == label]
+    return found
+
+
+def drawn_at(drawn, minute):
+    """The height a line is drawn at, at that minute (nan where it is not drawn)."""
+    xs, ys = STEP_LOOKUP_MAP[drawn.get_drawstyle()](list(drawn.get_xdata()), list(drawn.get_ydata()))
+    for x0, y0, x1, y1 in zip(xs, ys, xs[1:], ys[1:]):
+        if x0 <= minute < x1:
+            return y0 + (y1 - y0) * (minute - x0) / (x1 - x0)
+    return math.nan
+
+
+def phase_minutes(ax):
+    return [drawn.get_xdata()[0] for drawn in ax.get_lines() if drawn.get_linestyle() == ":"]
+
+
+def paused_program_session():
+    """A program of four 1-minute phases (warm: heat; tens: TENS and heat; rest; tens2: TENS), paused
+    40 s into warm for 5 minutes (the host's lease ran out) and resumed, as the device logs it: the
+    phase and heat records carry only the uptime, the samples also the running time."""
+    up = 10000  # uptime at the start
+    pause_ms = 300000
+
+    def at(run_ms):
+        return {"up_ms": up + run_ms + (pause_ms if run_ms > 40000 else 0), "unix_s": None}
+
+    sample = dict(ev="sample", sid=1)
+    return [
+        dict(seq=1, ev="start", **at(0), program="rx-short", session_ms=240000, amp_ua=[10000, 8000],
+             heat={"level": "medium", "target_mc": 40000}, interlock="concurrent"),
+        dict(seq=2, ev="phase", sid=1, **at(0), index=0, name="warm"),
+        dict(seq=3, ev="heat", sid=1, **at(0), target_mc=40000),
+        dict(seq=4, ev="phase", sid=1, **at(60000), index=1, name="tens"),
+        dict(seq=5, ev="heat", sid=1, **at(60000), target_mc=40000),
+        dict(seq=6, **sample, **at(60000), run_ms=60000, amp_ua=[20, 16], temp_mc=30416, target_mc=40000),
+        dict(seq=7, ev="phase", sid=1, **at(120000), index=2, name="rest"),
+        dict(seq=8, **sample, **at(120000), run_ms=120000, amp_ua=[9980, 7984], temp_mc=34319, target_mc=None),
+        dict(seq=9, ev="heat", sid=1, **at(120000), target_mc=None),
+        dict(seq=10, ev="phase", sid=1, **at(180000), index=3, name="tens2"),
+        dict(seq=11, **sample, **at(180000), run_ms=180000, amp_ua=[20, 16], temp_mc=33857, target_mc=None),
+        dict(seq=12, **sample, **at(240000), run_ms=240000, amp_ua=[9980, 7984], temp_mc=33073, target_mc=None),
+        dict(seq=13, **sample, **at(244990), run_ms=244990, amp_ua=[0, 0], temp_mc=33029, target_mc=None),
+        dict(seq=14, ev="stop", sid=1, **at(244990), reason="session_end", run_ms=244990, max_amp_ua=[10000, 8000],
+             cem43_ms=0),
+    ]
+
+
+def test_session_chart_places_phases_and_heat_of_a_paused_session_on_its_running_time(tmp_path, monkeypatch):
+    amp_ax, temp_ax = session_chart(paused_program_session(), tmp_path, monkeypatch)
+    assert phase_minutes(amp_ax) == phase_minutes(temp_ax) == [0, 1, 2, 3]
+    names = [label.get_text() for label in amp_ax.child_axes[0].get_xticklabels()]
+    assert names == ["warm", "tens", "rest", "tens2"]
+    target = line(temp_ax, "target")
+    assert [drawn_at(target, minute) for minute in (0.5, 1.5)] == [40, 40]
+    assert all(math.isnan(drawn_at(target, minute)) for minute in (2.5, 3.5))
+
+
+def test_session_chart_places_a_record_that_gives_its_running_time_there(tmp_path, monkeypatch):
+    """A phase starts 30 s after the sample of minute 1, written after a 5-minute pause."""
+    records = [
+        rec(1, "start", up_ms=10000, program="rx", session_ms=120000, amp_ua=[0, 0], heat=None),
+        rec(2, "sample", sid=1, up_ms=70000, run_ms=60000, amp_ua=[0, 0], temp_mc=None, target_mc=None),
+        rec(3, "phase", sid=1, up_ms=400000, run_ms=90000, index=1, name="tens"),
+        rec(4, "sample", sid=1, up_ms=430000, run_ms=120000, amp_ua=[0, 0], temp_mc=None, target_mc=None),
+        rec(5, "stop", sid=1, up_ms=430000, reason="session_end", run_ms=120000, max_amp_ua=[0, 0], cem43_ms=0),
+    ]
+    amp_ax, _ = session_chart(records, tmp_path, monkeypatch)
+    assert phase_minutes(amp_ax) == [1.5]
+
+def test_session_chart_changes_amplitude_in_steps_at_the_phase_starts(tmp_path, monkeypatch):
+    amp_ax, _ = session_chart(paused_program_session(), tmp_path, monkeypatch)
+    for label, on, off in (("ch 0", 9.98, 0.02), ("ch 1", 7.984, 0.016)):
+        drawn = [drawn_at(line(amp_ax, label), minute) for minute in (1.01, 1.99, 2.01, 2.99, 3.01, 4.05)]
+        assert drawn == pytest.approx([on, on, off, off, on, on])
+
+
+def test_session_chart_ends_the_heat_target_where_the_samples_say_heat_is_off(tmp_path, monkeypatch):
+    """Heat ended by its own timer after 9.5 minutes, leaving no heat record; the samples say so."""
+    records = [
+        rec(1, "start", up_ms=5000, program=None, session_ms=900000, amp_ua=[10000, 0], heat=None),
+        rec(2, "heat", sid=1, up_ms=5000, target_mc=40000),
+    ]
+    for minute in range(1, 16):
+        target_mc = 40000 if minute < 10 else None
+        records.append(rec(2 + minute, "sample", sid=1, up_ms=5000 + 60000 * minute, run_ms=60000 * minute,
+                           amp_ua=[10000, 0], temp_mc=39000, target_mc=target_mc))
+    records.append(rec(18, "stop", sid=1, up_ms=905000, reason="session_end", run_ms=900000,
+                       max_amp_ua=[10000, 0], cem43_ms=0))
+    _, temp_ax = session_chart(records, tmp_path, monkeypatch)
+    target = line(temp_ax, "target")
+    assert [drawn_at(target, minute) for minute in (0.5, 9.5)] == [40, 40]
+    assert all(math.isnan(drawn_at(target, minute)) for minute in (10.5, 12, 14.9))
+
+
+@pytest.mark.parametrize("end_sample", [True, False])
+def test_session_chart_draws_an_emergency_stop_as_a_step_at_the_stop(tmp_path, monkeypatch, end_sample):
+    """15 mA until an emergency stop 12 s after the last sample of a minute; the device writes an end
+    sample of zero output with the stop (a log may lack it: its write failed)."""
+    records = [rec(1, "start", up_ms=5000, program=None, session_ms=1800000, amp_ua=[15000, 0], heat=None)]
+    for minute in range(1, 13):
+        records.append(rec(1 + minute, "sample", sid=1, up_ms=5000 + 60000 * minute, run_ms=60000 * minute,
+                           amp_ua=[15000, 0], temp_mc=None, target_mc=None))
+    if end_sample:
+        records.append(rec(14, "sample", sid=1, up_ms=737000, run_ms=732000, amp_ua=[0, 0], temp_mc=None,
+                           target_mc=None))
+    records.append(rec(15, "stop", sid=1, up_ms=737000, reason="estop", run_ms=732000, max_amp_ua=[15000, 0],
+                       cem43_ms=0))
+    amp_ax, _ = session_chart(records, tmp_path, monkeypatch)
+    ch0 = line(amp_ax, "ch 0")
+    assert [drawn_at(ch0, minute) for minute in (11.5, 12.1, 12.19)] == [15, 15, 15]
+    assert (ch0.get_xdata()[-1], ch0.get_ydata()[-1]) == (12.2, 0)
 
 
 # ---- never raises -----------------------------------------------------------------------------------
