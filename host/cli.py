@@ -19,7 +19,8 @@ Exit codes:
      setting outside the safety envelope), or left the expected state while
      --wait waited
   2  usage error (unknown option, bad amplitude, amplitude over the device limit,
-     unreadable setting)
+     a bad setting: unreadable, or a value the device refuses as out of range or
+     unknown in settings --set and stim --set)
   3  cannot open the port, lost the port, or no device found
   4  no response from the device, or it speaks another protocol version
 """
@@ -50,14 +51,17 @@ from host.client import (
     ProtocolError,
     VersionMismatch,
 )
+from host.monitor import pause_cause
 from host.transport import TransportError, open_port
 from host.units import (
     AmpParseError,
     CelsiusParseError,
     format_celsius,
+    format_dose,
     format_duration_ms,
     format_ma,
     format_milli,
+    format_temperature,
     parse_celsius,
     parse_ma,
 )
@@ -76,7 +80,8 @@ Emergency stop: tensctl estop  (output zero at once, no ramp)
 Exit codes:
   0  ok
   1  the device replied with an error (or left the expected state during --wait)
-  2  usage error (bad option, bad amplitude, over the device limit, bad setting)
+  2  usage error (bad option, bad amplitude, over the device limit, a bad setting:
+     out of range or unknown in settings --set or stim --set)
   3  cannot open the port, lost it, or no device found
   4  no response from the device, or protocol version mismatch
   130  interrupted by Ctrl-C (monitor, run, start/resume --wait: a running session was stopped first)
@@ -193,6 +198,16 @@ def _device_failure(err, hint=None):
                 "unit": found.group(3),
             }
     return CliFailure(EXIT_DEVICE_ERROR, "device_error", text, err.code, details, hint)
+
+
+def _is_bad_setting(err):
+    """The device refused a setting's value as out of range or unknown (not the PIN's format):
+    a usage error, exit 2. Other refusals (the envelope, the PIN, the flash) stay exit 1."""
+    return err.code in (msg.E_OUT_OF_RANGE, msg.E_BAD_FIELD) and not err.message.startswith("pin ")
+
+
+def _bad_setting(err):
+    return CliFailure(EXIT_USAGE, "usage", "bad setting: %s" % err.message, err.code)
 
 
 # ---- the device session ---------------------------------------------------------------
@@ -404,10 +419,22 @@ def _ramped(status):
     return all(channel.get("amp_ua") == channel.get("target_ua") for channel in status.get("ch") or [])
 
 
+STATUS_FAULT_MSG_MAX = 120  # status clips fault_msg to this, ending with "..." (whole in the state event)
+
+
+def _fault_msg_text(text):
+    """A fault message as status gives it; one the device clipped mid-word ends at a whole word
+    with an ellipsis instead."""
+    text = str(text or "")
+    if len(text) < STATUS_FAULT_MSG_MAX or not text.endswith("..."):
+        return text
+    return text[:-3].rsplit(" ", 1)[0] + " …"
+
+
 def _state_text(status):
     text = str(status.get("state"))
     if status.get("faults"):
-        text += " (%s: %s)" % (", ".join(status["faults"]), status.get("fault_msg") or "")
+        text += " (%s: %s)" % (", ".join(status["faults"]), _fault_msg_text(status.get("fault_msg")))
     elif status.get("reason"):
         text += " (reason: %s)" % status["reason"]
     return text
@@ -513,7 +540,7 @@ def _render_status(console, status):
     if faults:
         line += "  faults: [red]%s[/]" % escape(", ".join(faults))
         if status.get("fault_msg"):
-            line += " (%s)" % escape(str(status["fault_msg"]))
+            line += " (%s)" % escape(_fault_msg_text(status["fault_msg"]))
     else:
         line += "  faults: none"
     uptime_ms = int(status.get("uptime_ms", 0))
@@ -534,7 +561,7 @@ def _render_status(console, status):
         console.print(session)
     heat = status.get("heat")
     if heat:
-        console.print(_heat_text(heat, status.get("interlock")))
+        console.print(_heat_text(heat, status))
     table = Table(box=None, pad_edge=False)
     prescribed = status.get("prescribed_max_ua")  # a running program's maxima (added by the status command)
     max_title = "prescribed max" if prescribed is not None else "max"
@@ -595,8 +622,24 @@ _HEAT_REASONS = {
 }
 
 
-def _heat_text(heat, interlock=None):
-    """One line: heat state and target, pad temperature, heater duty, dose, time left."""
+def _held_off_text(status):
+    """Why the session holds heat off, from the device's state: paused (and why), or a channel
+    stimulating under the alternate interlock."""
+    state = status.get("state")
+    if state == "PAUSED":
+        reason = status.get("reason")
+        return "paused, %s" % pause_cause(reason) if reason else "paused"
+    if state == "RUNNING" and status.get("interlock") == "alternate":
+        return "a channel stimulates, interlock alternate"
+    return "by the session"
+
+
+def _heat_text(heat, status=None):
+    """One line: heat state and target, pad temperature, heater duty, dose, time left.
+
+    status: the device's status (state, reason, interlock), to say why heat is held off."""
+    status = status or {}
+    interlock = status.get("interlock")
     state = str(heat.get("state"))
     style = {"heating": "yellow", "holding": "green", "fault": "bold red"}.get(state, "cyan")
     line = "heat: [%s]%s[/]" % (style, escape(state))
@@ -606,7 +649,7 @@ def _heat_text(heat, interlock=None):
             line += " (%s)" % escape(str(heat["level"]))
         line += ", %s left" % format_duration_ms(heat.get("time_left_ms", 0))
         if heat.get("allowed") is False:
-            line += " [yellow](held off: %s)[/]" % ("stimulating, interlock alternate" if interlock == "alternate" else "paused")
+            line += " [yellow](held off: %s)[/]" % escape(_held_off_text(status))
     elif state == "fault":
         if heat.get("fault"):
             line += " (%s)" % escape(str(heat["fault"]))
@@ -614,9 +657,9 @@ def _heat_text(heat, interlock=None):
         reason = str(heat["reason"])
         line += " (%s)" % escape(_HEAT_REASONS.get(reason, "last heat ended: " + reason))
     measured_mc = heat.get("measured_mc")
-    line += "  pad: %s" % (format_celsius(measured_mc) if measured_mc is not None else "no reading")
+    line += "  pad: %s" % (format_temperature(measured_mc) if measured_mc is not None else "no reading")
     line += "  heater: %d %%" % heat.get("heater_duty_pct", 0)
-    line += "  dose: %s CEM43 min" % format_milli(heat.get("cem43_ms", 0) // 60, "").strip()
+    line += "  dose: %s" % format_dose(heat.get("cem43_ms", 0))
     if interlock:
         line += "  interlock: %s" % escape(str(interlock))
     return line
@@ -714,8 +757,9 @@ def _wait_ramped_or_stop(client, budget_ms):
               help="Heat with stimulation: concurrent or alternate (never heat while a channel stimulates). "
                    "Default: the device's interlock_default setting.")
 @click.option("--heat", "heat_level", type=click.Choice(HEAT_LEVELS), default=None,
-              help="Also turn heat on at this level (38 / 40 / 42 °C). A level above the device's heat cap is "
-                   "refused before anything starts; if the device refuses the heat after the session started, "
+              help="Also turn heat on at this level (38 / 40 / 42 °C). A level above the device's heat cap, and "
+                   "heat in patient mode (it comes only with a prescribed program), are refused before anything "
+                   "starts; if the device refuses the heat after the session started, "
                    "stimulation keeps running without heat, both are reported and the exit code is 1.")
 @click.option("--wait", is_flag=True,
               help="Stay connected until every channel has ramped to its target (Ctrl-C stops the session, exit 130).")
@@ -744,6 +788,12 @@ def start(settings, amp, ch, minutes, lease_s, ramp_s, interlock, heat_level, wa
             targets[ch] = amp_ua
         device_settings = _device_settings(client)
         if heat_level is not None:
+            if client.programs().get("patient_mode"):
+                raise CliFailure(
+                    EXIT_DEVICE_ERROR, "heat_locked",
+                    "nothing started: in patient mode heat comes only with a prescribed program that has heat",
+                    msg.E_LOCKED, hint="start without --heat, or tensctl run a stored program with heat",
+                )
             cap_mc = device_settings.get("heat_max_target_mc")
             level_mc = HEAT_LEVEL_MC[heat_level]
             if isinstance(cap_mc, int) and level_mc > cap_mc:
@@ -805,7 +855,7 @@ def start(settings, amp, ch, minutes, lease_s, ramp_s, interlock, heat_level, wa
         def render(console):
             render_started(console)
             if heat_reply is not None:
-                console.print(_heat_text(heat_reply, interlock))
+                console.print(_heat_text(heat_reply, started))
             _render_final(console, final)
 
         return fields, render
@@ -1008,7 +1058,8 @@ def heat(settings, level, target_mc, minutes):
                     err.code,
                 )
             raise
-        return reply, lambda console: console.print(_heat_text(reply))
+        session = client.status() if reply.get("allowed") is False else None  # why heat is held off
+        return reply, lambda console: console.print(_heat_text(reply, session))
 
     _run(settings, action)
 
@@ -1056,7 +1107,12 @@ def settings(settings, changes):
         _fail(settings, CliFailure(EXIT_USAGE, "usage", err.message))
 
     def action(client):
-        reply = client.settings(parsed or None)
+        try:
+            reply = client.settings(parsed or None)
+        except DeviceError as err:
+            if _is_bad_setting(err):
+                raise _bad_setting(err)
+            raise  # a locked device asks for the PIN (see _run)
 
         def render(console):
             table = Table(box=None, pad_edge=False)
@@ -1094,21 +1150,30 @@ def monitor(settings, every_ms, duration_s, reconnect_s):
     Keys: up/down (or +/-) amplitude of the marked channel by 0.5 mA, tab other channel,
     p pause/resume, space stop (ramp down), e EMERGENCY STOP, q quit (session left as it is).
     Ctrl-C stops a running session (ramping down) before it exits.
-    With --json: one telemetry event per line (JSON lines). A lost device is reconnected."""
+    With --json: every telemetry event received, one per line (JSON lines), in order; a line
+    after a gap in the device's sequence number n carries "missed": how many never arrived.
+    Without a terminal: one line a second. Keepalives hold the session's lease (several
+    per lease, however fast the device's clock runs). A lost device is reconnected."""
     monitor_session(settings, every_ms, duration_s, reconnect_s)
 
 
-def monitor_session(settings, every_ms, duration_s, reconnect_s):
-    """The live view (shared by monitor and run); exits the process on failure or Ctrl-C."""
+def monitor_session(settings, every_ms, duration_s, reconnect_s, first=None):
+    """The live view (shared by monitor and run); exits the process on failure or Ctrl-C.
+
+    first(client), if given, runs once on the first connection before telemetry starts: `run`
+    starts its program there, so no reconnect (slow on a socket) eats into a short lease."""
     from host import monitor as mon
 
     url = _pick_port_or_fail(settings)
+    pending = [first] if first is not None else []
 
     def connect(on_event):
         transport = open_port(url)
         try:
             client = Client(transport, timeout_s=settings.timeout_s, on_event=on_event)
             client.hello()
+            while pending:
+                pending.pop()(client)
         except BaseException:
             transport.close()
             raise
@@ -1118,8 +1183,8 @@ def monitor_session(settings, every_ms, duration_s, reconnect_s):
     last_line = [0.0]
 
     def draw_json(state):
-        if state.telemetry is not None:
-            click.echo(json.dumps(state.telemetry, sort_keys=True))
+        for event in state.fresh:
+            click.echo(json.dumps(event, sort_keys=True))
 
     def draw_lines(state):
         if time.monotonic() - last_line[0] >= 1.0 or not state.connected:
@@ -1160,6 +1225,12 @@ def monitor_session(settings, every_ms, duration_s, reconnect_s):
         click.echo("Stopped: output ramped down to zero." if stopped else "Nothing was running.", err=True)
         session.close()
         sys.exit(EXIT_INTERRUPTED)
+    except CliFailure as failure:
+        session.close()
+        _fail(settings, failure)
+    except DeviceError as err:
+        session.close()
+        _fail(settings, _device_failure(err))
     except mon.DeviceLost as err:
         session.close()
         _fail(settings, CliFailure(EXIT_PORT, "device_lost", str(err)))
@@ -1396,6 +1467,8 @@ def stim(settings, ch, source):
             try:
                 reply = client.set_stim(ch, setting)
             except DeviceError as err:
+                if _is_bad_setting(err):
+                    raise _bad_setting(err)
                 hint = None
                 if err.code == msg.E_ENVELOPE:
                     hint = (

@@ -5,8 +5,10 @@ Programs are checked here with the firmware's own parser (firmware/program.py) b
 they go to the device, which checks them again on receipt.
 """
 
+import copy
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -16,16 +18,23 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from firmware import envelope
 from firmware import limits as L
 from firmware import presets
+from firmware.lock import PIN_MAX_DIGITS, PIN_MIN_DIGITS
 from firmware.program import parse_program
+from firmware.protocols import jsondec
 from firmware.protocols import messages as msg
 from host.cli import (
+    _FIGURES,
+    _LIMITS,
     EXIT_DEVICE_ERROR,
     EXIT_USAGE,
     MILLIAMPS,
     CliFailure,
     _check_channel,
+    _console,
+    _emit_json,
     _fail,
     _run,
     cli,
@@ -56,9 +65,16 @@ def _no_duplicates(pairs):
 
 def load_json_text(text, where, strict_keys=True):
     """JSON text -> value; CliFailure(usage) naming `where` for bad JSON, a duplicated key, or
-    nesting too deep for the parser (100 000 '[')."""
+    nesting too deep for the parser (100 000 '[').
+
+    strict_keys also reads the file as the device would: a duplicated key is refused, and a
+    number with a fraction or exponent (60.0, 1e3) stays as written (jsondec.NonInteger), so
+    a refusal quotes it as given."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates if strict_keys else None)
+        if strict_keys:
+            return json.loads(text, object_pairs_hook=_no_duplicates,
+                              parse_float=jsondec.NonInteger, parse_constant=jsondec.NonInteger)
+        return json.loads(text)
     except _DuplicateKey as err:
         raise CliFailure(EXIT_USAGE, "usage",
                          "%s has the key %s twice in one object: the device refuses duplicated keys" % (where, json.dumps(err.args[0])))
@@ -80,7 +96,33 @@ def _checked(settings, source, channels=L.CHANNELS, where="program"):
     try:
         return parse_program(source, channels)
     except msg.RequestError as err:
-        _usage(settings, "%s refused (%s): %s" % (where, err.code, err.message))
+        _usage(settings, "%s refused (%s): %s" % (where, err.code, _limit_named(err.message, source)))
+
+
+# a prescribed maximum above what the channel's stimulation allows; firmware names only the number
+_MAX_REFUSED = re.compile(r"^channels\[(\d+)\]\.max_amp_ua: max_amp_ua \d+ exceeds the limit \d+$")
+
+
+def _binding_text(setting):
+    """'the current density limit, 2.0 mA/cm² r.m.s.': the envelope limit that sets a setting's maximum."""
+    name = envelope.binding_limit(setting)
+    for label, _key, limit_name, show in _FIGURES:
+        if limit_name == name:
+            return "the %s limit, %s" % (label, show(_LIMITS[name]))
+    return "the %s limit" % name.replace("_", " ")
+
+
+def _limit_named(text, source):
+    """A refused max_amp_ua with the envelope limit behind it named."""
+    found = _MAX_REFUSED.match(text)
+    if not found:
+        return text
+    try:
+        setting = envelope.parse_setting(source["channels"][int(found.group(1))].get("stim", {}))
+    except (LookupError, AttributeError, TypeError, msg.RequestError):
+        return text
+    area = ", at %d cm²" % setting.area_cm2 if envelope.binding_limit(setting).endswith("_density") else ""
+    return "%s (set by %s%s)" % (text, _binding_text(setting), area)
 
 
 def _heat_text(program):
@@ -181,7 +223,7 @@ def program_validate(settings, path, channels):
 
 
 def _max_changes(settings, texts, channels):
-    """--max "20" (every channel) or "CH=MA": prescribed maxima in µA per channel index."""
+    """--max "20" (every channel) or "CH=MA": (µA, the text typed) per channel index."""
     out = {}
     for text in texts:
         ch_text, sep, ma_text = text.rpartition("=")
@@ -191,9 +233,9 @@ def _max_changes(settings, texts, channels):
                 chs = [int(ch_text)]
             except ValueError:
                 _usage(settings, "--max expects MA or CH=MA, got %r" % text)
-        amp_ua = MILLIAMPS.convert(ma_text, None, None)[0]
+        amp = MILLIAMPS.convert(ma_text, None, None)
         for ch in chs:
-            out[ch] = amp_ua
+            out[ch] = amp
     return out
 
 
@@ -220,15 +262,20 @@ def program_upload(settings, path, preset_name, new_name, maxima):
             _usage(settings, "no preset named %s; presets: %s" % (preset_name, ", ".join(presets.names())))
         if not new_name:
             _usage(settings, "--preset needs --name: a stored program may not take a preset's name")
-    source = json.loads(json.dumps(source))  # a copy to change
+    source = copy.deepcopy(source)  # a copy to change
     if new_name:
         source["name"] = new_name
     if not isinstance(source, dict):
         _usage(settings, "a program file holds one JSON object")
     checked = _checked(settings, source, where="program")
-    for ch, amp_ua in _max_changes(settings, maxima, len(checked.channels)).items():
+    for ch, (amp_ua, text) in _max_changes(settings, maxima, len(checked.channels)).items():
         if ch >= len(checked.channels):
             _usage(settings, "--max for channel %d: program %s has %d channel(s)" % (ch, checked.name, len(checked.channels)))
+        setting = checked.channels[ch].setting
+        top_ua = envelope.max_amp_ua(setting)
+        if amp_ua > top_ua:
+            _usage(settings, "--max %s mA for channel %d exceeds the limit %s, the most its stimulation allows "
+                             "(set by %s)" % (text, ch, format_ma(top_ua), _binding_text(setting)))
         checked.source["channels"][ch]["max_amp_ua"] = amp_ua
     final = _checked(settings, checked.source, where="program")
 
@@ -249,7 +296,14 @@ def program_delete(settings, name):
     """Delete a stored program (clinician)."""
 
     def action(client):
-        reply = client.program_delete(name)
+        try:
+            reply = client.program_delete(name)
+        except DeviceError as err:
+            if err.code == msg.E_NOT_FOUND and presets.find(name) is not None:
+                raise CliFailure(EXIT_DEVICE_ERROR, "device_error",
+                                 "%s is a built-in preset: presets cannot be deleted, only stored programs" % name,
+                                 err.code, hint="tensctl program list shows the stored programs")
+            raise
         return reply, lambda console: console.print("Deleted %s; %d program(s) left" % (escape(name), reply["stored"]))
 
     _run(settings, action)
@@ -272,17 +326,19 @@ def program_delete(settings, name):
 def run(settings, name, amps, lease_s, every_ms, duration_s):
     """Start program NAME and watch it live (keys as in monitor; Ctrl-C stops it, ramping down)."""
 
-    def action(client):
+    def start(client):  # on the live view's own connection: the lease is held from the start on
         targets = None
         if amps:
             for ch in range(len(amps)):
                 _check_channel(client, ch)
             targets = [amp[0] for amp in amps]
         reply = client.start_program(name, targets, lease_s * 1000)
-        return reply, lambda console: console.print("Started program [bold]%s[/]" % escape(name))
+        if settings.as_json:
+            _emit_json(dict(reply, ok=True, port=client.transport.url))
+        else:
+            _console().print("Started program [bold]%s[/]" % escape(name))
 
-    _run(settings, action)
-    monitor_session(settings, every_ms, duration_s, 30.0)
+    monitor_session(settings, every_ms, duration_s, 30.0, first=start)
 
 
 # ---- the session log ------------------------------------------------------------------------
@@ -528,10 +584,14 @@ def pin_status(settings):
 @click.pass_obj
 def pin_set(settings, new_pin):
     """Set or change the clinician PIN (changing needs the current one: --pin or TENSCTL_PIN)."""
+    where = "--new"
     if new_pin is None:
         if settings.as_json or not sys.stdin.isatty():
             _usage(settings, "give --new PIN (no terminal to ask on)")
         new_pin = click.prompt("New clinician PIN (4-8 digits)", hide_input=True, confirmation_prompt=True)
+        where = "the new PIN"
+    if not (PIN_MIN_DIGITS <= len(new_pin) <= PIN_MAX_DIGITS and new_pin.isascii() and new_pin.isdigit()):
+        _usage(settings, "%s must be %d to %d digits (0-9); the PIN was not changed" % (where, PIN_MIN_DIGITS, PIN_MAX_DIGITS))
 
     def action(client):
         reply = client.pin_set(new_pin)

@@ -1,9 +1,11 @@
 """`tensctl monitor`: a live view of one device, with keys to steer a running session.
 
 The view is drawn from the device's telemetry events (firmware/telemetry.py), so it
-costs one request to start and none to keep up; a keepalive each second holds the
-session's lease while the monitor runs. When telemetry stops (cable pulled, board
-reset) the monitor says so, reopens the port and carries on once the device answers.
+costs one request to start and none to keep up. A status request holds the session's
+lease while the monitor runs: at least four times per lease as the device's own clock
+counts it (a simulator may run many times faster than the wall clock), and at least once
+a second. When telemetry stops (cable pulled, board reset) the monitor says so, reopens
+the port and carries on once the device answers.
 
 Layers: `MonitorState` holds what was seen (pure data, tested without a terminal);
 `render` and `summary_line` draw it; `KEYS` maps keys to requests; `TerminalKeys`
@@ -23,13 +25,22 @@ from rich.text import Text
 
 from host.client import ClientError, DeviceError, NoResponse
 from host.transport import TransportError
-from host.units import format_celsius, format_duration_ms, format_ma
+from host.units import format_celsius, format_dose, format_duration_ms, format_ma, format_temperature
 
-KEEPALIVE_S = 1.0
+KEEPALIVE_S = 1.0  # the longest wall time between status requests
+KEEPALIVE_MIN_S = 0.02  # the shortest; also the pace while the device's clock rate is not yet known
+KEEPALIVES_PER_LEASE = 4
+RATE_MIN_WALL_S = 0.2  # wall time over which the device's clock rate is measured before it is used
 RECONNECT_EVERY_S = 1.0
 EVENT_LINES = 4  # recent events shown under the table
 
 STATE_STYLE = {"IDLE": "cyan", "RUNNING": "green", "PAUSED": "yellow", "FAULT": "bold red"}
+_PAUSE_CAUSES = {"request": "on request", "lease_expired": "lease expired"}
+
+
+def pause_cause(reason):
+    """Why a session is PAUSED, in words: 'lease_expired' -> 'lease expired'."""
+    return _PAUSE_CAUSES.get(reason, str(reason).replace("_", " "))
 
 
 class MonitorState:
@@ -46,6 +57,8 @@ class MonitorState:
         self.prescribed = None  # a running program's prescribed maximum per channel (µA), or None
         self.received = 0  # telemetry events received
         self.missed = 0  # gaps in their sequence numbers (lost on the way or dropped by the device)
+        self.fresh = []  # telemetry events not drawn yet, in order; one after a gap carries "missed"
+        self.last_reason = (None, None)  # (state, reason) of the last state event or status reply
         self._last_n = None
 
     @property
@@ -58,11 +71,14 @@ class MonitorState:
             n = event.get("n")
             if isinstance(n, int) and self._last_n is not None and n > self._last_n + 1:
                 self.missed += n - self._last_n - 1
+                event = dict(event, missed=n - self._last_n - 1)
             self._last_n = n if isinstance(n, int) else None
             self.telemetry = event
+            self.fresh.append(event)
             self.received += 1
             return
         if kind == "state":
+            self.last_reason = (event.get("state"), event.get("reason"))
             text = "state %s (%s)" % (event.get("state"), event.get("reason"))
             if event.get("faults"):
                 text += ": %s" % event.get("fault_msg")
@@ -81,6 +97,8 @@ class MonitorState:
         program runs, its prescribed maxima."""
         self.status = status
         self.prescribed = prescribed if status and status.get("program") else None
+        if status:
+            self.last_reason = (status.get("state"), status.get("reason"))
 
     @property
     def program(self):
@@ -108,6 +126,14 @@ class MonitorState:
     def state(self):
         return self.telemetry.get("state") if self.telemetry else None
 
+    def state_text(self):
+        """The state, with the cause when PAUSED: 'PAUSED (lease expired)'."""
+        name = str(self.state)
+        state, reason = self.last_reason
+        if name == "PAUSED" and state == "PAUSED" and reason:
+            return "%s (%s)" % (name, pause_cause(reason))
+        return name
+
 
 def _amp_bar(amp_ua, max_ua):
     return ProgressBar(total=max(1, max_ua), completed=max(0, min(amp_ua, max_ua)), width=30)
@@ -119,7 +145,7 @@ def render(state):
     if t is None:
         return Panel(Text("waiting for telemetry..." if state.connected else "connecting..."), title="pulsewarm")
     name = t.get("state", "?")
-    head = Text.from_markup("[%s]%s[/]" % (STATE_STYLE.get(name, "bold"), escape(name)))
+    head = Text.from_markup("[%s]%s[/]" % (STATE_STYLE.get(name, "bold"), escape(state.state_text())))
     if t.get("session_left_ms"):
         head.append("   session left %s" % format_duration_ms(t["session_left_ms"]))
     if not state.connected:
@@ -150,10 +176,12 @@ def render(state):
     if heat:
         line = Text("heat %s" % heat.get("state"))
         measured = heat.get("measured_mc")
-        line.append("   pad %s" % (format_celsius(measured) if measured is not None else "no reading"))
+        line.append("   pad %s" % (format_temperature(measured) if measured is not None else "no reading"))
         if heat.get("state") in ("heating", "holding"):
             line.append(" / target %s" % format_celsius(heat.get("target_mc", 0)))
         line.append("   heater %d %%" % heat.get("heater_duty_pct", 0))
+        if "cem43_ms" in heat:
+            line.append("   dose %s" % format_dose(heat["cem43_ms"]))
         parts.append(line)
     for text in state.events:
         parts.append(Text(text, style="dim"))
@@ -175,14 +203,14 @@ def summary_line(state):
         return "waiting for telemetry"
     amps = " ".join("ch%d %s/%s" % (i, format_ma(a), format_ma(b))
                     for i, (a, b) in enumerate(zip(t.get("amp_ua", []), t.get("target_ua", []))))
-    line = "%s %s left %s" % (t.get("state"), amps, format_duration_ms(t.get("session_left_ms", 0)))
+    line = "%s %s left %s" % (state.state_text(), amps, format_duration_ms(t.get("session_left_ms", 0)))
     if state.program:
         line += " program %s phase %s prescribed max %s" % (
             state.program, state.phase or "-",
             "/".join(format_ma(state.max_ua(ch)) for ch in range(len(t.get("amp_ua", [])))))
     heat = t.get("heat")
     if heat and heat.get("measured_mc") is not None:
-        line += " heat %s %s" % (heat.get("state"), format_celsius(heat["measured_mc"]))
+        line += " heat %s %s" % (heat.get("state"), format_temperature(heat["measured_mc"]))
     if t.get("faults"):
         line += " faults %s" % ",".join(t["faults"])
     return line
@@ -311,13 +339,36 @@ class Monitor:
         self._close = None
         self.lost_after_s = max(2.0, 4 * every_ms / 1000.0)
         self.reconnects = 0
+        self._clock_first = self._clock_last = None  # (wall s, device uptime ms) of status replies
 
     def _open(self):
         self.client, self._close = self.connect(self.state.on_event)
+        self._clock_first = self._clock_last = None  # perhaps another device, or a restarted one
         self.client.telemetry(self.every_ms)
         self.state.new_connection(self.client.device)
         self._refresh_status()  # program and phase from the first line on
         self._heard = self.clock()
+
+    def _draw(self):
+        self.draw(self.state)
+        self.state.fresh = []
+
+    def device_rate(self):
+        """Device milliseconds per wall millisecond on this connection; None until measured."""
+        if self._clock_first is None or self._clock_last[0] - self._clock_first[0] < RATE_MIN_WALL_S:
+            return None
+        wall_s = self._clock_last[0] - self._clock_first[0]
+        return max(1e-3, (self._clock_last[1] - self._clock_first[1]) / 1000.0 / wall_s)
+
+    def keepalive_s(self):
+        """Wall seconds between status requests: KEEPALIVES_PER_LEASE per lease of device time."""
+        lease_ms = (self.state.status or {}).get("lease_ms") or 0
+        if not lease_ms:
+            return KEEPALIVE_S
+        rate = self.device_rate()
+        if rate is None:
+            return KEEPALIVE_MIN_S
+        return max(KEEPALIVE_MIN_S, min(KEEPALIVE_S, lease_ms / 1000.0 / rate / KEEPALIVES_PER_LEASE))
 
     def _drop(self):
         self.state.connected = False
@@ -330,7 +381,7 @@ class Monitor:
         self._close = None
 
     def _reconnect(self):
-        self.draw(self.state)
+        self._draw()
         deadline = self.clock() + self.reconnect_s
         while self.clock() < deadline:
             try:
@@ -346,25 +397,23 @@ class Monitor:
     def run(self, duration_s=None):
         """Until q, duration_s, or Ctrl-C (KeyboardInterrupt propagates: the caller stops the session)."""
         self._open()
-        started = self.clock()
-        last_keepalive = 0.0
-        seen = -1
+        self._draw()
+        started = last_keepalive = self.clock()
         while duration_s is None or self.clock() - started < duration_s:
             try:
-                self.client.poll(0.02)
-                if self.state.received != seen:
-                    seen = self.state.received
+                self.client.poll(0.01)
+                if self.state.fresh:
                     self._heard = self.clock()
-                    self.draw(self.state)
-                if self.clock() - last_keepalive >= KEEPALIVE_S:
+                    self._draw()
+                if self.clock() - last_keepalive >= self.keepalive_s():
                     last_keepalive = self.clock()
                     self._refresh_status()  # any request holds the lease; status also says program and phase
-                key = self.keys.read(0.02)
+                key = self.keys.read(0.01)
                 if key in QUIT_KEYS:
                     return
                 if key is not None:
                     self.state.note = press(key, self.client, self.state)
-                    self.draw(self.state)
+                    self._draw()
                 if self.clock() - self._heard > self.lost_after_s:
                     raise NoResponse(self.client.port_name, "telemetry", 0, self.lost_after_s, 1)
             except (TransportError, NoResponse, OSError):
@@ -373,6 +422,9 @@ class Monitor:
 
     def _refresh_status(self):
         status = self.client.status()
+        if isinstance(status.get("uptime_ms"), int):
+            self._clock_last = (self.clock(), status["uptime_ms"])
+            self._clock_first = self._clock_first or self._clock_last
         name = status.get("program")
         prescribed = self.state.prescribed if name and name == self.state.program else None
         if name and prescribed is None:

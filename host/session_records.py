@@ -443,7 +443,8 @@ def sessions(records):
 # One row per record, these columns, in this order. A field a record does not have is an
 # empty cell; per-channel lists and fault names are joined with ';'; the start's
 # {"heat": {"level", "target_mc"}} fills heat_level and target_mc. Fields outside this set
-# (unknown kinds, newer firmware) go to `other` as one JSON object, so nothing is dropped.
+# (unknown kinds, newer firmware) go to `other` as one JSON object, so nothing is dropped;
+# an empty one (null, such as a start's "heat": null) leaves its cell empty.
 CSV_COLUMNS = (
     "seq",
     "ev",
@@ -536,7 +537,7 @@ def _csv_row(record):
         del fields["heat"]
         fields["heat_level"] = heat.get("level")
         fields["target_mc"] = heat.get("target_mc")
-    other = {key: value for key, value in fields.items() if key not in CSV_COLUMNS}
+    other = {key: value for key, value in fields.items() if key not in CSV_COLUMNS and value is not None}
     row = {column: _cell(fields.get(column)) for column in CSV_COLUMNS if column != "other"}
     row["other"] = _cell(other) if other else ""
     return row

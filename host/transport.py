@@ -9,6 +9,7 @@ so the client never cares which one it talks to:
                               pty and stops again on close()
 """
 
+import select
 import time
 
 import serial
@@ -85,6 +86,20 @@ class Transport:
         self.close()
 
 
+class SocketTransport(Transport):
+    """A socket:// port, opened with a zero pyserial timeout: one read takes all that has
+    arrived (on a socket in_waiting is 1 while anything waits, so draining it byte by byte
+    costs more than a fast simulator's telemetry leaves time for)."""
+
+    def read(self, timeout_s):
+        try:
+            if not select.select([self._port], [], [], max(0.0, timeout_s))[0]:
+                return b""
+            return self._port.read(MAX_READ_BYTES)
+        except (serial.SerialException, OSError, ValueError) as err:
+            raise TransportError(self.url, "lost the connection to %s: %s" % (self.url, err))
+
+
 class SimTransport(Transport):
     """A pty to an embedded simulator that this transport started and owns."""
 
@@ -110,7 +125,9 @@ class SimTransport(Transport):
 def _open_serial(url, path_for_errors=None):
     name = path_for_errors or url
     try:
-        if "://" in url:
+        if url.lower().startswith(SOCKET_SCHEME):
+            port = serial.serial_for_url(url, baudrate=BAUDRATE, timeout=0, write_timeout=2)
+        elif "://" in url:
             port = serial.serial_for_url(url, baudrate=BAUDRATE, timeout=POLL_S, write_timeout=2)
         else:
             port = serial.Serial(url, BAUDRATE, timeout=POLL_S, write_timeout=2)
@@ -162,6 +179,8 @@ def open_port(url, sim_speed=1.0):
         port.reset_input_buffer()  # drop what a previous session left unread
     except (serial.SerialException, OSError):
         pass
+    if url.lower().startswith(SOCKET_SCHEME):
+        return SocketTransport(port, url)
     return Transport(port, url)
 
 

@@ -63,3 +63,20 @@ def parse_celsius(text):
 def format_celsius(temp_mc):
     """41500 -> '41.5 °C' (exact, no float)."""
     return format_milli(temp_mc, "°C")
+
+
+def _hundredths(value, per_unit):
+    """value / per_unit to exactly two decimals, rounded half away from zero (no float)."""
+    sign = "-" if value < 0 else ""
+    hundredths = (abs(int(value)) * 100 + per_unit // 2) // per_unit
+    return "%s%d.%02d" % (sign, hundredths // 100, hundredths % 100)
+
+
+def format_temperature(temp_mc):
+    """A measured temperature, always to 0.01 °C: 30013 -> '30.01 °C', 29970 -> '29.97 °C'."""
+    return _hundredths(temp_mc, 1000) + " °C"
+
+
+def format_dose(cem43_ms):
+    """A thermal dose in CEM43 minutes, always to 0.01 min: 480 -> '0.01 CEM43 min'."""
+    return _hundredths(cem43_ms, 60000) + " CEM43 min"

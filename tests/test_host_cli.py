@@ -381,10 +381,66 @@ def test_stim_set_must_be_an_object(run, tmp_path):
         ('{"burst_hz": 80}', "bad_field", "does not apply to mode continuous"),
     ],
 )
-def test_stim_set_refused_by_the_device_exits_1_naming_field_and_limit(run, setting, code, words):
+def test_stim_set_refused_by_the_device_is_a_bad_setting_naming_field_and_limit(run, setting, code, words):
     result = run("--port", "sim", "--json", "stim", "0", "--set", setting)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     error = one_json(result)["error"]
     assert error["code"] == code and words in error["message"]
     human = run("--port", "sim", "stim", "0", "--set", setting)
-    assert human.exit_code == 1 and words in human.stderr
+    assert human.exit_code == 2 and words in human.stderr
+
+
+# ---- settings, the PIN and programs: what was wrong, and the limit -------------------------
+
+
+@pytest.mark.parametrize("change, words", [
+    ("heat_max_target_mc=44000", "heat_max_target_mc 44000 exceeds the limit 43000"),
+    ("lease_default_ms=200", "lease_default_ms 200 is below the minimum 500"),
+    ("nosuch=3", "unknown setting 'nosuch'"),
+])
+def test_a_setting_the_device_refuses_exits_2_as_help_says(run, change, words):
+    result = run("--port", "sim", "settings", "--set", change)
+    assert result.exit_code == 2 and words in result.stderr, result.output
+    assert "2  usage error" in run("--help").stdout and "bad setting" in run("--help").stdout
+    document = one_json(run("--port", "sim", "--json", "settings", "--set", change))
+    assert document["exit_code"] == 2 and words in document["error"]["message"]
+
+
+@pytest.mark.parametrize("new_pin", ["123", "123456789", "12a4"])
+def test_a_malformed_new_pin_is_named_as_new(run, new_pin):
+    result = run("--port", "sim", "pin", "set", "--new", new_pin)
+    assert result.exit_code == 2, result.output
+    assert "--new must be 4 to 8 digits (0-9)" in result.stderr and "pin must" not in result.stderr
+    assert new_pin not in result.output
+
+
+def program_file(tmp_path, channel, duration="60"):
+    path = tmp_path / "p.json"
+    path.write_text('{"name": "rx", "channels": [%s], "phases": [{"name": "a", "duration_s": %s}]}'
+                    % (channel, duration), encoding="utf-8")
+    return str(path)
+
+
+def test_validate_quotes_a_number_as_written(run, tmp_path):
+    result = run("program", "validate", program_file(tmp_path, "{}", "60.0"))
+    assert result.exit_code == 2 and "duration_s must be an integer, got 60.0" in result.stderr, result.output
+
+
+def test_validate_names_the_limit_behind_a_maximum_too_high_for_the_electrodes(run, tmp_path):
+    result = run("program", "validate", program_file(tmp_path, '{"stim": {"area_cm2": 1}, "max_amp_ua": 20000}'))
+    assert result.exit_code == 2, result.output
+    assert "max_amp_ua 20000 exceeds the limit 10000 (set by the current density limit" in result.stderr
+    assert "at 1 cm²" in result.stderr
+
+
+def test_upload_max_over_the_limit_is_said_in_ma(run):
+    result = run("--port", "sim", "program", "upload", "--preset", "conventional", "--name", "x", "--max", "90")
+    assert result.exit_code == 2, result.output
+    assert "--max 90 mA for channel 0 exceeds the limit 80.0 mA" in result.stderr and "90000" not in result.stderr
+
+
+def test_deleting_a_preset_says_presets_are_built_in(run):
+    result = run("--port", "sim", "program", "delete", "conventional")
+    assert result.exit_code == 1
+    assert "conventional is a built-in preset: presets cannot be deleted" in result.stderr
+    assert "no program 'nosuch'" in run("--port", "sim", "program", "delete", "nosuch").stderr

@@ -478,3 +478,38 @@ def test_sessions_days_apart_get_one_label_per_tick(days):
     labels, _ = tick_labels([0, days * 86400])
     assert len(labels) >= 2 and len(set(labels)) == len(labels), labels
     assert "27 Nov" in " ".join(labels) or days > 5
+
+
+# ---- what status says: why heat is held off, whole words, one precision ----------------------
+
+
+HELD_OFF = {"state": "heating", "target_mc": 40000, "level": "medium", "time_left_ms": 60000, "allowed": False,
+            "measured_mc": 30013, "heater_duty_pct": 0, "cem43_ms": 480}
+
+
+@pytest.mark.parametrize("status, words", [
+    ({"state": "PAUSED", "reason": "request", "interlock": "alternate"}, "(held off: paused, on request)"),
+    ({"state": "PAUSED", "reason": "lease_expired", "interlock": "alternate"}, "(held off: paused, lease expired)"),
+    ({"state": "PAUSED", "reason": "lease_expired", "interlock": "concurrent"}, "(held off: paused, lease expired)"),
+    ({"state": "RUNNING", "reason": "start", "interlock": "alternate"},
+     "(held off: a channel stimulates, interlock alternate)"),
+])
+def test_heat_held_off_says_why_from_the_devices_state(status, words):
+    assert words in cli_module._heat_text(HELD_OFF, status)
+
+
+def test_status_figures_keep_one_precision():
+    text = cli_module._heat_text(HELD_OFF, {"state": "RUNNING", "interlock": "concurrent"})
+    assert "pad: 30.01 °C" in text and "dose: 0.01 CEM43 min" in text
+    text = cli_module._heat_text(dict(HELD_OFF, measured_mc=29970, cem43_ms=600))
+    assert "pad: 29.97 °C" in text and "dose: 0.01 CEM43 min" in text
+
+
+def test_a_clipped_fault_message_ends_at_a_whole_word():
+    whole = ("pad sensor rose from 38.42 C to 38.92 C (+0.50 C) with the heater off for 20.9 s, limit +0.50 C "
+             "above 38.00 C (stuck_rise_mc)")
+    clipped = whole[:117] + "..."  # as the device clips it for status
+    console = Console(width=300, record=True, color_system=None)
+    cli_module._render_status(console, {"state": "FAULT", "faults": ["stuck_on"], "fault_msg": clipped, "ch": []})
+    text = console.export_text()
+    assert "above 38.00 C …)" in text and "stuck_" not in text.replace("faults: stuck_on", ""), text

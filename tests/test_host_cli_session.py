@@ -198,3 +198,36 @@ def test_heat_refusals_name_the_limit(run):
     result = run("heat", "low", "--target", "40", expect=2)
     assert "not both" in result.stderr
     run("stop", "--wait")
+
+
+def test_heat_held_off_names_the_real_reason(run):
+    run("start", "--lease", "0", "--amp", "3", "--ramp", "1", "--interlock", "alternate", "--heat", "medium")
+    run("pause")
+    out = run("status").stdout
+    assert "(held off: paused, on request)" in out and "stimulat" not in out, out
+    run("resume")
+    out = run("heat", "high").stdout
+    assert "(held off: a channel stimulates, interlock alternate)" in out and "paused" not in out, out
+    run("stop", "--wait")
+    run("start", "--lease", "1", "--amp", "3", "--ramp", "1", "--interlock", "alternate", "--heat", "medium")
+    time.sleep(0.5)  # 10 s of device time without a request: the 1 s lease expires
+    out = run("status").stdout
+    assert "(held off: paused, lease expired)" in out and "stimulat" not in out, out
+    run("stop", "--wait")
+
+
+def test_start_with_heat_in_patient_mode_starts_nothing(run):
+    run("pin", "set", "--new", "2468")
+    result = run("--pin", "2468", "start", "--amp", "12", "--lease", "0", "--heat", "medium", expect=1)
+    assert "nothing started: in patient mode heat comes only with a prescribed program" in result.stderr
+    assert as_json(run, "status")["state"] == "IDLE"
+    run("--pin", "2468", "pin", "remove")
+
+
+def test_csv_export_leaves_empty_fields_empty(run):
+    run("start", "--lease", "0", "--amp", "1")
+    run("stop", "--wait")
+    rows = run("log", "fetch", "--format", "csv").stdout.splitlines()
+    header = rows[0].split(",")
+    starts = [dict(zip(header, row.split(","))) for row in rows[1:] if row.split(",")[1] == "start"]
+    assert starts and all(start["other"] == "" for start in starts), rows

@@ -45,11 +45,29 @@ def test_render_shows_amplitudes_heat_time_and_faults():
     console = Console(width=120, record=True, color_system=None)
     console.print(mon.render(state))
     text = console.export_text()
-    for expected in ("RUNNING", "2:05", "3.0 mA", "4.0 mA", "39.985 °C", "40.0 °C", "heater 31 %", "no_load:1",
+    for expected in ("RUNNING", "2:05", "3.0 mA", "4.0 mA", "39.99 °C", "40.0 °C", "heater 31 %", "no_load:1",
                      "dev-7", "space: stop"):
         assert expected in text, (expected, text)
     line = mon.summary_line(state)
-    assert "ch0 3.0 mA/4.0 mA" in line and "holding 39.985 °C" in line and "no_load:1" in line
+    assert "ch0 3.0 mA/4.0 mA" in line and "holding 39.99 °C" in line and "no_load:1" in line
+
+
+@pytest.mark.parametrize("measured_mc, cem43_ms, pad, dose", [
+    (29970, 480, "29.97 °C", "0.01 CEM43 min"),
+    (30013, 600, "30.01 °C", "0.01 CEM43 min"),
+    (30000, 0, "30.00 °C", "0.00 CEM43 min"),
+])
+def test_pad_temperature_and_dose_always_have_two_decimals(measured_mc, cem43_ms, pad, dose):
+    state = mon.MonitorState({"channels": 2})
+    state.connected = True
+    heat = {"state": "heating", "target_mc": 40000, "measured_mc": measured_mc, "heater_duty_pct": 100,
+            "cem43_ms": cem43_ms}
+    state.on_event(telemetry(1, heat=heat))
+    console = Console(width=120, record=True, color_system=None)
+    console.print(mon.render(state))
+    text = console.export_text()
+    assert "pad %s" % pad in text and "dose %s" % dose in text, text
+    assert mon.summary_line(state).endswith("heating %s" % pad)
 
 
 class FakeClient:
@@ -162,3 +180,79 @@ def test_monitor_reconnects_to_a_device_that_comes_back():
     restarts = sum(1 for a, b in zip(numbers, numbers[1:]) if b < a)
     assert restarts == 1, numbers  # telemetry before the loss, then again from the new device
     assert len(numbers) > 40, len(numbers)
+
+
+def test_every_telemetry_event_waits_to_be_drawn_and_a_gap_is_marked():
+    state = mon.MonitorState({"channels": 2})
+    for n in (0, 1, 2, 5, 6):
+        state.on_event(telemetry(n))
+    assert [event["n"] for event in state.fresh] == [0, 1, 2, 5, 6]
+    assert [event.get("missed") for event in state.fresh] == [None, None, None, 2, None]
+
+
+def test_a_paused_line_says_why():
+    state = mon.MonitorState({"channels": 2})
+    state.connected = True
+    state.on_status({"state": "PAUSED", "reason": "lease_expired", "program": None})
+    state.on_event(telemetry(0, state="PAUSED"))
+    assert mon.summary_line(state).startswith("PAUSED (lease expired) ch0")
+    console = Console(width=120, record=True, color_system=None)
+    console.print(mon.render(state))
+    assert "PAUSED (lease expired)" in console.export_text()
+    state.on_event({"ev": "state", "state": "RUNNING", "reason": "resume", "faults": []})
+    state.on_event({"ev": "state", "state": "PAUSED", "reason": "request", "faults": []})
+    assert mon.summary_line(state).startswith("PAUSED (on request) ")
+
+
+def test_keepalives_come_four_times_a_lease_of_the_devices_own_time():
+    wall = [0.0]
+
+    class FastDevice:  # its clock runs 20 times the wall clock
+        device = {"channels": 2}
+
+        def telemetry(self, every_ms):
+            return {"every_ms": every_ms}
+
+        def status(self):
+            return {"state": "RUNNING", "reason": "start", "lease_ms": 5000, "uptime_ms": int(wall[0] * 20000),
+                    "program": None}
+
+    monitor = mon.Monitor(lambda on_event: (FastDevice(), lambda: None), 200, lambda state: None, mon.NoKeys(),
+                          clock=lambda: wall[0])
+    monitor._open()
+    assert monitor.keepalive_s() <= 0.05, "the device's clock rate is not known yet"
+    wall[0] = 1.0
+    monitor._refresh_status()
+    assert monitor.keepalive_s() == pytest.approx(5.0 / 20 / 4)  # 5 s of device time is 0.25 s here
+
+
+@pytest.fixture
+def fast_socket_device():
+    with start_server(runtime="cpython", speed=20, pty=False, listen="127.0.0.1:0") as server:
+        yield server
+
+
+def test_monitor_json_prints_every_event_in_order_from_a_fast_device(fast_socket_device):
+    url = fast_socket_device.url
+    tensctl_json(url, "start", "--lease", "0", "--amp", "4")
+    result = tensctl(url, "--json", "monitor", "--every", "50", "--duration", "2")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    numbers = [line["n"] for line in lines]
+    assert numbers[0] == 0 and len(numbers) > 100, numbers[:5]
+    for before, line in zip(lines, lines[1:]):
+        assert line["n"] == before["n"] + 1 + line.get("missed", 0), (before["n"], line)
+    tensctl(url, "estop")
+
+
+def test_run_holds_a_short_lease_on_a_fast_device_and_a_pause_says_why(fast_socket_device):
+    url = fast_socket_device.url
+    tensctl(url, "program", "upload", "--preset", "conventional", "--name", "rx-short", "--max", "20")
+    result = tensctl(url, "run", "rx-short", "--amp", "3", "--lease", "10", "--duration", "3")  # 0.5 s of wall time
+    assert result.returncode == 0, result.stderr
+    states = [line.split()[0] for line in result.stdout.splitlines()[1:]]
+    assert len(states) >= 3 and set(states) == {"RUNNING"}, result.stdout
+    time.sleep(1.0)  # nobody holds the lease now
+    result = tensctl(url, "monitor", "--duration", "1")
+    assert result.stdout.startswith("PAUSED (lease expired) "), result.stdout
+    tensctl(url, "estop")
