@@ -12,7 +12,6 @@ import re
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import click
 from rich.markup import escape

@@ -21,7 +21,7 @@ import math
 import re
 import warnings
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -37,7 +37,7 @@ from matplotlib.dates import (
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from host.session_records import _count, _Grouper, encodable
+from host.session_records import encodable, parse
 from host.units import format_ma
 
 DEFAULT_TITLE = "pulsewarm therapy report"
@@ -398,31 +398,6 @@ def _plot_pain_trend(dated, path):
     return _save(fig, path)
 
 
-class _ClockGrouper(_Grouper):
-    """The grouping of host.session_records.parse that also keeps, per session, the (up_ms, run_ms)
-    pairs of its records that carry both (samples, the stop, any record that gives its running time):
-    they tie device uptime to the session's running time, which stands still while it is paused."""
-
-    def __init__(self):
-        super().__init__()
-        self.clock_points = {}  # id(session) -> [(up_ms, run_ms)]
-
-    def _session_of(self, record):
-        session = super()._session_of(record)
-        up_ms, run_ms = _count(record.get("up_ms")), _count(record.get("run_ms"))
-        if session is not None and up_ms is not None and run_ms is not None:
-            self.clock_points.setdefault(id(session), []).append((up_ms, run_ms))
-        return session
-
-
-def _parse(records):
-    """(parse(records), {id(session): [(up_ms, run_ms)]})."""
-    grouper = _ClockGrouper()
-    for record in records or []:
-        grouper.feed(record)
-    return grouper.finish(), grouper.clock_points
-
-
 def _running_minutes(session, points):
     """A function: device uptime (ms) of a record -> minutes of the session's running time, the time
     axis of the session chart (None when outside the session).
@@ -492,7 +467,7 @@ def _session_figure():
     return fig, amp_ax, temp_ax
 
 
-def _plot_session(session, clock_points, path):
+def _plot_session(session, path):
     """Amplitude and pad temperature over the session's running time (pauses left out), phases marked."""
     fig, amp_ax, temp_ax = _session_figure()
     title = "Session %s · %s" % (_sid_text(session), format_time(session.unix_s))
@@ -505,7 +480,7 @@ def _plot_session(session, clock_points, path):
     fig.text(0.5, 0.915, subtitle, ha="center", va="center", fontsize=10, color="0.25", parse_math=False)
     timed = sorted((s for s in session.samples if s.run_ms is not None), key=lambda s: s.run_ms)
     end_min = max([session.run_ms / 60000] + [s.run_ms / 60000 for s in timed])
-    minutes = _running_minutes(session, clock_points)
+    minutes = _running_minutes(session, session.clock_points)
     marks = _phase_marks(session, minutes)
     _draw_session_amplitude(amp_ax, session, timed, minutes, marks)
     _draw_session_temperature(temp_ax, timed, _target_steps(session, timed, minutes, end_min))
@@ -779,17 +754,17 @@ def write_report(records, out_dir, title=None):
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     title = title or DEFAULT_TITLE
-    log, clock_points = _parse(records)
+    log = parse(records)
     index = out / "index.html"
     if not log.sessions:
         body = "<p>No sessions in this log.</p>\n" + _notes_html(log) + "\n<h2>Faults</h2>\n" + _faults_html(log)
         index.write_text(_page(title, body), encoding="utf-8")
         return index
-    index.write_text(_page(title, _report_body(log, clock_points, out)), encoding="utf-8")
+    index.write_text(_page(title, _report_body(log, out)), encoding="utf-8")
     return index
 
 
-def _report_body(log, clock_points, out):
+def _report_body(log, out):
     summary = summarize(log)
     dated = sorted((s for s in log.sessions if s.unix_s is not None), key=lambda s: s.unix_s)
     undated = [s for s in log.sessions if s.unix_s is None]
@@ -818,6 +793,6 @@ def _report_body(log, clock_points, out):
         name = plots[id(s)]
         heading = "Session %s · %s" % (_sid_text(s), format_time(s.unix_s))
         parts.append('<h3 id="%s">%s</h3>' % (_e(name), _e(heading)))
-        png = _plot_session(s, clock_points.get(id(s), []), out / (name + ".png"))
+        png = _plot_session(s, out / (name + ".png"))
         parts.append(_img(png, "Amplitude and pad temperature, " + heading))
     return "\n".join(part for part in parts if part)

@@ -181,6 +181,9 @@ class Session:
     amp_changes: list = field(default_factory=list)
     heat_changes: list = field(default_factory=list)
     samples: list = field(default_factory=list)
+    # (up_ms, run_ms) of each record that carries both (samples, the stop): they tie device
+    # uptime to running time, which stands still while the session is paused
+    clock_points: list = field(default_factory=list)
     faults: list = field(default_factory=list)
     pain_before: object = None
     pain_after: object = None
@@ -290,6 +293,9 @@ class _Grouper:
 
     def _note(self, session, record):
         """The record is the session's latest: remember its time and that it was last."""
+        up_ms, run_ms = _count(record.get("up_ms")), _count(record.get("run_ms"))
+        if up_ms is not None and run_ms is not None:
+            session.clock_points.append((up_ms, run_ms))
         unix_s = _unix_s(record)
         if unix_s is not None and (session.first_unix_s is None or unix_s < session.first_unix_s):
             session.first_unix_s = unix_s
