@@ -86,6 +86,11 @@ class Transport:
         self.close()
 
 
+# A served simulator turns a second host away at once (sim/launcher.py SocketFront), as a board's
+# USB port takes one program at a time.
+ONE_HOST_HINT = " (a served device talks to one host at a time: is another tensctl or monitor connected?)"
+
+
 class SocketTransport(Transport):
     """A socket:// port, opened with a zero pyserial timeout: one read takes all that has
     arrived (on a socket in_waiting is 1 while anything waits, so draining it byte by byte
@@ -97,7 +102,13 @@ class SocketTransport(Transport):
                 return b""
             return self._port.read(MAX_READ_BYTES)
         except (serial.SerialException, OSError, ValueError) as err:
-            raise TransportError(self.url, "lost the connection to %s: %s" % (self.url, err))
+            raise TransportError(self.url, "lost the connection to %s: %s%s" % (self.url, err, ONE_HOST_HINT))
+
+    def write(self, data):
+        try:
+            Transport.write(self, data)
+        except TransportError as err:
+            raise TransportError(self.url, str(err) + ONE_HOST_HINT)
 
 
 class SimTransport(Transport):

@@ -179,6 +179,9 @@ class PtyFront:
                 pass
 
 
+BUSY_LINE = b"pulsewarm simulator: busy, another host is connected (one host at a time)\n"
+
+
 class SocketFront:
     def __init__(self, host, port):
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -214,11 +217,26 @@ class SocketFront:
             pass
         self._client = None
 
+    def _turn_away(self):
+        """A second host while one is connected: told so in a line that is not a frame, and
+        closed, rather than left to time out waiting for replies (one host at a time, as USB)."""
+        try:
+            other, _ = self._server.accept()
+        except OSError:
+            return
+        try:
+            other.sendall(BUSY_LINE)
+        except OSError:
+            pass
+        other.close()
+
     def read(self):
         if self._client is None:
             self._accept()
             if self._client is None:
                 return b""
+        else:
+            self._turn_away()
         try:
             data = self._client.recv(4096)
         except (BlockingIOError, InterruptedError):

@@ -82,3 +82,24 @@ def test_sim_url_starts_owns_and_stops_a_simulator(url):
     finally:
         transport.close()
     assert not server.alive()
+
+
+def test_a_second_host_on_a_served_device_is_turned_away_at_once_and_told_why():
+    """It used to wait out every resend for replies that could never come."""
+    from host.client import Client
+    from sim.launcher import start_server
+
+    with start_server(runtime="cpython", speed=5, pty=False, listen="127.0.0.1:0") as served:
+        first = Client(open_port(served.url))
+        try:
+            first.hello()
+            started = time.monotonic()
+            second = Client(open_port(served.url))
+            with pytest.raises(TransportError) as err:
+                second.hello()
+            second.transport.close()
+            assert time.monotonic() - started < 3
+            assert "one host at a time" in str(err.value), str(err.value)
+            assert first.status()["state"] == "IDLE"  # the first host is undisturbed
+        finally:
+            first.transport.close()
