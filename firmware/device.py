@@ -238,7 +238,8 @@ class Device:
             if heat.allowed:
                 heat.set_allowed(False)
         else:
-            heat.stop()
+            reason = self.supervisor.reason
+            heat.stop(reason if reason == "session_end" or reason == "estop" else None)
 
     def _stimulating(self):
         """A channel outputs or is about to (a target while RUNNING ramps up next)."""

@@ -614,6 +614,8 @@ def _prescribed_max(client, status):
 # why heat last stopped (heat status `reason`): none of these is a latched fault
 _HEAT_REASONS = {
     "stop": "last heat ended: turned off",
+    "session_end": "last heat ended with its session (session timer)",
+    "estop": "last heat ended by an emergency stop",
     "timer": "last heat ended: its timer ran out",
     "dose_cap": "last heat ended: thermal dose cap reached",
     "fault": "last heat ended by a fault, since cleared",

@@ -86,6 +86,8 @@ ST_FAULT = "fault"
 
 # why heat last stopped (`reason`)
 R_STOP = "stop"
+R_SESSION_END = "session_end"  # the session's own timer ended it, and heat with it
+R_ESTOP = "estop"
 R_TIMER = "timer"
 R_DOSE_CAP = "dose_cap"
 R_FAULT = "fault"
@@ -172,10 +174,11 @@ class HeatController:
         self.reason = ""
         self._set_state(ST_HEATING)
 
-    def stop(self):
-        """Heat off now (no fault). Safe to call in any state, any number of times."""
+    def stop(self, reason=None):
+        """Heat off now (no fault). Safe to call in any state, any number of times. `reason`: why,
+        when the session's end says more than "stop" (R_SESSION_END, R_ESTOP)."""
         if self.state != ST_OFF and self.state != ST_FAULT:
-            self._end(R_STOP)
+            self._end(reason or R_STOP)
         else:
             self.output.off()
             self.duty_permille = 0

@@ -148,6 +148,7 @@ def test_stop_estop_and_session_end_end_heat():
         h.ok(how)
         h.tick_until(lambda: h.state == "IDLE", 10 * SECOND)
         assert not heater_on(h) and h.device.heat.state == "off", how
+        assert heat_status(h)["reason"] == how  # the heat says what ended it
         h.tick(SECOND)
         assert not heater_on(h)
     h = Harness()
@@ -155,6 +156,7 @@ def test_stop_estop_and_session_end_end_heat():
     h.ok("heat", {"level": "high"})
     h.tick_until(lambda: h.state == "IDLE", 5 * SECOND)
     assert h.device.heat.state == "off" and not heater_on(h)
+    assert h.device.heat.reason == "session_end"
 
 
 def test_lease_expiry_pauses_and_holds_heat_off():
