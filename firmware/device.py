@@ -550,9 +550,9 @@ class Device:
             session_ms = msg.int_field(message, "session_ms", 1000, L.SESSION_MAX_MS, settings.get("session_default_ms"))
             ramp_ms = msg.int_field(message, "ramp_ms", L.RAMP_MIN_MS, L.RAMP_MAX_MS, settings.get("ramp_default_ms"))
             interlock = message.get("interlock", settings.get("interlock_default"))
-        lease_ms = message.get("lease_ms", settings.get("lease_default_ms"))
-        if not (msg.is_int(lease_ms) and lease_ms == 0):  # 0: no host lease
-            lease_ms = msg.int_field(message, "lease_ms", L.LEASE_MIN_MS, L.LEASE_MAX_MS, lease_ms)
+        lease_ms = msg.int_field_or_zero(
+            message, "lease_ms", L.LEASE_MIN_MS, L.LEASE_MAX_MS, "no host lease", settings.get("lease_default_ms")
+        )
         if interlock not in INTERLOCKS:
             raise msg.RequestError(
                 msg.E_BAD_FIELD, "interlock %s is not one of %s" % (msg._show(interlock), ", ".join(INTERLOCKS))

@@ -49,9 +49,9 @@ def _check(name, value):
         raise msg.RequestError(
             msg.E_BAD_FIELD, "unknown setting %s; known: %s" % (msg._show(name), ", ".join(names()))
         )
-    if name == "lease_default_ms" and msg.is_int(value) and value == 0:
-        return 0
     low, high, _ = INT_SETTINGS[name]
+    if name == "lease_default_ms":
+        return msg.int_field_or_zero({name: value}, name, low, high, "no lease")
     return msg.int_field({name: value}, name, low, high)
 
 

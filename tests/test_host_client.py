@@ -365,7 +365,7 @@ def test_device_refusing_our_version_is_a_version_mismatch_with_both_versions():
         (lambda c: c.clear_fault(), msg.E_BAD_STATE, "no fault to clear"),
         (lambda c: c.request("dance"), msg.E_UNKNOWN_OP, "unknown op"),
         (lambda c: c.start([90000]), msg.E_OUT_OF_RANGE, "80000"),
-        (lambda c: c.start(lease_ms=100), msg.E_OUT_OF_RANGE, "lease_ms 100 is below the minimum 500"),
+        (lambda c: c.start(lease_ms=100), msg.E_OUT_OF_RANGE, "lease_ms 100 is below the minimum 500 (or 0: no host lease)"),
         (lambda c: c.start(session_ms=3600001), msg.E_OUT_OF_RANGE, "session_ms 3600001 exceeds the limit 3600000"),
         (lambda c: c.pause(), msg.E_BAD_STATE, "cannot pause"),
         (lambda c: c.resume(), msg.E_BAD_STATE, "not PAUSED"),

@@ -209,6 +209,17 @@ def int_field(message, name, low, high, default=None):
     return value
 
 
+def int_field_or_zero(message, name, low, high, zero_means, default=None):
+    """int_field where 0 is allowed too (it turns something off): a refusal says so."""
+    value = message.get(name, default)
+    if is_int(value) and value == 0:
+        return 0
+    try:
+        return int_field(message, name, low, high, default)
+    except RequestError as err:
+        raise RequestError(err.code, "%s (or 0: %s)" % (err.message, zero_means))
+
+
 def parse_version(text):
     """'0.1' -> (0, 1); raises RequestError on anything else."""
     if not isinstance(text, str):

@@ -55,6 +55,13 @@ def test_refusals_name_the_setting_and_the_limit_and_change_nothing():
     assert h.ok("settings")["settings"] == before  # the valid part of a refused change did not apply
 
 
+def test_a_lease_below_its_minimum_says_that_0_turns_it_off():
+    h = Harness()
+    reply = settings_reply(h, {"lease_default_ms": 200})
+    assert reply["err"] == msg.E_OUT_OF_RANGE and reply["msg"].endswith("below the minimum 500 (or 0: no lease)"), reply
+    assert settings_reply(h, {"lease_default_ms": 0})["settings"]["lease_default_ms"] == 0
+
+
 def test_a_lower_heat_cap_refuses_higher_targets_and_lowers_a_running_one():
     h = Harness()
     h.ok("start", {"amp_ua": [0], "lease_ms": 0})
