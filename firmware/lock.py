@@ -244,15 +244,9 @@ class ClinicianLock:
         """Write one record or raise RequestError(E_STORAGE); callers change memory only after."""
         data = frame.encode_frame(record)
         try:
-            written = self.storage.append(STORE_NAME, data)
-        except Exception as err:  # noqa: BLE001 - any driver error becomes E_STORAGE...
-            if record_file.ends_with(self.storage, STORE_NAME, data):
-                return  # ...unless the record landed whole: the next boot reads it, so it counts now
+            record_file.append(self.storage, STORE_NAME, data)  # a record that landed whole counts
+        except Exception as err:  # noqa: BLE001 - any driver error becomes E_STORAGE
             raise msg.RequestError(msg.E_STORAGE, "lock store write failed: " + msg.clip("%s" % (err,), 40))
-        if written != len(data):
-            raise msg.RequestError(
-                msg.E_STORAGE, "lock store write failed: %s of %d bytes" % (msg._show(written), len(data))
-            )
 
     # ---- load ----------------------------------------------------------------------------
 

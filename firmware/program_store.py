@@ -169,8 +169,6 @@ class ProgramStore:
         try:
             record_file.append(self.storage, name, data)
         except Exception:
-            if record_file.ends_with(self.storage, name, data):
-                return  # the driver failed after all of it landed: the next boot reads it, so it counts now
             if name == self.active:
                 self._tail_end = FRAGMENT_END
                 try:

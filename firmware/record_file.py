@@ -53,18 +53,27 @@ def end_fragment(storage, name):
         append(storage, name, FRAGMENT_END)
 
 
-def ends_with(storage, name, data):
-    """True when the file ends in exactly these bytes: a write whose driver failed may still
-    have landed whole, and then it counts (the next boot will read it). False when unknown."""
-    try:
-        size = storage.size(name)
-        return size >= len(data) and storage.read(name, size - len(data), len(data)) == data
-    except Exception:  # noqa: BLE001 - unreadable: take it as not there
-        return False
-
-
 def append(storage, name, data):
-    """Append bytes; OSError on a short write (a driver that reports how much it wrote)."""
-    written = storage.append(name, data)
+    """Append bytes; OSError on a short write (a driver that reports how much it wrote).
+
+    A driver that raises after all the bytes landed has written them: the next boot reads the
+    record, so the write counts and nothing is raised (every store then uses what the next
+    boot will load). Landed means the file grew by exactly these bytes, not merely that it
+    ends in them: the same record may already be the last one."""
+    size = storage.size(name)
+    try:
+        written = storage.append(name, data)
+    except Exception:
+        if _landed(storage, name, size, data):
+            return
+        raise
     if isinstance(written, int) and written != len(data):
         raise OSError("short write: %d of %d bytes" % (written, len(data)))
+
+
+def _landed(storage, name, size_before, data):
+    """The file holds `data` whole right after size_before, and nothing after it. False when unknown."""
+    try:
+        return storage.size(name) == size_before + len(data) and storage.read(name, size_before, len(data)) == data
+    except Exception:  # noqa: BLE001 - unreadable: take it as not there
+        return False

@@ -281,10 +281,9 @@ class SessionLog:
             offset = self.storage.size(name) + len(data) - len(line)
             self._next = seq + 1  # a failed write may still have landed whole: never reuse its seq
             self._write(name, data)
-        except Exception as err:  # noqa: BLE001 - nothing erased, unless the marker landed whole
-            if not record_file.ends_with(self.storage, name, line):
-                self._refresh()
-                raise _failed("erase", err)
+        except Exception as err:  # noqa: BLE001 - nothing erased (a marker that landed whole raised nothing)
+            self._refresh()
+            raise _failed("erase", err)
         # committed: only the marker is left in the log
         self._tail_end = None
         self._forget(other)

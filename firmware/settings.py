@@ -117,12 +117,10 @@ class Settings:
                 self._suspect = True  # until the write is known whole
                 record_file.append(self.storage, STORE_NAME, record)
                 self._suspect = False
-            except Exception as exc:  # noqa: BLE001 - any driver failure: nothing changed...
-                if not record_file.ends_with(self.storage, STORE_NAME, record):
-                    raise msg.RequestError(
-                        msg.E_STORAGE, "settings not changed: storage write failed: %s" % msg.clip("%s" % (exc,), 60)
-                    )
-                self._suspect = False  # ...unless the record landed whole: the next boot applies it, so now too
+            except Exception as exc:  # noqa: BLE001 - any driver failure: nothing changed
+                raise msg.RequestError(
+                    msg.E_STORAGE, "settings not changed: storage write failed: %s" % msg.clip("%s" % (exc,), 60)
+                )
         for name in checked:
             self.values[name] = checked[name]
         return sorted(checked)

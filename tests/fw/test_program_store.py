@@ -433,6 +433,22 @@ def test_after_a_failed_write_the_programs_in_use_are_the_programs_the_next_boot
             assert contents(ProgramStore(storage)) == contents(store), (change, partial)
 
 
+def test_a_write_that_failed_before_anything_landed_is_no_write_even_after_the_same_record():
+    """The file already ends in the bytes of this record (the same program put twice): a write
+    that fails before a byte lands has not written it, however the file ends."""
+    storage = FailsOnce()
+    store = ProgramStore(storage)
+    store.put(program("a", 1))
+    before = contents(store)
+    storage.appends_left = 0
+    storage.partial = 0
+    assert raises(msg.RequestError, store.put, program("a", 1)).code == msg.E_STORAGE
+    assert store.used == storage.size(FILES[0])  # the index still matches the flash
+    store.put(program("b", 2))
+    before["b"] = program("b", 2)
+    assert contents(store) == before and contents(ProgramStore(storage)) == before
+
+
 def test_a_failed_write_that_left_all_but_its_newline_never_becomes_a_record():
     for storage_kind in (FailsOnce, FlakyStorage):  # the flash works again at once, or only later
         for change in ("put", "delete"):
