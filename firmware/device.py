@@ -30,9 +30,6 @@ INTERLOCK_CONCURRENT = "concurrent"  # heat and stimulation together
 INTERLOCK_ALTERNATE = "alternate"  # never heat while any channel stimulates or is about to
 INTERLOCKS = (INTERLOCK_CONCURRENT, INTERLOCK_ALTERNATE)
 STATUS_FAULT_MSG_MAX = 120
-# Heat reasons (firmware/heat/heat.py R_*) for heat that ended by itself within a session: the
-# session log gets its heat-off record from the device (a request or a phase writes its own)
-HEAT_ENDS_ITSELF = ("timer", "dose_cap", "autotune_done", "autotune_failed")
 UNIX_S_MIN = 1000000000  # 2001: a hello's clock older than this is a host with no clock
 UNIX_S_MAX = 0x7FFFFFFF
 
@@ -340,7 +337,7 @@ class Device:
         heat = self.heat
         if heat is not None and heat.changes != self._seen_heat_changes:
             self._seen_heat_changes = heat.changes
-            if self.recorder.open and heat.state == "off" and heat.reason in HEAT_ENDS_ITSELF:
+            if self.recorder.open and heat.ended_by_itself():
                 self.recorder.heat(None)  # requests and phases that turn heat off record it themselves
             self.link.send(msg.event(msg.EV_HEAT, self._heat_event(heat)))
         if self.supervisor.changes != self._seen_changes:

@@ -354,6 +354,10 @@ class HeatController:
 
     # ---- status (allocates: call it when asked, not every tick) ---------------------------
 
+    def ended_by_itself(self):
+        """Off by its own timer, dose cap or autotune's end, not by a request, a stop or a fault."""
+        return self.state == ST_OFF and self.reason in (R_TIMER, R_DOSE_CAP, R_TUNE_DONE, R_TUNE_FAILED)
+
     def reading_mc(self):
         """The pad temperature to show and record, or None: before the first reading, while
         the latest reading is rejected (open, short, a jump) and while sensor_frozen is
