@@ -70,33 +70,6 @@ SPEED_UNITS_PER_1 = 1000000  # the launcher passes the speed in millionths (sim.
 CONTROL_PER_TICK = 4  # control requests answered before each tick at most: the device always moves on
 
 
-def _cpython_repr(text):
-    """repr(text) as CPython writes it. MicroPython escapes every non-ASCII character (an e acute
-    as \\xe9), CPython keeps the printable ones. Both escape the ASCII and C1 control characters
-    alike; from U+00A0 up every character is kept here (CPython escapes a few, such as U+00A0)."""
-    quote = '"' if "'" in text and '"' not in text else "'"
-    out = []
-    for char in text:
-        if char == quote or char == "\\":
-            out.append("\\" + char)
-        elif ord(char) >= 0xA0:
-            out.append(char)
-        else:
-            out.append(repr(char)[1:-1])
-    return quote + "".join(out) + quote
-
-
-def _readable_error(reply, request):
-    """Errors quote the request's names with %r: shown as under CPython, not MicroPython-escaped."""
-    error = reply.get("error")
-    if not isinstance(error, str) or not isinstance(request, dict):
-        return
-    for text in list(request.keys()) + list(request.values()):
-        if isinstance(text, str) and repr(text) != _cpython_repr(text):
-            error = error.replace(repr(text), _cpython_repr(text))
-    reply["error"] = error
-
-
 def _control_line(served, line, replies):
     """Answer one control line "SEQ JSON" from the launcher with "SEQ JSON" on the reply pipe."""
     text = line.decode().strip()
@@ -110,7 +83,6 @@ def _control_line(served, line, replies):
     try:
         request = jsondec.decode(text[space + 1 :], 8)
         reply = served.control(request)
-        _readable_error(reply, request)
         encoded = jsonenc.encode(reply)
     except Exception as exc:  # a malformed request must not stop the device
         encoded = jsonenc.encode({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)})

@@ -52,7 +52,7 @@ class ServedDevice:
         changes = [key for key in ("inject", "clear", "clear_all") if key in request]
         if unknown:
             reply["ok"] = False
-            reply["error"] = "unknown control key %r; use inject, clear, clear_all, list or status" % unknown[0]
+            reply["error"] = "unknown control key %s; use inject, clear, clear_all, list or status" % _quote(unknown[0])
         elif len(changes) > 1:
             reply["ok"] = False
             reply["error"] = "one of inject, clear, clear_all per request"
@@ -61,7 +61,7 @@ class ServedDevice:
             name = request["inject"] if active else request["clear"]
             if not isinstance(name, str) or not faults.is_known(name, channels):
                 reply["ok"] = False
-                reply["error"] = "unknown fault %r; known: %s" % (name, ", ".join(faults.names(channels)))
+                reply["error"] = "unknown fault %s; known: %s" % (_quote(name), ", ".join(faults.names(channels)))
                 reply["known"] = faults.names(channels)
             else:
                 faults.set_fault(board, name, active)
@@ -76,3 +76,11 @@ class ServedDevice:
         reply["ticks_ms"] = board.clock.ticks_ms()
         reply["elapsed_ms"] = board.clock.elapsed_ms
         return reply
+
+
+def _quote(value):
+    """A received name in a reply, the same on both runtimes (MicroPython's repr escapes every
+    non-ASCII character, CPython's keeps the printable ones); other values as repr."""
+    if isinstance(value, str):
+        return "'%s'" % value
+    return repr(value)
