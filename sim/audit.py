@@ -24,8 +24,8 @@ class ReplyTracker:
     """Which replies ran their request, and which the device answered from its reply cache.
 
     Mirrors firmware.link: every reply but those to hello, estop, stop and pause is cached by
-    (id, the request's bytes: here its canonical encoding, as the host sends it); a hello
-    empties the cache. Feed it the requests as the host writes them (`sent`) and the
+    (id, the request's bytes: here its canonical encoding, as the host sends it); an
+    accepted hello empties the cache. Feed it the requests as the host writes them (`sent`) and the
     replies in the order they arrive (`op_of`): it returns the op a reply ran, or ""
     when the reply came from the cache (the request did not run again) or is unknown.
     """
@@ -48,7 +48,8 @@ class ReplyTracker:
         request = waiting.pop(0)
         op = request.get("op")
         if op == "hello":
-            self._cache = []
+            if reply.get("ok") is True:
+                self._cache = []  # only an accepted hello empties the device's cache
             return op
         if op in NEVER_CACHED:
             return op  # always run again

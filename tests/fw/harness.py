@@ -66,8 +66,8 @@ class Harness:
 
     def send_message(self, message):
         data = frame.encode_frame(message)
-        if "ev" not in message and "ok" not in message:
-            self.tracker.sent(message)
+        if "op" in message or ("ev" not in message and "ok" not in message):
+            self.tracker.sent(message)  # a frame with an op is a request, whatever else it carries
         self.board.serial.host_write(data)
 
     def send_raw(self, data):

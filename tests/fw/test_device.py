@@ -599,9 +599,18 @@ def test_non_frame_lines_are_ignored_silently():
 def test_own_output_looped_back_is_not_a_request():
     h = Harness()
     h.send_message({"id": 1, "ok": True, "state": "RUNNING"})
-    h.send_message({"ev": "state", "state": "RUNNING", "op": "start", "id": 3})
+    h.send_message({"ev": "state", "state": "RUNNING"})
     h.tick(2)
     assert h.inbox == [] and h.state == "IDLE"
+
+
+def test_a_frame_with_an_op_and_ev_is_a_refused_request_not_an_echo():
+    h = Harness()
+    h.send_message({"ev": "state", "op": "start", "id": 3})
+    h.tick(2)
+    replies = h.replies()
+    assert len(replies) == 1 and replies[0]["id"] == 3 and replies[0]["err"] == "bad_field", replies
+    assert "'ev'" in replies[0]["msg"] and h.state == "IDLE"
 
 
 def test_device_keeps_running_after_garbage():
