@@ -47,6 +47,14 @@ class Clinic:
         except msg.RequestError as exc:
             raise msg.RequestError(exc.code, "cannot %s: %s" % (what, exc.message))
 
+    def _parse(self, source):
+        """Check a program against this device: its channels, heat cap and default ramp time (a
+        program without ramp_ms runs with the ramp_default_ms setting)."""
+        settings = self.device.settings
+        return parse_program(
+            source, self.device.channel_count(), settings.get("heat_max_target_mc"), settings.get("ramp_default_ms")
+        )
+
     def _op_programs(self, message):
         return {"presets": presets.names(), "stored": self.store.names(), "patient_mode": self.lock.has_pin}
 
@@ -65,7 +73,7 @@ class Clinic:
         """Upload (clinician): checked here against this device's channels and heat cap, whatever
         the host checked before."""
         self.require_clinician(message, "upload a program")
-        program = parse_program(message.get("program"), self.device.channel_count(), self.device.settings.get("heat_max_target_mc"))
+        program = self._parse(message.get("program"))
         self.device.check_program_waveforms(program)
         if presets.find(program.name) is not None:
             raise msg.RequestError(
@@ -173,7 +181,7 @@ class Clinic:
                     "patient mode runs prescribed programs only; %s is a built-in preset (a clinician uploads a copy)"
                     % name,
                 )
-        program = parse_program(source, self.device.channel_count(), self.device.settings.get("heat_max_target_mc"))
+        program = self._parse(source)
         self.device.check_program_waveforms(program)
         if program.has_heat and self.device.heat is None:
             raise msg.RequestError(msg.E_BAD_STATE, "program %s needs a heat pad; this device has none" % name)

@@ -211,8 +211,32 @@ def _parse_phases(program, phases):
     program.session_ms = total_ms
 
 
-def parse_program(fields, channels=L.CHANNELS, max_target_mc=HARD_MAX_TARGET_MC):
-    """Check a program object field by field; RequestError names the path, the value and the limit."""
+def _check_ramp_down(program, ramp_default_ms):
+    """A phase without TENS that follows a TENS phase lasts at least the ramp time, so the
+    channels reach zero within it (a stop's ramp: at most ramp_ms from any amplitude). A phase
+    without TENS after another one, or first, starts at zero: nothing to ramp down."""
+    ramp_ms = program.ramp_ms if program.ramp_ms is not None else ramp_default_ms
+    phases = program.phases
+    for i in range(1, len(phases)):
+        phase = phases[i]
+        if phase.tens or not phases[i - 1].tens or phase.duration_ms >= ramp_ms:
+            continue
+        _refuse(
+            msg.E_OUT_OF_RANGE, "phases[%d].duration_s" % i,
+            "%d s is shorter than the ramp time %d ms (%s): phase %s has no TENS after a TENS phase, so the "
+            "channels must ramp down to zero within it; make duration_s at least %d or %s at most %d"
+            % (phase.duration_ms // 1000, ramp_ms,
+               "ramp_ms" if program.ramp_ms is not None else "the default: the program has no ramp_ms",
+               phase.name, (ramp_ms + 999) // 1000, "ramp_ms" if program.ramp_ms is not None else "set ramp_ms",
+               phase.duration_ms),
+        )
+
+
+def parse_program(fields, channels=L.CHANNELS, max_target_mc=HARD_MAX_TARGET_MC, ramp_default_ms=L.RAMP_DEFAULT_MS):
+    """Check a program object field by field; RequestError names the path, the value and the limit.
+
+    `ramp_default_ms`: the ramp time of a program without ramp_ms, which its phases without
+    TENS must leave time for (a caller that knows the device's ramp_default_ms setting passes it)."""
     if not isinstance(fields, dict):
         raise msg.RequestError(msg.E_BAD_FIELD, "program must be an object (docs/programs.md)")
     _only(fields, _TOP_FIELDS, "")
@@ -237,6 +261,7 @@ def parse_program(fields, channels=L.CHANNELS, max_target_mc=HARD_MAX_TARGET_MC)
     if "ramp_ms" in fields:
         program.ramp_ms = _int(fields, "ramp_ms", "ramp_ms", L.RAMP_MIN_MS, L.RAMP_MAX_MS)
     _parse_phases(program, fields.get("phases"))
+    _check_ramp_down(program, ramp_default_ms)
     if "session_s" in fields:
         session_s = _int(fields, "session_s", "session_s", 1, L.SESSION_MAX_MS // 1000)
         if session_s * 1000 != program.session_ms:

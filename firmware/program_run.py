@@ -8,6 +8,7 @@ prescription read in one place.
 
 from firmware import limits as L
 from firmware.protocols import messages as msg
+from firmware.stim import ramp_step_for
 
 
 class ProgramRun:
@@ -15,15 +16,19 @@ class ProgramRun:
         self.program = program
         self.phase_index = -1
         self._held_targets_ua = None  # per channel: the patient's amplitude while a phase holds TENS off
+        self._restore_due = False  # a TENS phase began last tick: its held amplitudes come back now
 
     @property
     def phase(self):
         return self.program.phases[self.phase_index]
 
     def phase_due(self, run_ms):
-        """The phase index to enter now, or -1 when the current one goes on."""
+        """The phase index to enter now, or -1 when the current one goes on (the current one
+        again in the tick after a TENS phase began: the second half of entering it)."""
         index = self.program.phase_index_at(run_ms)
-        return index if index != self.phase_index else -1
+        if index != self.phase_index or self._restore_due:
+            return index
+        return -1
 
     def start_targets(self, message):
         """Optional "amp_ua" of a start request, each within its channel's prescription."""
@@ -63,6 +68,8 @@ class ProgramRun:
                 "phase %s of program %s has no stimulation; amplitude changes in a TENS phase"
                 % (phase.name, self.program.name),
             )
+        if self._restore_due:  # in the tick a TENS phase began: this is the amplitude that comes back
+            self._held_targets_ua[index] = amp_ua
 
     def check_patient_heat(self, heat, message):
         """Patient mode: heat as the program prescribes it in this phase, or lower."""
@@ -85,16 +92,32 @@ class ProgramRun:
 
     def enter_phase(self, index, channels, heat, recorder, now_ms):
         """TENS on, or held at zero (the patient's amplitude kept for the next TENS phase);
-        heat on for the run of heat phases from here, or off."""
+        heat on for the run of heat phases from here, or off.
+
+        A TENS phase after a TENS-off phase takes two ticks, so the patient's amplitude comes
+        back from zero over a whole ramp, whatever was left of the ramp-down: in the first, a
+        channel still above zero is cut to zero (channel.off(): the safe direction) and each
+        channel's step is set to the ramp it will take (shown before it moves, as after a
+        request), nothing fires; in the second (phase_due hands the same phase back), the
+        targets come back and the ramp starts from zero."""
+        if index == self.phase_index:
+            self._restore_targets(channels)
+            return
         program = self.program
         phase = program.phases[index]
         self.phase_index = index
+        self._restore_due = False
         recorder.phase(index, phase.name)
         if phase.tens:
-            if self._held_targets_ua is not None:
+            held = self._held_targets_ua
+            if held is not None:
                 for i in range(len(channels)):
-                    channels[i].set_target(self._held_targets_ua[i])
-                self._held_targets_ua = None
+                    channel = channels[i]
+                    if channel.amp_ua > 0:
+                        channel.off()  # still ramping down: cut, so the ramp up starts from zero
+                    if held[i] > 0:
+                        channel.ramp_step_ua = ramp_step_for(held[i], channel.ramp_ms)
+                self._restore_due = True
         elif self._held_targets_ua is None:
             self._held_targets_ua = [channel.target_ua for channel in channels]
             for channel in channels:
@@ -114,3 +137,14 @@ class ProgramRun:
         elif not phase.heat and heat.state != "off" and heat.state != "fault":
             heat.stop()
             recorder.heat(None)
+
+    def _restore_targets(self, channels):
+        """The second tick of a TENS phase after a TENS-off phase: the patient's amplitudes
+        (or what a request set in the first tick) come back, ramping up from zero."""
+        held = self._held_targets_ua
+        self._restore_due = False
+        self._held_targets_ua = None
+        if held is None:
+            return
+        for i in range(len(channels)):
+            channels[i].set_target(held[i])
