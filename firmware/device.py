@@ -21,6 +21,7 @@ from firmware.recorder import SAMPLE_EVERY_MS, Recorder
 from firmware.session_log import SessionLog
 from firmware.settings import Settings
 from firmware.output_check import OutputMonitor
+from firmware.protocols import frame, jsonenc
 from firmware.protocols import messages as msg
 from firmware.stim import BREACH, Channel
 from firmware.telemetry import EVERY_MAX_MS, EVERY_MIN_MS, Telemetry
@@ -29,7 +30,20 @@ WINDOW_US = L.TICK_MS * 1000
 INTERLOCK_CONCURRENT = "concurrent"  # heat and stimulation together
 INTERLOCK_ALTERNATE = "alternate"  # never heat while any channel stimulates or is about to
 INTERLOCKS = (INTERLOCK_CONCURRENT, INTERLOCK_ALTERNATE)
-STATUS_FAULT_MSG_MAX = 120
+# The status reply fits one frame by construction. Outside FAULT it holds no fault and no message,
+# and every other field is bounded (names by the program rules, numbers by their ranges: counters
+# below 10^10, uptime below 2^30 s): under 960 bytes at the widest (tests/fw/test_status_size.py).
+# In FAULT the room left for faults and message is measured: the first STATUS_FAULTS_MAX faults are
+# listed (`faults_more` counts the rest) and the first fault's message takes what room is left, up
+# to STATUS_FAULT_MSG_MAX bytes (ending in "..." when shortened).
+STATUS_FAULTS_MAX = 4
+STATUS_FAULT_MSG_MAX = 120  # bytes as sent (JSON-escaped); whole in the state event
+STATUS_FAULT_MSG_MIN = 60  # fewer faults are listed before the message gets shorter than this
+STATUS_SPARE_BYTES = 40  # every status frame leaves this free: room for a later field
+# the reply's own additions around the fields: ,"id":<10 digits> and ,"ok":true, then @ *CRC \n
+_REPLY_EXTRA_BYTES = len(',"id":%d,"ok":true' % msg.MAX_REQUEST_ID) + len("@*0000\n")
+STATUS_FIELDS_MAX = frame.MAX_LINE_BYTES - STATUS_SPARE_BYTES - _REPLY_EXTRA_BYTES
+EVENT_FAULT_MSG_MAX = 400  # bytes as sent: fault messages in state and heat events (the longest is under 300)
 UNIX_S_MIN = 1000000000  # 2001: a hello's clock older than this is a host with no clock
 UNIX_S_MAX = 0x7FFFFFFF
 
@@ -47,6 +61,24 @@ def _clock_bytes(clock):
         return bytes(out)
 
     return random_bytes
+
+
+def clip_json(text, limit):
+    """`text` as msg.clip makes it (printable ASCII, "..." at the end when cut), in at most `limit`
+    bytes once JSON-escaped: a `"` or a backslash there takes two bytes."""
+    if limit < 3:
+        return ""
+    text = msg.clip(text, limit)
+    if len(text) + text.count('"') + text.count("\\") <= limit:
+        return text
+    budget = limit - 3  # the longest start that fits with "..." after it
+    cut = 0
+    for ch in text:
+        budget -= 2 if ch == '"' or ch == "\\" else 1
+        if budget < 0:
+            break
+        cut += 1
+    return text[:cut] + "..."
 
 
 class Device:
@@ -287,9 +319,11 @@ class Device:
             if index >= 0:
                 run.enter_phase(index, self.channels, self.heat, self.recorder, now)
         if self.lease_ms and ticks_diff(now, self._lease_from) > self.lease_ms:
-            self.stopping = False
-            self.supervisor.pause(sup.PAUSE_LEASE)
-            self._outputs_off()
+            if self.stopping:
+                self._end_stop_now()  # a stop under way is never turned into a pause
+            else:
+                self.supervisor.pause(sup.PAUSE_LEASE)
+                self._outputs_off()
         elif self.session_run_ms >= self.session_ms and not self.stopping:
             self._begin_stop()
             self.supervisor.reason = "session_end"
@@ -313,12 +347,19 @@ class Device:
                 if channel.amp_ua > self.max_amp_ua[channel.index]:
                     self.max_amp_ua[channel.index] = channel.amp_ua
         if self.stopping and idle:
-            self.stopping = False
-            reason = self.supervisor.reason
-            self.supervisor.to_idle(reason if reason == "session_end" else "stop")
-            # leaving RUNNING: the driver is off in the same tick, as on every other exit; IDLE first,
-            # so the heat policy ends heat now (a start later in this tick must not inherit it)
-            self._outputs_off()
+            self._end_stop_now()
+
+    def _end_stop_now(self):
+        """The stop under way ends now, in IDLE, with its own reason (`stop` or `session_end`):
+        at the end of its ramp, or cut short when the lease runs out or a pause comes while it
+        ramps. A stop, once begun, always ends this way: nothing turns it into a pause that a
+        resume could undo (only a fault or an estop, which end the session themselves)."""
+        self.stopping = False
+        reason = self.supervisor.reason
+        self.supervisor.to_idle(reason if reason == "session_end" else "stop")
+        # leaving RUNNING: the driver is off in the same tick, as on every other exit; IDLE first,
+        # so the heat policy ends heat now (a start later in this tick must not inherit it)
+        self._outputs_off()
 
     def _begin_stop(self):
         self.stopping = True
@@ -348,8 +389,8 @@ class Device:
                     {
                         "state": self.supervisor.state_name,
                         "reason": self.supervisor.reason,
-                        "faults": list(self.supervisor.faults),
-                        "fault_msg": self.supervisor.fault_msg,
+                        "faults": list(self.supervisor.faults),  # at most every fault name there is: 17
+                        "fault_msg": clip_json(self.supervisor.fault_msg, EVENT_FAULT_MSG_MAX),
                     },
                 )
             )
@@ -360,7 +401,7 @@ class Device:
             "reason": heat.reason,
             "target_mc": heat.target_mc,
             "fault": heat.fault,
-            "fault_msg": heat.fault_msg,
+            "fault_msg": clip_json(heat.fault_msg, EVENT_FAULT_MSG_MAX),
         }
 
     @property
@@ -419,7 +460,8 @@ class Device:
         self.telemetry.set_rate(0, self.clock.ticks_ms())  # a new host asks for what it wants
         # A hello does not disturb a running session: observers (tensctl status) connect
         # freely. A controlling host that was gone longer than its lease finds the session
-        # PAUSED (lease_expired), and resuming ramps from zero.
+        # PAUSED (lease_expired), and resuming ramps from zero; one that had begun a stop finds it
+        # done (IDLE).
         return {
             "proto": msg.PROTO_VERSION,
             "proto_majors": list(msg.SUPPORTED_MAJORS),
@@ -429,7 +471,7 @@ class Device:
             "amp_limit_ua": L.AMP_LIMIT_UA,
             "amp_step_ua": L.AMP_STEP_UA,
             "tick_ms": L.TICK_MS,
-            "lease_ms": L.LEASE_DEFAULT_MS,
+            "lease_ms": self.settings.get("lease_default_ms"),  # what a start without lease_ms gets now
             "session_max_ms": L.SESSION_MAX_MS,
         }
 
@@ -451,12 +493,12 @@ class Device:
                 }
             )
         left_ms = self.session_ms - self.session_run_ms if self.supervisor.state in (sup.RUNNING, sup.PAUSED) else 0
-        return {
+        fields = {
             "state": self.supervisor.state_name,
             "reason": self.supervisor.reason,
             "stopping": self.stopping,
-            "faults": list(self.supervisor.faults),
-            "fault_msg": msg.clip(self.supervisor.fault_msg, STATUS_FAULT_MSG_MAX),  # whole in the state event
+            "faults": [],
+            "fault_msg": "",
             "uptime_ms": self.uptime.total_ms,
             "session_left_ms": left_ms if left_ms > 0 else 0,
             "lease_ms": self.lease_ms,
@@ -472,6 +514,25 @@ class Device:
             "program": self.run.program.name if self.run is not None else None,
             "phase": self.run.phase.name if self.run is not None else None,
         }
+        if self.supervisor.faults:
+            self._status_faults(fields, self.supervisor.faults, self.supervisor.fault_msg)
+        return fields
+
+    def _status_faults(self, fields, faults, text):
+        """Faults and the first fault's message into the status fields, in the room the frame has
+        left (measured: a request, and in FAULT only, so the tick is not slowed). The first faults
+        in latch order, at most STATUS_FAULTS_MAX and fewer while the message would get shorter than
+        STATUS_FAULT_MSG_MIN; `faults_more` (only then present) counts those left out."""
+        shown = len(faults) if len(faults) < STATUS_FAULTS_MAX else STATUS_FAULTS_MAX
+        while True:
+            fields["faults"] = faults[:shown]
+            if shown < len(faults):
+                fields["faults_more"] = len(faults) - shown
+            room = STATUS_FIELDS_MAX - len(jsonenc.encode(fields))  # fault_msg "" counted already
+            if room >= STATUS_FAULT_MSG_MIN or shown == 1:
+                break
+            shown -= 1
+        fields["fault_msg"] = clip_json(text, room if room < STATUS_FAULT_MSG_MAX else STATUS_FAULT_MSG_MAX)
 
     def _heat_status(self):
         if self.heat is None:
@@ -666,8 +727,12 @@ class Device:
         return {"state": self.supervisor.state_name}
 
     def _op_pause(self, message):
+        """RUNNING -> PAUSED, output zero now. While a stop ramps down, the output is cut the
+        same way and the stop completes (IDLE): a pause must not let a resume undo a stop."""
+        if self.stopping and self.supervisor.running():
+            self._end_stop_now()
+            return {"state": self.supervisor.state_name}
         self.supervisor.pause(sup.PAUSE_REQUEST)
-        self.stopping = False
         self._outputs_off()
         return {"state": self.supervisor.state_name}
 
@@ -781,8 +846,8 @@ class Device:
             heat.set_level(message["level"])  # validates before it changes anything
         elif "target_mc" in message:
             heat.set_target_mc(message["target_mc"])
-        elif not heating and self.run is None:
-            heat.set_level(heat.config.default_level)  # the documented default, never the last session's
+        elif not heating:
+            self._default_heat_target(heat)  # the documented default, never the last session's
         if heating:
             if "minutes" in message:
                 heat.duration_ms = heat.session_ms + minutes * 60000  # minutes from now
@@ -795,6 +860,17 @@ class Device:
         if self.recorder.open:
             self.recorder.heat(heat.target_mc)
         return heat.status()
+
+    def _default_heat_target(self, heat):
+        """What heat without a level or target starts at: a running program's own heat, else the
+        configured default level (medium). Validates before it changes anything."""
+        program = self.run.program if self.run is not None else None
+        if program is None or not program.has_heat:
+            heat.set_level(heat.config.default_level)
+        elif program.heat_level is not None:
+            heat.set_level(program.heat_level)
+        else:
+            heat.set_target_mc(program.heat_target_mc)
 
     def _refuse_in_maintenance(self, what):
         if self.maintenance:
