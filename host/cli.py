@@ -419,22 +419,30 @@ def _ramped(status):
     return all(channel.get("amp_ua") == channel.get("target_ua") for channel in status.get("ch") or [])
 
 
-STATUS_FAULT_MSG_MAX = 120  # status clips fault_msg to this, ending with "..." (whole in the state event)
 
 
 def _fault_msg_text(text):
-    """A fault message as status gives it; one the device clipped mid-word ends at a whole word
-    with an ellipsis instead."""
+    """A fault message as status gives it; one the device shortened to fit its reply (it then ends
+    in "...": whole in the state event) ends at a whole word with an ellipsis instead."""
     text = str(text or "")
-    if len(text) < STATUS_FAULT_MSG_MAX or not text.endswith("..."):
+    if not text.endswith("..."):
         return text
     return text[:-3].rsplit(" ", 1)[0] + " …"
+
+
+def _faults_text(status):
+    """The fault names status lists, and how many more latched (status lists the first few)."""
+    text = ", ".join(str(name) for name in status.get("faults") or [])
+    more = status.get("faults_more")
+    if isinstance(more, int) and more > 0:
+        text += " and %d more" % more
+    return text
 
 
 def _state_text(status):
     text = str(status.get("state"))
     if status.get("faults"):
-        text += " (%s: %s)" % (", ".join(status["faults"]), _fault_msg_text(status.get("fault_msg")))
+        text += " (%s: %s)" % (_faults_text(status), _fault_msg_text(status.get("fault_msg")))
     elif status.get("reason"):
         text += " (reason: %s)" % status["reason"]
     return text
@@ -538,7 +546,7 @@ def _render_status(console, status):
         line += " (%s)" % escape(_REASONS.get(reason, reason))
     faults = status.get("faults") or []
     if faults:
-        line += "  faults: [red]%s[/]" % escape(", ".join(faults))
+        line += "  faults: [red]%s[/]" % escape(_faults_text(status))
         if status.get("fault_msg"):
             line += " (%s)" % escape(_fault_msg_text(status["fault_msg"]))
     else:
@@ -1517,7 +1525,7 @@ def clear_fault(settings):
         reply = client.clear_fault()
         status = _watch_after_clear(client)
         if status.get("state") == "FAULT":
-            faults = ", ".join(status.get("faults") or []) or "?"
+            faults = _faults_text(status) or "?"
             raise CliFailure(
                 EXIT_DEVICE_ERROR, "fault_relatched",
                 "fault latched again: %s (%s): its cause is still there" % (faults, status.get("fault_msg") or ""),

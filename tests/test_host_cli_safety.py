@@ -513,3 +513,21 @@ def test_a_clipped_fault_message_ends_at_a_whole_word():
     cli_module._render_status(console, {"state": "FAULT", "faults": ["stuck_on"], "fault_msg": clipped, "ch": []})
     text = console.export_text()
     assert "above 38.00 C …)" in text and "stuck_" not in text.replace("faults: stuck_on", ""), text
+
+
+def test_status_says_how_many_faults_it_left_out_and_a_short_clipped_message_is_marked():
+    """Status lists the first few faults (`faults_more` counts the rest) and shortens the message
+    to the room its frame has left, which can be well under 120 characters."""
+    from firmware.device import clip_json
+
+    whole = "channel 0: sensed 85000 uA for 20000 uA commanded, beyond the margin (overcurrent_margin)"
+    clipped = clip_json(whole, 60)
+    assert clipped.endswith("...") and len(clipped) <= 60
+    console = Console(width=300, record=True, color_system=None)
+    status = {"state": "FAULT", "faults": ["overcurrent:0", "no_load:1", "sensor_open", "stuck_on"],
+              "faults_more": 3, "fault_msg": clipped, "ch": []}
+    cli_module._render_status(console, status)
+    text = console.export_text()
+    assert "overcurrent:0, no_load:1, sensor_open, stuck_on and 3 more" in text, text
+    assert "…)" in text and "...)" not in text, text
+    assert "and 3 more" in cli_module._state_text(status)
