@@ -513,7 +513,8 @@ def info(settings):
             if "amp_step_ua" in device:
                 table.add_row("Amplitude step", format_ma(device["amp_step_ua"]))
             if "lease_ms" in device:
-                table.add_row("Default lease", _seconds_text(device["lease_ms"]))
+                lease_ms = device["lease_ms"]
+                table.add_row("Default lease", _seconds_text(lease_ms) if lease_ms else "none (the device times sessions alone)")
             if "session_max_ms" in device:
                 table.add_row("Longest session", "%d min" % (device["session_max_ms"] // 60000))
             table.add_row("Tick", "%s ms" % device.get("tick_ms"))

@@ -444,3 +444,17 @@ def test_deleting_a_preset_says_presets_are_built_in(run):
     assert result.exit_code == 1
     assert "conventional is a built-in preset: presets cannot be deleted" in result.stderr
     assert "no program 'nosuch'" in run("--port", "sim", "program", "delete", "nosuch").stderr
+
+
+def test_info_shows_the_devices_own_default_lease_and_none_for_zero(run, monkeypatch):
+    """hello reports the lease a start would get now: the device's lease_default_ms setting."""
+    from firmware import settings as device_settings
+
+    low, high, _ = device_settings.INT_SETTINGS["lease_default_ms"]
+    monkeypatch.setitem(device_settings.INT_SETTINGS, "lease_default_ms", (low, high, 0))
+    result = run("--port", "sim", "info")
+    assert result.exit_code == 0, result.output
+    assert "none (the device times sessions alone)" in result.stdout, result.stdout
+    monkeypatch.setitem(device_settings.INT_SETTINGS, "lease_default_ms", (low, high, 7500))
+    result = run("--port", "sim", "info")
+    assert "7.5 s" in result.stdout and "3 s" not in result.stdout, result.stdout
