@@ -1,21 +1,28 @@
 """The board entry without the hardware: boot order, the tick loop, maintenance mode.
 
 /main.py on the board (firmware/main.py) drives every output pin low, turns Ctrl-C off and
-calls main() here (/boot.py, firmware/boot.py, did both once already). Everything below takes its modules (machine, micropython, time) and its
-drivers as arguments, so the same code runs on the board, on CPython with fakes
-(tests/test_board_main.py) and in the MicroPython unix port (tests/test_deploy.py).
+calls main() here (/boot.py, firmware/boot.py, drove the pins low once already). Everything
+below takes its modules (machine, micropython, time) and its drivers as arguments, so the
+same code runs on the board, on CPython with fakes (tests/test_board_main.py) and in the
+MicroPython unix port (tests/test_deploy.py).
 build_drivers() is the one place that names the RP2040 drivers.
 
 BOOT SEQUENCE
-  1. boot.py, then main.py, before any other import: micropython.kbd_intr(-1) (a 0x03 byte
-     from the host during boot is data, not Ctrl-C) and every pin of rp2_pins.OUTPUT_PINS an
-     output at 0 (the pull-downs already hold the stages off; this makes it so whatever ran
-     before). A main.py that fails before it gets here (a broken deploy) ends in the REPL with
-     every output low and no watchdog: safe, and a deploy can mend it.
+  1. boot.py, then main.py: every pin of rp2_pins.OUTPUT_PINS an output at 0 (the pull-downs
+     already hold the stages off; this makes it so whatever ran before) and
+     micropython.kbd_intr(-1) (a 0x03 byte from the host is data, not Ctrl-C). MicroPython runs
+     each of boot.py and main.py with Ctrl-C switched on again (pyexec enables it before it
+     runs a file and disables it after), so boot.py's kbd_intr(-1) lasts only while boot.py
+     runs; main.py turns it off again after its pin loop and main() once more. A 0x03 in
+     main.py's first milliseconds (or a main.py that fails there: a broken deploy) ends in the
+     REPL with every output low (boot.py drove them so) and no watchdog: safe, and a deploy
+     can mend it.
   2. The STOP button, read straight from its pin (no driver: a broken driver set can still be
      rescued): held for BOOT_STOP_SAMPLES reads over ~20 ms means maintenance mode.
   3. build_drivers(): outputs first (pulse, heater, indicator: each starts off), then the rest.
-  4. Device(...): its constructor turns the pulse output off and, through the heat
+  4. Board.boot(): a full crash log is rotated first (see LEAVING THE LOOP: before Device(),
+     so a crash loop inside it still keeps its newest crash; before the watchdog). Then
+     Device(...): its constructor turns the pulse output off and, through the heat
      controller, the heater; then pulse, heater and indicator off() once more here.
   5. The mode: maintenance when the one-shot marker (storage file MARKER) is there (it is
      removed at once) or STOP was held; normal otherwise.
@@ -24,21 +31,27 @@ BOOT SEQUENCE
                      True, so no session and no heat can start.
   6. The loop, every TICK_MS: device.tick() (bounded serial reads happen inside it, through
      the driver's 0 ms polls), the STOP button (a press while a session is on is an emergency
-     stop), the output indicator (lit above 10 mA r.m.s., as status reports it; a button or
+     stop), the output indicator (lit above 10 mA r.m.s. or 10 mJ per pulse into 1 kohm, as
+     status reports it: envelope.indicator_threshold_ua; a button or
      indicator driver that raises latches an internal fault, outputs off), a mode change asked
      over the protocol, then the watchdog is fed: a step that does not finish is not fed. Then
      time.sleep_ms until the next tick boundary. Late by up to RESYNC_MS, the next ticks run
      at once to catch up (the device counts session time in ticks); later than that, the schedule restarts from now (counted in late_resyncs) and,
      as after any interruption, the channels start again from zero and ramp up to their targets
      (the PIO fired nothing while the loop stood still).
-  7. finally, whatever happened: pulse off, heater off, indicator off, then every output pin
-     driven low as a plain GPIO (which also takes the pins from the PIO and the PWM slices).
+  7. finally, whatever happened: Ctrl-C off, pulse off, heater off, indicator off, then every
+     output pin driven low as a plain GPIO (which also takes the pins from the PIO and the PWM
+     slices); each step on its own, a KeyboardInterrupt inside one included. Only after that
+     anything slow: the crash log (a flash write), print, machine.reset().
 
 LEAVING THE LOOP
   - Normal mode, any exception (and KeyboardInterrupt, which kbd_intr(-1) should make
-    impossible): outputs off (finally), the traceback appended to storage (CRASH_LOG, at most
-    CRASH_LOG_MAX bytes in all), machine.reset(). Should the reset itself fail, the watchdog,
-    no longer fed, resets the board within a second.
+    impossible): outputs off (finally), then the traceback appended to storage (CRASH_LOG),
+    then machine.reset(). Should the reset itself fail, the watchdog, no longer fed, resets the
+    board within a second. The crash log keeps the newest crashes: CRASH_LOG until it holds
+    CRASH_FILE_MAX bytes, then (at the next boot, before the watchdog starts, or at once if it
+    fills within one run) it is copied over CRASH_LOG_OLD and starts afresh: two files, about
+    CRASH_LOG_MAX bytes together, the oldest crashes dropped.
   - Maintenance mode, Ctrl-C (mpremote) or any exception: outputs off, main() returns and the
     board's REPL runs, where mpremote gets its raw REPL. Nothing runs there: no watchdog is
     needed to keep an output off.
@@ -71,9 +84,12 @@ TICK_MS = L.TICK_MS
 SWITCH_GRACE_TICKS = const(20)  # 200 ms for the reply to a maintenance request to reach the host
 RESYNC_MS = const(100)  # later than this, the tick schedule restarts from now
 MARKER = "maintenance"  # storage file: the next boot is a maintenance boot (one-shot)
-CRASH_LOG = "crash.log"
-CRASH_LOG_MAX = const(4096)
+CRASH_LOG = "crash.log"  # the newest crashes
+CRASH_LOG_OLD = "crash.old.log"  # the ones before them (crash.log, as it was when it filled)
+CRASH_LOG_MAX = const(4096)  # both files together, give or take one entry each
+CRASH_FILE_MAX = const(2048)  # CRASH_LOG_MAX // 2: crash.log is rotated once it holds this much
 CRASH_TEXT_MAX = const(600)
+CRASH_COPY_CHUNK = const(512)  # the rotation copies this much at a time (bounded heap)
 BOOT_STOP_SAMPLES = const(5)
 BOOT_STOP_GAP_MS = const(4)
 STOP_MASK = const(4)  # Buttons.pressed() bit of STOP (rp2_buttons.BUTTON_STOP)
@@ -152,11 +168,12 @@ def build_drivers(machine):
 
 
 def pins_low(machine, pins=OUTPUT_PINS):
-    """Every output pin a plain GPIO output at 0; each pin on its own (one failing pin stops none)."""
+    """Every output pin a plain GPIO output at 0; each pin on its own (one failing pin stops none,
+    nor does a Ctrl-C landing half-way: this runs on the way out, where one may still come)."""
     for pin in pins:
         try:
             machine.Pin(pin, machine.Pin.OUT, value=0)
-        except Exception:  # noqa: BLE001 - the others still go low
+        except (Exception, KeyboardInterrupt):  # noqa: BLE001 - the others still go low
             pass
 
 
@@ -219,6 +236,7 @@ class Board:
     def boot(self):
         from firmware.device import Device
 
+        self._rotate_crash_log()  # first: a crash loop in Device() must still keep its newest crash
         d = self.drivers
         self.device = Device(
             d.clock, d.pulse, d.sense, d.serial, d.device_id, heater=d.heater, thermistor=d.thermistor,
@@ -380,7 +398,7 @@ class Board:
             storage.remove(MARKER)
             storage.append(MARKER, b"1")
         except Exception as exc:  # noqa: BLE001 - the reboot comes back in normal mode; the host sees it
-            self.log(exc)
+            self.log(exc, rotate=False)  # inside the loop: one append at most, never a rotation
 
     def _remove_marker(self):
         storage = self.drivers.storage
@@ -394,45 +412,102 @@ class Board:
     # ---- the way out --------------------------------------------------------------------
 
     def outputs_off(self, pins=False):
-        """Pulse, heater and indicator off, each on its own; with pins, every output pin low as well."""
+        """Pulse, heater and indicator off, each on its own; with pins, every output pin low as well.
+        A KeyboardInterrupt inside one part (a second Ctrl-C from mpremote in maintenance mode)
+        stops none of the others."""
         d = self.drivers
         for part in (d.pulse, d.heater, d.indicator):
             if part is None:
                 continue
             try:
                 part.off()
-            except Exception:  # noqa: BLE001 - the others still go off
+            except (Exception, KeyboardInterrupt):  # noqa: BLE001 - the others still go off
                 pass
         if pins:
             pins_low(self.machine)
 
-    def log(self, exc):
-        """Append the exception to the crash log (bounded); never raises."""
-        text = exception_text(exc)
+    def _no_ctrl_c(self):
+        try:
+            self.micropython.kbd_intr(-1)
+        except (Exception, KeyboardInterrupt):  # noqa: BLE001 - the outputs go off regardless
+            pass
+
+    def log(self, exc, rotate=True):
+        """Append the exception to the crash log; never raises. A flash write: every caller on
+        the way out turns the outputs off first (run()). Bounded: crash.log is rotated into
+        crash.old.log once it holds CRASH_FILE_MAX bytes (normally at the next boot, see
+        _rotate_crash_log; here only with rotate, on the way out), so the newest crash is kept
+        and the oldest dropped. Without rotate (inside the loop) a full crash.log takes nothing."""
+        try:
+            text = exception_text(exc)
+        except Exception:  # noqa: BLE001 - an exception whose text cannot be made
+            text = "(unprintable exception)\n"
         self.crash = text
         storage = self.drivers.storage
         if storage is None:
             return
         try:
-            if storage.size(CRASH_LOG) < CRASH_LOG_MAX:
-                storage.append(CRASH_LOG, ("tick %d: %s" % (self.ticks, text[:CRASH_TEXT_MAX])).encode())
+            if storage.size(CRASH_LOG) >= CRASH_FILE_MAX:  # full within one run
+                if not rotate:
+                    return
+                self._rotate_crash_log()
+            storage.append(CRASH_LOG, ("tick %d: %s" % (self.ticks, text[:CRASH_TEXT_MAX])).encode())
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _rotate_crash_log(self):
+        """crash.log full (CRASH_FILE_MAX bytes or more): copy it over crash.old.log, a chunk at a
+        time, then start crash.log afresh. Bounded (at most CRASH_FILE_MAX + one entry copied);
+        never raises. A reset half-way leaves crash.log whole, and the next call starts over. If
+        the copy fails crash.log is emptied all the same: the newest crashes matter most."""
+        storage = self.drivers.storage
+        if storage is None:
+            return
+        try:
+            size = storage.size(CRASH_LOG)
+        except Exception:  # noqa: BLE001 - unreadable: leave it
+            return
+        if size < CRASH_FILE_MAX:
+            return
+        try:
+            storage.remove(CRASH_LOG_OLD)
+            offset = 0
+            while offset < size:
+                data = storage.read(CRASH_LOG, offset, CRASH_COPY_CHUNK)
+                if not data:
+                    break
+                storage.append(CRASH_LOG_OLD, data)
+                offset += len(data)
+        except Exception:  # noqa: BLE001 - crash.old.log may be partial; crash.log goes anyway
+            pass
+        try:
+            storage.remove(CRASH_LOG)
         except Exception:  # noqa: BLE001
             pass
 
     def run(self):
         """Boot and loop until the end; returns only in maintenance mode (or with a machine that
-        does not reset: the tests' fakes). The outcome is one of the names above."""
+        does not reset: the tests' fakes). The outcome is one of the names above.
+
+        Outputs off first, then anything slow: the crash log is a flash write (tens of ms, more
+        when littlefs must erase), and the rail, the amplitude reference and the heater must not
+        stay as the crash left them meanwhile."""
         outcome = CRASHED
+        failure = None
         try:
             self.boot()
             outcome = self.loop()
         except KeyboardInterrupt:
             outcome = INTERRUPTED
-        except Exception as exc:  # noqa: BLE001 - whatever it was, outputs off below
+        except Exception as exc:  # noqa: BLE001 - whatever it was, outputs off below, then the log
             outcome = CRASHED
-            self.log(exc)
+            failure = exc
         finally:
+            self._no_ctrl_c()  # no further Ctrl-C on the way out (the REPL has its own)
             self.outputs_off(pins=True)
+        if failure is not None:
+            self.log(failure)
+            failure = None
         if (self.maintenance or self.stop_held) and outcome in (INTERRUPTED, CRASHED):
             if outcome == CRASHED and self.crash:
                 print(self.crash)  # maintenance mode: someone at the REPL reads it

@@ -15,7 +15,13 @@ the newest of each kind wins, a damaged record is skipped on boot:
     {"failures": n}                                    wrong PINs since the last right one
 The PIN itself is never stored, logged, echoed in an error text or kept after the check.
 A lock.log that cannot be read at boot fails closed: the device boots in patient mode and
-refuses every request the PIN guards (and every PIN change) with `storage`, never open.
+refuses every request the PIN guards (and every PIN change) with `storage`, never open. So does
+a PIN record that decodes but cannot be used (a count above ITER_MAX, a salt or hash of the
+wrong size) when no good PIN record follows it and no older PIN stands: a PIN was set, which
+one is unknown, and skipping it would open the device. With an older PIN before it, that PIN
+stays (locked, as before the change). Either way the device stays so until lock.log is mended
+at the REPL (STOP held at power-up: maintenance mode). A line whose checksum fails cannot be
+told apart from a torn write and is skipped, whatever it held.
 
 Guessing. The rate limit is the defence (a 4-digit PIN is only 10^4 guesses): FREE_TRIES
 wrong PINs cost nothing, each further one sets a wait that doubles from 1 s up to WAIT_MAX_S.
@@ -43,9 +49,16 @@ SALT_BYTES = const(16)
 # to a clinician, no threat to the tick or the watchdog. It only slows an offline attack on a
 # dumped lock.log a little (10^4..10^8 PINs stay cheap on a PC); online guessing is stopped by
 # the rate limit below, not by the iteration count. Each record stores its own count, so a
-# later firmware may change this without locking anyone out.
+# later firmware may change this without locking anyone out, up to ITER_MAX (a record above
+# it, from a later firmware after a downgrade say, is damage and fails closed).
 HASH_ITERATIONS = const(500)
-ITER_MAX = const(100000)  # a stored count above this is treated as damage (a check must stay short)
+# A stored count above ITER_MAX is damage. A check runs inside one tick, so the bound is what
+# one tick can afford: 4 x HASH_ITERATIONS is 2000 blocks, 100-200 ms at the estimate above,
+# well under the 1 s watchdog (the heater's 50 ms lease may lapse meanwhile, which only turns
+# the heater off). The old bound, 100000, was 5-10 s: a stored record could have reset the
+# board with the watchdog on every PIN check. A later firmware that needs more rounds must
+# raise this bound with them.
+ITER_MAX = const(2000)
 
 FREE_TRIES = const(3)  # wrong PINs with no wait (a typo or two)
 WAIT_MAX_S = const(900)  # the longest wait (15 min): at most ~4 guesses per 15 min once there
@@ -120,7 +133,8 @@ class ClinicianLock:
         self._wait_ms = 0  # its length; 0: no wait
         self.skipped_records = 0  # damaged records found on load
         self.store_errors = 0  # failure-count writes that failed (the count still holds in memory)
-        self.broken = None  # text of a storage failure at boot: the lock then fails closed
+        self.broken = None  # text of a storage failure (or a damaged PIN record) at boot: the lock then fails closed
+        self._pin_damaged = False  # while loading: the newest PIN record seen so far is damaged
         if storage is not None:
             try:
                 self._load()
@@ -253,6 +267,9 @@ class ClinicianLock:
     def _load(self):
         for record in record_file.records(self.storage, STORE_NAME):
             self._replay(record)
+        if self._pin_damaged and self._hash is None:
+            # the newest PIN record is damaged and nothing older locks the device: fail closed
+            self.broken = "damaged PIN record"
 
     def _replay(self, record):
         try:
@@ -264,6 +281,7 @@ class ClinicianLock:
                     raise ValueError("bad failures")
                 self.failures = min(count, FAILURES_MAX)
             elif "salt" in record:
+                self._pin_damaged = True  # until the record proves good
                 if record["salt"] is None and record.get("hash") is None:
                     salt = key = None
                     iterations = HASH_ITERATIONS
@@ -276,6 +294,7 @@ class ClinicianLock:
                 self._salt = salt
                 self._hash = key
                 self._iter = iterations
+                self._pin_damaged = False
             else:
                 raise ValueError("unknown record")
         except (ValueError, AttributeError, TypeError, KeyError):

@@ -2,6 +2,11 @@
 
 Bytecode loads faster and takes less RAM on the board than source. `main.py`
 and `boot.py` stay source: the board's boot sequence runs them by name.
+
+The build owns OUT/firmware (dist/firmware for `make firmware`) and nothing else in OUT: it
+removes that folder before it compiles, so a module renamed or removed in firmware/ leaves no
+stale .mpy behind. An OUT whose firmware/ folder would be (or hold, or sit inside) the
+sources is refused before anything is touched.
 """
 
 import os
@@ -41,9 +46,31 @@ def firmware_sources(root):
     return found
 
 
+def _inside(path, folder):
+    """path is folder or somewhere below it (both resolved: links and `..` followed)."""
+    path = os.path.realpath(path)
+    folder = os.path.realpath(folder)
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def clean_output(root, out_dir):
+    """Remove out_dir/firmware, the one folder the build writes; SystemExit instead when that
+    folder is, holds or sits inside the sources, or is not a plain folder."""
+    target = os.path.join(out_dir, "firmware")
+    sources = os.path.join(root, "firmware")
+    if _inside(target, sources) or _inside(sources, target):
+        raise SystemExit("refusing to build into %s: that is the firmware source folder" % target)
+    if os.path.islink(target) or (os.path.lexists(target) and not os.path.isdir(target)):
+        raise SystemExit("refusing to build into %s: it is not a plain folder" % target)
+    if os.path.isdir(target):
+        shutil.rmtree(target)
+
+
 def build(root, out_dir, arch="armv6m"):
-    """Compile into out_dir; returns [(source, output)]. Raises on the first compile error."""
+    """Compile into out_dir/firmware, emptied first; returns [(source, output)]. Raises on the
+    first compile error."""
     compiler = mpy_cross()
+    clean_output(root, out_dir)
     built = []
     for source in firmware_sources(root):
         if os.path.basename(source) in KEEP_AS_SOURCE:

@@ -412,7 +412,7 @@ def test_main_with_stop_held_runs_maintenance_mode_and_returns_to_the_repl_on_ct
     outcome = be.main(build=lambda m: rig.drivers, machine=machine, micropython=rig.micropython, time=rig.time)
     assert outcome == be.INTERRUPTED
     assert machine.resets == 0 and rig.watchdogs == []
-    assert rig.micropython.intr == [-1, 3]  # off first thing, on once maintenance mode is decided
+    assert rig.micropython.intr == [-1, 3, -1]  # off first, on once maintenance mode is decided, off on the way out
     assert machine.all_low() and rig.pulse.active is False
 
 
@@ -423,7 +423,7 @@ def test_main_normal_boot_ctrl_c_cannot_leave_to_the_repl_it_resets():
     with pytest.raises(Reset):
         be.main(build=lambda m: rig.drivers, machine=machine, micropython=rig.micropython, time=rig.time)
     assert machine.resets == 1 and rig.watchdogs[0].feeds == 30
-    assert rig.micropython.intr == [-1, -1]
+    assert rig.micropython.intr == [-1, -1, -1]
 
 
 def test_drivers_that_cannot_start_leave_every_pin_low_and_reset_or_stay_at_the_repl_with_stop_held():
@@ -469,12 +469,148 @@ def test_an_exception_in_the_loop_turns_every_output_off_logs_it_and_resets():
     assert b"RuntimeError" in crash and b"injected failure" in crash
 
 
+class WatchedStorage(type(SimBoard().storage)):
+    """Storage that notes, at every append, what the outputs were doing at that moment."""
+
+    def __init__(self):
+        type(SimBoard().storage).__init__(self)
+        self.rig = None
+        self.appends = []  # (name, pulse active, heater on, indicator lit, every output pin low)
+
+    def append(self, name, data):
+        rig = self.rig
+        self.appends.append((name, rig.pulse.active, rig.heater.on(), rig.indicator.lit, rig.machine.all_low()))
+        return type(SimBoard().storage).append(self, name, data)
+
+
+def test_a_crash_is_logged_only_after_every_output_is_off():
+    """The crash log is a flash write (tens of ms or more): the rail, the reference and the
+    heater must not stay as the crash left them while it is written."""
+    storage = WatchedStorage()
+    rig = Rig(storage=storage, watchdog_fail_at=400)
+    storage.rig = rig
+    rig.send("start", amp_ua=[LIT_UA, 0], lease_ms=0, ramp_ms=1000)
+    rig.send("heat", level="low", minutes=5)
+    seen = {}
+
+    def on_sleep(ms):
+        if rig.watchdogs and rig.watchdogs[0].feeds == 399:  # the last tick before the failure
+            seen["pulse"] = rig.pulse.active
+            seen["heater"] = rig.heater.on()
+
+    rig.time.on_sleep = on_sleep
+    assert rig.run() == "reset"
+    assert seen == {"pulse": True, "heater": True}  # the crash came with both outputs on
+    writes = [entry for entry in storage.appends if entry[0] == be.CRASH_LOG]
+    assert writes, storage.appends
+    for _name, pulse, heater, lit, all_low in writes:
+        assert (pulse, heater, lit, all_low) == (False, False, False, True), writes
+    assert b"injected failure" in rig.sim.storage.read(be.CRASH_LOG, 0, 4096)
+
+
+def test_a_crash_at_boot_is_logged_only_after_every_output_is_off(monkeypatch):
+    import firmware.device
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            raise MemoryError("injected at boot")
+
+    storage = WatchedStorage()
+    rig = Rig(storage=storage)
+    storage.rig = rig
+    rig.pulse.active = True  # as a driver left it
+    monkeypatch.setattr(firmware.device, "Device", Broken)
+    assert rig.run() == "reset"
+    writes = [entry for entry in storage.appends if entry[0] == be.CRASH_LOG]
+    assert writes and all(entry[1:] == (False, False, False, True) for entry in writes), writes
+
+
+def test_a_crash_whose_text_cannot_be_made_still_resets_with_outputs_off():
+    class Unprintable(Exception):
+        def __str__(self):
+            raise ValueError("no text")
+
+    rig = Rig()
+    _stop_after(rig, 5, Unprintable)
+    assert rig.run() == "reset"  # not the REPL: the log never raises
+    assert rig.machine.all_low() and rig.pulse.active is False
+
+
+def _crash_files(storage):
+    return [storage.read(name, 0, 1 << 16) for name in (be.CRASH_LOG_OLD, be.CRASH_LOG)]
+
+
 def test_the_crash_log_is_bounded():
     rig = Rig()
     rig.board.boot()
     for _ in range(100):
         rig.board.log(RuntimeError("x" * 500))
-    assert be.CRASH_LOG_MAX <= rig.sim.storage.size(be.CRASH_LOG) < be.CRASH_LOG_MAX + be.CRASH_TEXT_MAX + 40
+    total = sum(len(data) for data in _crash_files(rig.sim.storage))
+    assert be.CRASH_FILE_MAX <= total <= 2 * (be.CRASH_FILE_MAX + be.CRASH_TEXT_MAX + 40)
+    assert 2 * be.CRASH_FILE_MAX == be.CRASH_LOG_MAX
+
+
+def test_the_crash_log_keeps_the_newest_crashes_in_two_files():
+    storage = SimBoard().storage
+    for i in range(60):  # a crash on every boot: each one logged, then the board resets
+        rig = Rig(storage=storage)
+        rig.board.boot()
+        rig.board.log(RuntimeError("crash number %03d " % i + "x" * 300))
+        total = sum(len(data) for data in _crash_files(storage))
+        assert total <= 2 * (be.CRASH_FILE_MAX + be.CRASH_TEXT_MAX + 40), (i, total)
+    old, new = _crash_files(storage)
+    assert b"crash number 059" in new  # the newest is kept, in crash.log
+    assert b"crash number 058" in new + old
+    numbers = [int(part[:3]) for part in (old + new).split(b"crash number ")[1:]]
+    assert numbers == sorted(numbers) and numbers[-1] == 59  # the older file holds the older ones
+    assert len(numbers) >= be.CRASH_FILE_MAX // 400
+
+
+def test_a_crash_loop_at_boot_keeps_the_newest_crash_too(monkeypatch):
+    import firmware.device
+
+    count = [0]
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            count[0] += 1
+            raise RuntimeError("boot crash %03d " % count[0] + "y" * 400)
+
+    monkeypatch.setattr(firmware.device, "Device", Broken)
+    storage = SimBoard().storage
+    for _ in range(40):
+        assert Rig(storage=storage).run() == "reset"
+    old, new = _crash_files(storage)
+    assert b"boot crash 040" in new
+
+
+def test_a_full_crash_log_within_one_run_still_keeps_the_newest():
+    rig = Rig()
+    rig.board.boot()
+    for i in range(30):
+        rig.board.log(RuntimeError("entry %03d " % i + "z" * 300))
+    old, new = _crash_files(rig.sim.storage)
+    assert b"entry 029" in new
+    while rig.sim.storage.size(be.CRASH_LOG) < be.CRASH_FILE_MAX:
+        rig.board.log(RuntimeError("filler " + "f" * 300))
+    before = _crash_files(rig.sim.storage)
+    rig.board.log(RuntimeError("from inside the loop"), rotate=False)  # no 2 KB copy during a tick
+    assert _crash_files(rig.sim.storage) == before
+
+
+def test_rotation_that_fails_half_way_still_makes_room_for_the_newest():
+    class FailingCopy(type(SimBoard().storage)):
+        def append(self, name, data):
+            if name == be.CRASH_LOG_OLD:
+                raise OSError(28, "no space")
+            return type(SimBoard().storage).append(self, name, data)
+
+    storage = FailingCopy()
+    storage.append(be.CRASH_LOG, b"old crash\n" * (be.CRASH_FILE_MAX // 10 + 1))
+    rig = Rig(storage=storage)
+    rig.board.boot()
+    rig.board.log(RuntimeError("the newest"))
+    assert b"the newest" in storage.read(be.CRASH_LOG, 0, 1 << 16)
 
 
 def test_ctrl_c_in_maintenance_mode_leaves_outputs_off_and_returns_without_reset():
@@ -484,6 +620,39 @@ def test_ctrl_c_in_maintenance_mode_leaves_outputs_off_and_returns_without_reset
     assert rig.machine.resets == 0 and rig.machine.all_low()
     tail = rig.log[-20:]
     assert ("pulse_off",) in tail and ("heater_off",) in tail and ("indicator_off",) in tail
+
+
+def test_a_second_ctrl_c_while_the_outputs_go_off_stops_none_of_them():
+    """mpremote may send Ctrl-C more than once: one landing inside the way out must not leave
+    the heater or a pin as it was (off() catches Exception; KeyboardInterrupt is not one)."""
+    rig = Rig(stop_held=True)
+    state = {"sleeps": 0, "armed": False}
+
+    def on_sleep(ms):
+        state["sleeps"] += 1
+        if state["sleeps"] >= 20:
+            state["armed"] = True  # the first Ctrl-C ends the loop; the next lands in off()
+            raise KeyboardInterrupt()
+
+    rig.time.on_sleep = on_sleep
+    real_off = rig.pulse.off
+
+    def off():
+        real_off()
+        if state["armed"]:
+            state["armed"] = False
+            raise KeyboardInterrupt()
+
+    rig.pulse.off = off
+    try:
+        outcome = rig.run()
+    except KeyboardInterrupt:  # (pytest would take it as its own Ctrl-C)
+        outcome = "escaped half-way"
+    assert outcome == be.INTERRUPTED
+    tail = rig.log[-20:]
+    assert ("heater_off",) in tail and ("indicator_off",) in tail, tail
+    assert rig.machine.all_low()
+    assert rig.micropython.intr[-1] == -1  # no further Ctrl-C on the way out
 
 
 def test_a_maintenance_request_writes_the_marker_answers_and_resets_into_maintenance_mode():

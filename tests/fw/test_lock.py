@@ -352,6 +352,70 @@ def test_damaged_records_are_skipped():
     assert code_of(loaded.check, "3434") == msg.E_BAD_PIN
 
 
+def _pin_record(pin, iterations, salt=None):
+    salt = bytes(range(16)) if salt is None else salt
+    h = hashlib.sha256(salt + pin.encode()).digest()
+    for _ in range(iterations):
+        h = hashlib.sha256(h + salt).digest()
+    return frame.encode_frame({"salt": binascii.hexlify(salt).decode(), "hash": binascii.hexlify(h).decode(),
+                               "iter": iterations})
+
+
+def test_a_stored_iteration_count_keeps_one_check_well_under_the_watchdog():
+    # at the file's own estimate (10k-20k sha256 blocks/s on the RP2040) 4x HASH_ITERATIONS is
+    # 100-200 ms: within the 1 s watchdog with room for the rest of the tick
+    assert lk.HASH_ITERATIONS < lk.ITER_MAX <= 4 * lk.HASH_ITERATIONS
+    assert (lk.ITER_MAX + 1) * 1000 // 10000 <= 250  # ms at the slow end of the estimate
+
+
+def test_a_record_at_the_iteration_bound_is_accepted_and_one_above_it_is_damage():
+    storage = SimStorage()
+    storage.append(STORE_NAME, _pin_record("2580", lk.ITER_MAX))
+    lock, _, _ = make(storage)
+    assert lock.skipped_records == 0 and lock.broken is None
+    assert lock.check("2580") is None and code_of(lock.check, "0852") == msg.E_BAD_PIN
+    older = SimStorage()
+    older.append(STORE_NAME, _pin_record("1470", 3))
+    older.append(STORE_NAME, _pin_record("2580", lk.ITER_MAX + 1))
+    lock, _, _ = make(older)
+    assert lock.skipped_records == 1  # damage: the older PIN stays, the device stays locked
+    assert lock.check("1470") is None and code_of(lock.check, "2580") == msg.E_BAD_PIN
+
+
+def test_a_damaged_pin_record_that_would_leave_the_device_open_fails_closed():
+    """A PIN record that decodes but cannot be used (a count above ITER_MAX, a short salt, a
+    hash that is not hex) says a PIN was set; which one is unknown. With no older PIN to fall
+    back on, the device must not come up open: it fails closed like an unreadable lock.log."""
+    damaged = (
+        _pin_record("2580", lk.ITER_MAX + 1),
+        frame.encode_frame({"salt": "00" * 15, "hash": "11" * 32, "iter": 5}),
+        frame.encode_frame({"salt": "00" * 16, "hash": "zz" * 32, "iter": 5}),
+        frame.encode_frame({"salt": "00" * 16, "iter": 5}),
+    )
+    for record in damaged:
+        for before in (b"", _pin_record("1111", 3) + frame.encode_frame({"salt": None, "hash": None})):
+            storage = SimStorage()
+            storage.append(STORE_NAME, before + record)
+            lock, _, _ = make(storage)
+            assert lock.has_pin and lock.broken is not None, (record, before)
+            assert lock.status()["pin_set"] is True
+            for pin in (None, "2580", "1111"):
+                assert code_of(lock.check, pin) == msg.E_STORAGE
+            err = raises(msg.RequestError, lock.check, None)
+            assert "2580" not in err.message and "damaged" in err.message, err.message
+            assert code_of(lock.set_pin, "1357") == msg.E_STORAGE
+            assert code_of(lock.remove_pin, "1111") == msg.E_STORAGE
+    # a good PIN record after the damaged one settles it: the newest good record wins
+    storage = SimStorage()
+    storage.append(STORE_NAME, damaged[0] + _pin_record("3690", 3))
+    lock, _, _ = make(storage)
+    assert lock.broken is None and lock.check("3690") is None
+    storage = SimStorage()
+    storage.append(STORE_NAME, damaged[0] + frame.encode_frame({"salt": None, "hash": None}))
+    lock, _, _ = make(storage)
+    assert lock.broken is None and not lock.has_pin  # removed after it: open, as asked
+
+
 def test_a_power_cut_at_any_byte_of_a_write_loses_at_most_that_write():
     lock, storage, _ = make()
     lock.set_pin("5656")
