@@ -154,6 +154,8 @@ class Clinic:
 
     def _op_pin(self, message):
         """Set or change the clinician PIN ("new"), remove it ("remove": true), or ask its status."""
+        if "new" in message and "remove" in message:
+            raise msg.RequestError(msg.E_BAD_FIELD, "pin takes new (set or change) or remove, not both")
         if "new" in message:
             self.lock.set_pin(message["new"], message.get("pin"))
         elif "remove" in message:

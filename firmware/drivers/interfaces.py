@@ -66,7 +66,7 @@ Buttons
     pressed() -> int             bit mask of debounced buttons held now
 
 Indicator
-    set(output_on, alarm)        LED / buzzer; output_on when > 10 mA r.m.s.
+    set(output_on, alarm)        LED / buzzer; output_on above 10 mA r.m.s. or 10 mJ per pulse into 1 kohm
 
 Storage
     append(name, data) -> int    bytes written

@@ -5,7 +5,7 @@
     ind.off()                           # all off; idempotent, never raises
 
 output_on lights LED_OUTPUT at once and for as long as it is given: the caller decides it
-(any channel above 10 mA r.m.s., IEC 60601-2-10); nothing here delays or blinks it.
+(any channel above 10 mA r.m.s. or 10 mJ per pulse into 1 kohm, IEC 60601-2-10); nothing here delays or blinks it.
 alarm sounds the buzzer (BUZZER_HZ square wave, beeping BEEP_ON_CALLS of every
 BLINK_PERIOD_CALLS calls) and blinks the status LED fast; without an alarm the status LED
 gives a short heartbeat once a period, which shows the tick loop is alive. The patterns count

@@ -39,7 +39,7 @@ BUTTON_DOWN = const(12)
 BUTTON_STOP = const(13)  # held at power-up: maintenance mode (no watchdog, REPL reachable)
 
 # Indicators
-LED_OUTPUT = const(14)  # lit whenever any channel outputs more than 10 mA r.m.s. (IEC 60601-2-10)
+LED_OUTPUT = const(14)  # lit above 10 mA r.m.s. or 10 mJ per pulse into 1 kohm on any channel (IEC 60601-2-10)
 BUZZER = const(15)  # piezo through a transistor, PWM
 LED_STATUS = const(25)  # the Pico's own LED: heartbeat, fast blink on a latched fault
 

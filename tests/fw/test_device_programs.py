@@ -156,6 +156,9 @@ def test_patient_mode_runs_prescriptions_only():
     h.ok("stop")
     # the clinician, with the PIN
     h.ok("settings", {"set": {"ramp_default_ms": 2000}, "pin": "2468"})
+    # set and remove at once is ambiguous: refused, the PIN stays as it was
+    _refused(h, "pin", {"new": "1357", "remove": True, "pin": "2468"}, msg.E_BAD_FIELD, ("new", "remove", "not both"))
+    assert h.ok("programs")["patient_mode"] is True
     h.ok("pin", {"remove": True, "pin": "2468"})
     assert h.ok("programs")["patient_mode"] is False
 
