@@ -963,9 +963,16 @@ def pause(settings):
 
     def action(client):
         reply = client.pause()
-        return reply, lambda console: console.print(
-            "Paused: %s (output zero, targets kept; resume ramps up from zero)" % escape(str(reply.get("state")))
-        )
+
+        def render(console):
+            if reply.get("state") == "IDLE":  # a stop was ramping down: the pause completed it
+                console.print("Stopped: IDLE (a stop was ramping down; output zero now, the session has ended)")
+            else:
+                console.print(
+                    "Paused: %s (output zero, targets kept; resume ramps up from zero)" % escape(str(reply.get("state")))
+                )
+
+        return reply, render
 
     _run(settings, action)
 

@@ -90,6 +90,16 @@ def test_stop_ramps_down_then_goes_idle(run):
     assert as_json(run, "start", "--lease", "0", "--amp", "1", "--ramp", "1", "--wait")["status"]["ch"][0]["amp_ua"] == 1000
 
 
+def test_a_pause_while_a_stop_ramps_down_completes_the_stop_and_says_so(run):
+    run("start", "--lease", "0", "--amp", "20", "--ramp", "30", "--wait")
+    assert "ramping down" in run("stop").stdout
+    out = run("pause").stdout
+    assert "Stopped: IDLE" in out and "session has ended" in out and "Paused" not in out, out
+    document = as_json(run, "status")
+    assert document["state"] == "IDLE" and document["reason"] == "stop"
+    assert "cannot resume" in run("resume", expect=1).stderr
+
+
 def test_estop_zeroes_every_output_and_target(run):
     run("amp", "1", "6")
     run("start", "--lease", "0", "--amp", "5", "--ramp", "1", "--wait")
