@@ -14,23 +14,12 @@ import time
 
 import serial
 
+from host.errors import PortOpenError, TransportError  # noqa: F401 (their home is host.errors; imported from here too)
+
 BAUDRATE = 115200  # ignored by USB CDC and ptys, but pyserial wants one
 POLL_S = 0.02  # pyserial read timeout: how often read() looks at its deadline
 MAX_READ_BYTES = 4096
 SIM_SCHEME = "sim"
-
-
-class TransportError(Exception):
-    """The port failed: it cannot be opened, or the line to the device broke."""
-
-    def __init__(self, url, message):
-        Exception.__init__(self, message)
-        self.url = url
-        self.message = message
-
-
-class PortOpenError(TransportError):
-    """The port URL cannot be opened (no such device, refused, busy...)."""
 
 
 class Transport:
@@ -40,8 +29,14 @@ class Transport:
         self._port = port
         self.url = url
         self.name = url  # how messages name this port
+        self.closed = False
+
+    def _check_open(self):
+        if self.closed:
+            raise TransportError(self.url, "the port %s is closed (close() was called)" % self.url)
 
     def write(self, data):
+        self._check_open()
         try:
             self._port.write(data)
             self._port.flush()
@@ -54,6 +49,7 @@ class Transport:
         The pyserial timeout stays fixed at POLL_S (changing it reconfigures a
         tty every time); the deadline is kept here instead.
         """
+        self._check_open()
         deadline = time.monotonic() + timeout_s
         try:
             while True:
@@ -74,6 +70,7 @@ class Transport:
             raise TransportError(self.url, "lost the connection to %s: %s" % (self.url, err))
 
     def close(self):
+        self.closed = True
         try:
             self._port.close()
         except (serial.SerialException, OSError):
@@ -87,28 +84,62 @@ class Transport:
 
 
 # A served simulator turns a second host away at once (sim/launcher.py SocketFront), as a board's
-# USB port takes one program at a time.
+# USB port takes one program at a time: a busy line that is not a frame, then it closes.
 ONE_HOST_HINT = " (a served device talks to one host at a time: is another tensctl or monitor connected?)"
+BUSY_TEXT = b"busy, another host is connected"  # in sim/launcher.py BUSY_LINE
+_HEAD_BYTES = 256  # how much of what came before the first frame is kept, to spot BUSY_TEXT
 
 
 class SocketTransport(Transport):
     """A socket:// port, opened with a zero pyserial timeout: one read takes all that has
     arrived (on a socket in_waiting is 1 while anything waits, so draining it byte by byte
-    costs more than a fast simulator's telemetry leaves time for)."""
+    costs more than a fast simulator's telemetry leaves time for).
+
+    A lost connection says why it can have been lost: closed before the device sent a
+    single frame, it may be a served device turning a second host away (ONE_HOST_HINT);
+    after frames came, the device closed the connection (it stopped or went away)."""
+
+    def __init__(self, port, url):
+        Transport.__init__(self, port, url)
+        self.frames_seen = False  # has a frame start ('@') arrived on this connection?
+        self._head = b""  # what arrived before the first frame (bounded)
+
+    def _note(self, data):
+        if not self.frames_seen:
+            at = data.find(b"@")
+            self.frames_seen = at >= 0
+            self._head = (self._head + (data if at < 0 else data[:at]))[:_HEAD_BYTES]
+
+    def _lost(self, doing, err):
+        """The TransportError for a connection that broke while doing ("reading", "writing")."""
+        if BUSY_TEXT in self._head:
+            text = "the served device at %s is busy and turned this host away%s" % (self.url, ONE_HOST_HINT)
+        elif not self.frames_seen:
+            text = "lost the connection to %s while %s: %s; it was closed before the device sent anything%s" % (
+                self.url, doing, err, ONE_HOST_HINT)
+        else:
+            text = ("lost the connection to %s while %s: %s; the device closed the connection "
+                    "(it stopped, restarted or went away)" % (self.url, doing, err))
+        return TransportError(self.url, text)
 
     def read(self, timeout_s):
+        self._check_open()
         try:
             if not select.select([self._port], [], [], max(0.0, timeout_s))[0]:
                 return b""
-            return self._port.read(MAX_READ_BYTES)
+            data = self._port.read(MAX_READ_BYTES)
         except (serial.SerialException, OSError, ValueError) as err:
-            raise TransportError(self.url, "lost the connection to %s: %s%s" % (self.url, err, ONE_HOST_HINT))
+            raise self._lost("reading", err)
+        self._note(data)
+        return data
 
     def write(self, data):
+        self._check_open()
         try:
-            Transport.write(self, data)
-        except TransportError as err:
-            raise TransportError(self.url, str(err) + ONE_HOST_HINT)
+            self._port.write(data)
+            self._port.flush()
+        except (serial.SerialException, OSError) as err:
+            raise self._lost("writing", err)
 
 
 class SimTransport(Transport):
