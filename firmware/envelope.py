@@ -237,9 +237,9 @@ class Envelope:
             "indicator": self.indicator,
         }
 
-    def violation(self):
-        """None, or (limit name, value, limit, unit) of the first limit broken."""
-        checks = (
+    def limit_checks(self):
+        """(limit name, this envelope's figure, limit, unit) for every limit, in checking order."""
+        return (
             ("peak_current", self.peak_ua, L.AMP_LIMIT_UA, "uA"),
             ("net_charge", abs(self.net_charge_nc), 0, "nC"),
             ("phase_charge", self.phase_charge_nc, L.PHASE_CHARGE_LIMIT_NC, "nC"),
@@ -248,7 +248,10 @@ class Envelope:
             ("current_density", self.current_density_ua_cm2, L.CURRENT_DENSITY_LIMIT_UA_CM2, "uA/cm2"),
             ("power_density", self.power_density_uw_cm2, L.POWER_DENSITY_LIMIT_UW_CM2, "uW/cm2"),
         )
-        for check in checks:
+
+    def violation(self):
+        """None, or (limit name, value, limit, unit) of the first limit broken."""
+        for check in self.limit_checks():
             if check[1] > check[2]:
                 return check
         return None

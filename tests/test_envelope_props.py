@@ -35,15 +35,7 @@ PROFILE = settings(max_examples=300, deadline=None, suppress_health_check=[Healt
 
 
 def figures(env):
-    return {
-        "peak_current": env.peak_ua,
-        "net_charge": abs(env.net_charge_nc),
-        "phase_charge": env.phase_charge_nc,
-        "rms_current": env.rms_ua,
-        "energy_per_pulse": env.energy_uj,
-        "current_density": env.current_density_ua_cm2,
-        "power_density": env.power_density_uw_cm2,
-    }
+    return {check[0]: check[1] for check in env.limit_checks()}
 
 
 def float_figures(s, amp_ua):
@@ -71,6 +63,7 @@ def test_check_names_a_broken_limit_or_every_limit_holds(s, amp_ua):
     env = E.Envelope(s, amp_ua)
     got = figures(env)
     exact = float_figures(s, amp_ua)
+    assert set(got) == set(LIMITS) == set(exact)
     for name in got:
         # integer figures round up: never below the exact value, less than a unit (or two, after
         # the r.m.s. is divided by the area) above it
