@@ -151,6 +151,7 @@ class Device:
                 msg.OP_SETTINGS: self._op_settings,
                 msg.OP_MAINTENANCE: self._op_maintenance,
             },
+            clock,  # the time budget for handling lines in one tick
         )
         self.link.ops.update(self.clinic.handlers())
         self.link.on_request = self._before_request

@@ -12,8 +12,15 @@ nothing, however many requests it sends at once. A host that has stopped
 reading cannot hold requests back (an `estop` must always run): once a flush
 moves nothing, lines are handled again and output beyond MAX_TX_BYTES is
 dropped and counted.
+
+Time: with a clock (the device's), lines are handled only while the tick has spent less than
+HANDLE_BUDGET_MS on them; the rest wait for the next tick. On the board a status reply costs
+milliseconds (its JSON and CRC in Python), so a burst of requests in one tick could otherwise hold
+the tick past the 50 ms heater lease. At least one line is handled per tick, so every line is
+answered in turn. In the simulator the clock stands still inside a tick: no line ever waits for it.
 """
 
+from firmware.clock import ticks_diff
 from firmware.compat import const
 from firmware.protocols import frame
 from firmware.protocols import messages as msg
@@ -30,28 +37,38 @@ RX_ERROR_EVENTS_PER_TICK = const(4)
 # Requests that always run, never answered from the reply cache: running one again is harmless
 # and safe, while a cached "ok" for one that did not run could leave the output on.
 NEVER_CACHED = (msg.OP_ESTOP, msg.OP_STOP, msg.OP_PAUSE)
+# Milliseconds of one tick that handling lines may take before the rest wait for the next tick:
+# with the tick's own work, well inside the heater lease (50 ms) and the watchdog (1 s).
+HANDLE_BUDGET_MS = const(20)
 
 
 class Link:
-    def __init__(self, serial, ops):
+    def __init__(self, serial, ops, clock=None):
         self.serial = serial
+        self.clock = clock  # ticks_ms() for the time budget; None: no budget (tests of the link alone)
         self.ops = ops  # op name -> handler(message) -> reply fields; raises RequestError
         self.rx_frames = 0
         self.rx_errors = 0
         self.tx_dropped = 0
         self.deferred_ticks = 0  # ticks that left lines waiting for room in the output queue
+        self.budget_ticks = 0  # ticks that left lines waiting because the time budget was spent
+        self._started_ms = 0  # when this tick's receive() began
         self.host_stalled = False  # the last flush moved nothing: the host is not reading
         self.on_request = None  # called with each request that has a valid id and a known op
         self._reader = frame.LineReader(crlf=True)  # a 1024-byte request may end in CRLF
         self._rx_buf = bytearray(RX_CHUNK)
         self._rx_view = memoryview(self._rx_buf)
         self._rx_error_events = 0  # rx_error events sent this tick
+        self._handled = 0  # lines handled this tick
         self._tx = bytearray()
         self._lines = []  # complete lines read but not handled yet (waiting for output room)
         self._reply_cache = []  # (request id, request payload bytes, reply frame bytes), newest last
 
     def receive(self):
         self._rx_error_events = 0
+        if self.clock is not None:
+            self._started_ms = self.clock.ticks_ms()
+        self._handled = 0
         if not self._handle_lines():
             return
         for _ in range(RX_CHUNKS_PER_TICK):
@@ -69,6 +86,12 @@ class Link:
             if MAX_TX_BYTES - len(self._tx) < TX_RESERVE and not self.host_stalled:
                 self.deferred_ticks += 1
                 return False
+            if self._handled and self.clock is not None and (
+                ticks_diff(self.clock.ticks_ms(), self._started_ms) >= HANDLE_BUDGET_MS
+            ):
+                self.budget_ticks += 1
+                return False
+            self._handled += 1
             self._handle_line(lines.pop(0))
         return True
 

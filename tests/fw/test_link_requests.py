@@ -247,6 +247,55 @@ def test_a_tick_of_damaged_lines_reports_a_few_counts_them_all_and_an_estop_amon
     assert [m["err"] for m in h.inbox[start:] if m.get("ev") == "rx_error"] == ["bad_frame"]
 
 
+def _slow_status(h, cost_ms):
+    """Each status reply takes cost_ms of the device's clock, as a status reply on the board takes
+    milliseconds (its JSON and CRC in Python); the simulated clock otherwise stands still in a tick."""
+    handler = h.device.link.ops["status"]
+
+    def slow(message):
+        h.board.clock.advance(cost_ms)
+        return handler(message)
+
+    h.device.link.ops["status"] = slow
+
+
+def test_a_burst_of_slow_requests_is_spread_over_ticks_within_the_time_budget_and_all_are_answered():
+    from firmware.link import HANDLE_BUDGET_MS
+
+    h = _running()
+    _slow_status(h, 8)
+    ids = list(range(3000, 3012))
+    data = b"".join(frame.encode_frame({"id": rid, "op": "status"}) for rid in ids)
+    data += frame.encode_frame({"id": 3999, "op": "estop"})
+    start = len(h.inbox)
+    per_tick = []
+    for _ in range(8):
+        before = len([m for m in h.inbox[start:] if "ok" in m])
+        if not per_tick:
+            h.send_raw(data)
+        h.tick()
+        per_tick.append(len([m for m in h.inbox[start:] if "ok" in m]) - before)
+    # 8 ms each: the third reply passes the budget, the rest wait (at least one line every tick)
+    assert per_tick[0] == (HANDLE_BUDGET_MS + 7) // 8, per_tick
+    assert max(per_tick) <= (HANDLE_BUDGET_MS + 7) // 8 + 1, per_tick
+    answered = [m["id"] for m in h.inbox[start:] if "ok" in m]
+    assert answered == ids + [3999], answered  # every one, in order: the estop too
+    assert h.state == "IDLE" and h.amps() == [0, 0]
+    assert h.device.link.budget_ticks >= 3 and h.device.link.tx_dropped == 0
+
+
+def test_a_single_request_longer_than_the_budget_is_still_answered_every_tick():
+    h = _running()
+    _slow_status(h, 50)
+    start = len(h.inbox)
+    h.send_raw(b"".join(frame.encode_frame({"id": rid, "op": "status"}) for rid in (1, 2, 3)))
+    counts = []
+    for _ in range(3):
+        h.tick()
+        counts.append(len([m for m in h.inbox[start:] if "ok" in m]))
+    assert counts == [1, 2, 3], counts
+
+
 def test_requests_in_the_tick_a_fault_latches_see_the_fault():
     probe = _running()
     probe.fault("electrode_off:0")
