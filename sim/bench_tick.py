@@ -9,7 +9,9 @@
 - heap per steady tick: bytes allocated per tick in those steady states, with the
   collector off while counting (MicroPython's gc.mem_alloc; CPython has no
   equivalent and reports -1);
-- fault latency: ticks from the first pulse into an open electrode to zero output.
+- fault latency: ticks from the first pulse into an open electrode to zero output;
+- a status request's cost through the link (decode, handle, JSON, CRC) with the pad held: the
+  figure to scale to the board when checking the link's per-tick time budget (docs/hardware.md).
 """
 
 import gc
@@ -156,6 +158,20 @@ def heap_per_tick(ticks, heat=False):
         gc.enable()
 
 
+def status_reply_us(count):
+    """One status request in, its reply out, through the link of a device holding the pad."""
+    device, clock = steady_device(heat=True)
+    request = frame.encode_frame({"id": 7, "op": "status"})
+    serial = device.link.serial
+    gc.collect()
+    start = _now_us()
+    for _ in range(count):
+        serial.inbox.extend(request)
+        device.link.receive()
+        device.link.flush()
+    return _elapsed_us(start) / count
+
+
 def fault_latency_ticks(stim):
     """Ticks from the first pulse into an open electrode until the device has zero output."""
     board = SimBoard(seed=3)
@@ -188,6 +204,7 @@ def main():
         "latency_continuous_ticks": fault_latency_ticks({"mode": "continuous", "rate_hz": 100}),
         "latency_acupuncture_ticks": fault_latency_ticks({"mode": "acupuncture", "rate_hz": 2}),
         "latency_burst_ticks": fault_latency_ticks({"mode": "burst"}),
+        "status_reply_us": status_reply_us(300),
     }
     parts = []
     for key in sorted(results):
