@@ -199,3 +199,55 @@ garbage = st.one_of(
     st.text(alphabet=st.characters(min_codepoint=1, max_codepoint=0x7F), max_size=120),
     st.sampled_from(["@{\"id\":1,\"op\":\"status\"}*0000\n", "@[1,2]*507D\n", "\n\n@", "@" + "x" * 600 + "\n"]),
 )
+
+
+# ---- programs (program_put), for the machine aimed at stops (tests/test_device_stateful_stop.py) --------
+
+_PROGRAM_NAMES = st.one_of(
+    st.sampled_from(["rx", "rx-back", "n" * 24, "a_very-long_program_name"]),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=24),
+    st.sampled_from(["conventional", "", "Upper", "n" * 25]),  # a preset's name, and names refused
+)
+_PHASE_NAMES = st.one_of(
+    st.sampled_from(["warm-up", "tens", "rest", '"\\' * 12, "p" * 24]),  # the longest, escaped to 48 bytes
+    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), min_size=1, max_size=24),
+)
+# at least PHASE_MIN_S (10 s); around the ramp times a TENS-off phase must leave room for
+_PHASE_SECONDS = st.one_of(st.sampled_from([10, 10, 11, 15, 29, 30, 31]), st.integers(10, 120))
+_PROGRAM_STIM = st.sampled_from([
+    {"mode": "continuous", "rate_hz": 100, "phase_us": 100},
+    {"mode": "acupuncture", "rate_hz": 2, "phase_us": 200},
+    {"mode": "burst", "burst_hz": 100, "train_ms": 500, "train_pulses": 7, "phase_us": 200},
+])
+
+
+@st.composite
+def programs(draw):
+    """The `program` of a program_put request: mostly valid (a few channels, heat or not, phases
+    with and without TENS, ramp times longer and shorter than those phases), sometimes not."""
+    program = {"name": draw(_PROGRAM_NAMES)}
+    channels = []
+    for _ in range(draw(st.integers(0, 2))):
+        channel = {"stim": draw(_PROGRAM_STIM)}
+        if draw(st.booleans()):
+            channel["max_amp_ua"] = draw(st.sampled_from([10000, 20000, 30000]))
+        if draw(st.booleans()):
+            channel["amp_ua"] = draw(st.sampled_from([0, 4000, 8000]))
+        channels.append(channel)
+    if channels:
+        program["channels"] = channels
+    heat = draw(st.sampled_from([None, None, {"level": "low"}, {"level": "high"}, {"target_mc": 39500}]))
+    if heat is not None:
+        program["heat"] = heat
+    phases = []
+    for _ in range(draw(st.integers(1, 3))):
+        phase = {"name": draw(_PHASE_NAMES), "duration_s": draw(_PHASE_SECONDS)}
+        phase["tens"] = bool(channels) and draw(st.booleans())
+        if heat is not None:
+            phase["heat"] = draw(st.booleans())
+        phases.append(phase)
+    program["phases"] = phases
+    ramp_ms = draw(st.sampled_from([None, None, L.RAMP_MIN_MS, 10000, 15000, L.RAMP_MAX_MS]))
+    if ramp_ms is not None:
+        program["ramp_ms"] = ramp_ms
+    return program
