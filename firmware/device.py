@@ -213,7 +213,7 @@ class Device:
             candidates = [channel for channel in self.channels if channel.target_ua > 0] or self.channels
         changed = 0
         for channel in candidates:
-            if channel.target_ua == 0 and steps < 0:
+            if self._step_base_ua(channel) == 0 and steps < 0:
                 continue
             try:
                 self._op_amp_step({"ch": channel.index, "steps": steps})
@@ -754,6 +754,8 @@ class Device:
             self.run.check_amp_request(channel.index, amp_ua)
         envelope.check(channel.setting, amp_ua)
         channel.set_target(amp_ua)
+        if self.run is not None:
+            self.run.target_set(channel.index, amp_ua)
         if self.recorder.open:
             self.recorder.amp(channel.index, channel.target_ua)
         return {"ch": channel.index, "target_ua": channel.target_ua}
@@ -768,7 +770,7 @@ class Device:
         channel = self._channel(message)
         steps = msg.int_field(message, "steps", -L.AMP_STEPS_MAX, L.AMP_STEPS_MAX)
         self._refuse_in_fault("change amplitude")
-        amp_ua = channel.target_ua + steps * L.AMP_STEP_UA
+        amp_ua = self._step_base_ua(channel) + steps * L.AMP_STEP_UA
         if amp_ua < 0:
             amp_ua = 0
         if amp_ua > L.AMP_LIMIT_UA:
@@ -776,6 +778,13 @@ class Device:
                 msg.E_OUT_OF_RANGE, "amp_ua %d exceeds the limit %d" % (amp_ua, L.AMP_LIMIT_UA)
             )
         return self._set_target(channel, amp_ua)
+
+    def _step_base_ua(self, channel):
+        """Where an amplitude step starts: the channel's target, or while a program enters a TENS
+        phase, the patient's amplitude that is about to come back."""
+        if self.run is not None:
+            return self.run.target_ua(channel)
+        return channel.target_ua
 
     def _op_set_stim(self, message):
         channel = self._channel(message)

@@ -68,8 +68,19 @@ class ProgramRun:
                 "phase %s of program %s has no stimulation; amplitude changes in a TENS phase"
                 % (phase.name, self.program.name),
             )
-        if self._restore_due:  # in the tick a TENS phase began: this is the amplitude that comes back
+
+    def target_set(self, index, amp_ua):
+        """A request set a channel's target (after every check): while a TENS phase is being entered
+        (its first tick, or paused in it), that is the amplitude that comes back."""
+        if self._restore_due and self._held_targets_ua is not None:
             self._held_targets_ua[index] = amp_ua
+
+    def target_ua(self, channel):
+        """The target an amplitude step starts from: the patient's held amplitude while a TENS
+        phase is being entered (the channels' own targets are still zero then)."""
+        if self._restore_due and self._held_targets_ua is not None:
+            return self._held_targets_ua[channel.index]
+        return channel.target_ua
 
     def check_patient_heat(self, heat, message):
         """Patient mode: heat as the program prescribes it in this phase, or lower."""

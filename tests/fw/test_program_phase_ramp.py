@@ -264,6 +264,37 @@ def test_a_request_in_the_tick_of_the_cut_is_the_amplitude_that_returns():
     assert h.amps()[0] == 4000
 
 
+def test_a_step_in_the_tick_of_the_cut_starts_from_the_patients_amplitude_not_from_zero():
+    """The channels' targets are zero in that tick: a step (a request or the board's buttons)
+    must start from the amplitude that is about to come back, even while paused there."""
+    for how in ("request", "button", "paused"):
+        h = Harness()
+        source = _program([("tens", 10, True), ("rest", 30, False), ("again", 40, True)], ramp_ms=30000)
+        _started_bypassing_validation(h, source, {1: 10})
+        h.tick(1999)
+        if how == "request":
+            h.send("amp_step", {"ch": 0, "steps": 1})  # handled in the tick `again` begins
+            h.tick()
+        elif how == "button":
+            h.tick()  # `again` begins: the targets are still zero
+            assert h.device.run.phase.name == "again" and h.ch(0).target_ua == 0
+            assert h.device.button_step(-2) == 1  # a step down is not skipped for a zero target
+        else:
+            h.send("pause")
+            h.tick()
+            assert h.state == "PAUSED" and h.ch(0).target_ua == 0
+            reply = h.request("amp_step", {"ch": 0, "steps": 1})
+            assert reply["ok"] is True and reply["target_ua"] == 60500, reply
+            h.ok("resume")
+        h.tick(2)
+        expected = 59000 if how == "button" else 60500
+        assert h.ch(0).target_ua == expected, (how, h.ch(0).target_ua)
+        for _ in range(7):  # a whole 30 s ramp, before the program's end
+            h.forget()  # the VM's heap: keep only this stretch's pulses
+            h.tick(500)
+        assert h.amps()[0] == expected, (how, h.amps())
+
+
 def test_without_a_cut_tens_comes_back_from_zero_at_the_ramp_it_announced():
     # a TENS-off phase long enough: nothing to cut; the ramp up starts from zero, the step it
     # takes shown a tick before it moves (the harness's invariants check every tick)
