@@ -621,8 +621,11 @@ class Client:
         reply. The arguments are start()'s (with program: start_program(program, amp_ua,
         lease_ms)). When the block raises (Ctrl-C included), estop is sent (output zero at
         once) before the exception propagates; if the estop is not confirmed, a note on the
-        exception says so. If start() itself ends in NoResponse (it may have run) or
-        CallbackError (it ran), estop is sent too before that error propagates.
+        exception says so. If start() itself ends in anything but a refusal (a DeviceError: it
+        did not run) or an argument error (nothing was sent), estop is sent too before that
+        error propagates: NoResponse, a broken reply, a lost port or a Ctrl-C while the reply
+        was awaited all leave a start that may have run. If the normal stop on leaving the block
+        is not confirmed, estop is sent and the stop's error propagates.
         keep_lease=True: a LeaseKeeper holds the lease meanwhile (see there).
         """
         keeper = LeaseKeeper(self) if keep_lease else None  # made first: no import between start and its first request
@@ -634,7 +637,13 @@ class Client:
                 started = self.start_program(program, amp_ua, lease_ms)
             else:
                 started = self.start(amp_ua, lease_ms, session_ms, ramp_ms, interlock)
-        except (NoResponse, CallbackError) as err:
+        except ArgumentError:
+            raise  # nothing was sent
+        except DeviceError as err:
+            if err.code == "internal":  # the device says the request may have run
+                self._estop_after(err)
+            raise  # any other refusal: the start did not run
+        except BaseException as err:  # the start may have run: NoResponse, ProtocolError, a lost port, Ctrl-C
             self._estop_after(err)
             raise
         if keeper is not None:
@@ -650,7 +659,11 @@ class Client:
             raise
         if keeper is not None:
             keeper.stop()
-        self.stop()
+        try:
+            self.stop()
+        except BaseException as err:  # the stop may not have happened: output zero another way
+            self._estop_after(err)
+            raise
         if keeper is not None and keeper.error is not None:
             raise keeper.error
 
@@ -717,6 +730,10 @@ class LeaseKeeper:
                     return
             except ClientError as err:
                 self.error = err
+                return
+            except Exception as err:  # noqa: BLE001 - a bug in the pacing: say so, never die silently
+                self.error = ClientError("lease keeper stopped: %s: %s" % (type(err).__name__, err))
+                self.error.__cause__ = err
                 return
             self.sent += 1
             self._stop.wait(self.interval_s())

@@ -493,6 +493,53 @@ def test_session_estops_when_start_got_no_reply_since_it_may_have_run():
     assert ops(line) == ["start", "start", "estop"]
 
 
+@pytest.mark.parametrize("how", ["broken reply", "ctrl-c", "internal", "lost port"])
+def test_session_estops_whenever_the_start_may_have_run(how):
+    """Anything but a plain refusal leaves a start that may have run: estop before the error."""
+
+    def respond(request):
+        if request["op"] != "start":
+            return ok(request, state="IDLE")
+        if how == "broken reply":
+            return enc({"id": request["id"], "ok": "yes"})
+        if how == "internal":
+            return enc({"id": request["id"], "ok": False, "err": "internal", "msg": "KeyError x"})
+        if how == "ctrl-c":
+            raise KeyboardInterrupt  # while its reply is awaited
+        raise ht.TransportError("fake://scripted", "read failed: device went away")  # after the write reached it
+
+    line = ScriptedLine(respond)
+    client = make_client(line, timeout_s=0.2)
+    expected = {"broken reply": hc.ProtocolError, "ctrl-c": KeyboardInterrupt, "internal": hc.DeviceError,
+                "lost port": ht.TransportError}[how]
+    with pytest.raises(expected):
+        with client.session(amp_ua=[4000]):
+            raise AssertionError("the block must not run")
+    assert ops(line)[0] == "start" and ops(line)[-1] == "estop", ops(line)
+
+
+def test_session_sends_no_estop_for_a_refused_start_or_a_bad_argument():
+    line = ScriptedLine(lambda request: enc({"id": request["id"], "ok": False, "err": "bad_state", "msg": "FAULT"}))
+    client = make_client(line, timeout_s=0.2)
+    with pytest.raises(hc.DeviceError):
+        with client.session(amp_ua=[4000]):
+            raise AssertionError("the block must not run")
+    assert ops(line) == ["start"]
+    with pytest.raises(ValueError):
+        with client.session(amp_ua=[1.5]):
+            raise AssertionError("the block must not run")
+    assert ops(line) == ["start"], "nothing sent for a bad argument"
+
+
+def test_session_estops_when_the_stop_on_leaving_is_not_confirmed():
+    line = ScriptedLine(lambda request: b"" if request["op"] == "stop" else ok(request, state="RUNNING"))
+    client = make_client(line, timeout_s=0.1)
+    with pytest.raises(hc.NoResponse):
+        with client.session(amp_ua=[4000]):
+            pass
+    assert ops(line)[-1] == "estop" and "stop" in ops(line), ops(line)
+
+
 def test_an_unconfirmed_estop_is_noted_on_the_error_that_ended_the_session():
     line = ScriptedLine(lambda request: ok(request, state="RUNNING") if request["op"] == "start" else b"")
     client = make_client(line, timeout_s=0.1)
@@ -541,3 +588,17 @@ def test_the_example_script_in_docs_client_md_runs_against_the_embedded_simulato
                             timeout=90, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "stopped" in result.stdout
+
+
+def test_a_lease_keeper_that_meets_a_bug_says_so_instead_of_dying_silently():
+    line = ScriptedLine(lambda request: ok(request, state="RUNNING"))
+    client = make_client(line, timeout_s=0.1)
+    keeper = hc.LeaseKeeper(client)
+
+    def broken():
+        raise RuntimeError("pacing bug")
+
+    keeper._pace._refresh_status = broken  # noqa: SLF001 - the monitor's refresh, failing
+    keeper._run()  # noqa: SLF001 - the thread's body, run here
+    assert isinstance(keeper.error, hc.ClientError) and "pacing bug" in str(keeper.error), keeper.error
+    assert isinstance(keeper.error.__cause__, RuntimeError)
