@@ -455,6 +455,13 @@ class Board:
         except Exception:  # noqa: BLE001
             pass
 
+    def _feed_watchdog(self):
+        try:
+            if self.watchdog is not None:
+                self.watchdog.feed()
+        except Exception:  # noqa: BLE001 - the copy goes on; at worst the watchdog resets
+            pass
+
     def _rotate_crash_log(self):
         """crash.log full (CRASH_FILE_MAX bytes or more): copy it over crash.old.log, a chunk at a
         time, then start crash.log afresh. Bounded (at most CRASH_FILE_MAX + one entry copied);
@@ -478,6 +485,7 @@ class Board:
                     break
                 storage.append(CRASH_LOG_OLD, data)
                 offset += len(data)
+                self._feed_watchdog()  # a bounded copy on the way out: no reset half-way through it
         except Exception:  # noqa: BLE001 - crash.old.log may be partial; crash.log goes anyway
             pass
         try:

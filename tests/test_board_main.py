@@ -598,6 +598,22 @@ def test_a_full_crash_log_within_one_run_still_keeps_the_newest():
     assert _crash_files(rig.sim.storage) == before
 
 
+def test_a_rotation_on_the_way_out_feeds_the_watchdog_through_the_copy():
+    """On the way out the loop no longer feeds the watchdog: a reset half-way through the copy
+    would lose the older crashes and the one being logged."""
+    rig = Rig()
+    rig.board.boot()
+    dog = rig.board.watchdog
+    assert dog is not None
+    while rig.sim.storage.size(be.CRASH_LOG) < be.CRASH_FILE_MAX:
+        rig.board.log(RuntimeError("filler " + "f" * 300), rotate=False)
+    chunks = (rig.sim.storage.size(be.CRASH_LOG) + be.CRASH_COPY_CHUNK - 1) // be.CRASH_COPY_CHUNK
+    before = dog.feeds
+    rig.board.log(RuntimeError("the newest"))  # as run() logs it on the way out: rotates first
+    assert dog.feeds - before >= chunks, (dog.feeds - before, chunks)
+    assert b"the newest" in rig.sim.storage.read(be.CRASH_LOG, 0, 1 << 16)
+
+
 def test_rotation_that_fails_half_way_still_makes_room_for_the_newest():
     class FailingCopy(type(SimBoard().storage)):
         def append(self, name, data):
