@@ -482,15 +482,20 @@ class DeviceMachine(DeviceChecks):
             self._send("keepalive")
 
 
-SETTINGS = settings(
-    max_examples=EXAMPLES,
-    stateful_step_count=STEPS,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    # no explain phase: its tracing makes shrinking a failure take minutes instead of seconds
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
+def machine_settings(examples, steps):
+    """The same examples on every run (derandomized, no database): CI and a reader replay one run."""
+    return settings(
+        max_examples=examples,
+        stateful_step_count=steps,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        # no explain phase: its tracing makes shrinking a failure take minutes instead of seconds
+        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+    )
+
+
+SETTINGS = machine_settings(EXAMPLES, STEPS)
 TestDeviceMachine = DeviceMachine.TestCase
 TestDeviceMachine.settings = SETTINGS

@@ -10,14 +10,13 @@ several requests in one tick (stop, pause and resume together), a host that goes
 the defaults changed by `settings`, programs (presets and uploaded ones, with heat or not).
 """
 
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import rule
 
 from firmware import limits as L
 from firmware import presets
 from tests.strategies import heat_request, programs, requests
-from tests.test_device_stateful import DeviceChecks
+from tests.test_device_stateful import DeviceChecks, machine_settings
 
 EXAMPLES = 100
 STEPS = 30
@@ -82,17 +81,21 @@ class StopMachine(DeviceChecks):
             ticks -= 40
             self._send("keepalive")
 
-    @rule(fields=start_fields(), up=st.sampled_from([0, 10, 40, 200]), down=st.sampled_from([0, 1, 10, 60, 150, 300]),
-          batch=st.one_of(st.just([]), _TICK_REQUESTS), after=st.sampled_from([1, 2, 50, 300]))
-    def stop_under_way(self, fields, up, down, batch, after):
-        """A session that stops, and what comes while its stop ramps down: `down` ticks of a
-        quiet host (its lease may run out), then one tick's requests (pause, resume, set_amp...)."""
+    def _fresh_start(self, fields):
+        """End whatever runs (estop, or clear a fault), then start a new session with fields."""
         state = self.h.state
         if state != "IDLE":
             self._send("clear_fault" if state == "FAULT" else "estop")
             self._tick(1)
         self._send("start", fields)
         self._tick(1)
+
+    @rule(fields=start_fields(), up=st.sampled_from([0, 10, 40, 200]), down=st.sampled_from([0, 1, 10, 60, 150, 300]),
+          batch=st.one_of(st.just([]), _TICK_REQUESTS), after=st.sampled_from([1, 2, 50, 300]))
+    def stop_under_way(self, fields, up, down, batch, after):
+        """A session that stops, and what comes while its stop ramps down: `down` ticks of a
+        quiet host (its lease may run out), then one tick's requests (pause, resume, set_amp...)."""
+        self._fresh_start(fields)
         self.hold(up)
         self._send("stop")
         self._tick(down)  # 0: the requests below come in the stop's own tick
@@ -119,12 +122,7 @@ class StopMachine(DeviceChecks):
     def session_with_heat(self, fields, heat):
         """A new session (the last one ended by estop) that asks for heat at once: at the request's
         level, or without one at the program's or `medium`, never at what an earlier session used."""
-        state = self.h.state
-        if state != "IDLE":
-            self._send("clear_fault" if state == "FAULT" else "estop")
-            self._tick(1)
-        self._send("start", fields)
-        self._tick(1)
+        self._fresh_start(fields)
         self._send("heat", heat)
         self._tick(1)
 
@@ -167,15 +165,6 @@ class StopMachine(DeviceChecks):
         self._tick(1)
 
 
-SETTINGS = settings(
-    max_examples=EXAMPLES,
-    stateful_step_count=STEPS,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    # no explain phase: its tracing makes shrinking a failure take minutes instead of seconds
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
-)
+SETTINGS = machine_settings(EXAMPLES, STEPS)
 TestStopMachine = StopMachine.TestCase
 TestStopMachine.settings = SETTINGS

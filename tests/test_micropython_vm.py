@@ -14,6 +14,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -126,26 +128,85 @@ class _Finished:
         self.returncode = returncode
 
 
-def _run_vm_groups(groups, label):
-    """Run the runner over each group of modules in its own VM process, all at once."""
+def _start_vm_groups(groups):
+    """Start the runner over each group of modules in its own VM process, all at once. Output goes
+    to files, not pipes: a run started early is read only when its tests come, and a full pipe
+    would stop the VM until then."""
     exe = _micropython_or_fail()
-    procs = []
+    started = []
     for group in groups:
         args = [exe, "-X", "heapsize=" + VM_TEST_HEAP, str(RUNNER), *group]
-        procs.append(subprocess.Popen(args, cwd=ROOT, env=_vm_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                      text=True))
+        out, err = tempfile.TemporaryFile(mode="w+"), tempfile.TemporaryFile(mode="w+")
+        started.append((subprocess.Popen(args, cwd=ROOT, env=_vm_env(), stdout=out, stderr=err, text=True), out, err))
+    return started
+
+
+def _finish_vm_groups(started, label, timeout_s=VM_TIMEOUT_S):
     outs, errs, status = [], [], 0
-    for proc in procs:
+    for proc, out, err in started:
         try:
-            out, err = proc.communicate(timeout=VM_TIMEOUT_S)
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            for other in procs:
+            for other, _, _ in started:
                 other.kill()
-            pytest.fail("%s: micropython did not finish within %d s" % (label, VM_TIMEOUT_S))
-        outs.append(out)
-        errs.append(err)
+            pytest.fail("%s: micropython did not finish within %d s" % (label, timeout_s))
+        for file, texts in ((out, outs), (err, errs)):
+            file.seek(0)
+            texts.append(file.read())
+            file.close()
         status = status or proc.returncode
     return _Finished("".join(outs), "".join(errs), status)
+
+
+def _run_vm_groups(groups, label):
+    """Run the runner over each group of modules in its own VM process, all at once."""
+    return _finish_vm_groups(_start_vm_groups(groups), label)
+
+
+_EARLY = {}  # the portable tests' VM run, when tests/conftest.py started it at the session's start
+
+
+def start_fw_tests_early():
+    """Start the portable tests in the VM now, one group after the other on a core of their own,
+    while CPython runs the rest of the suite on the other core: the fixture below then only reads
+    the results. (One VM process for every module is too much for its heap: hence the groups.)"""
+    if "thread" in _EARLY or find_micropython() is None:
+        return  # a missing VM fails in the fixture, as without the early start
+    modules = fw_test_modules()
+    groups = [modules[i::VM_GROUPS] for i in range(VM_GROUPS)]
+    done = []
+
+    def run_groups():
+        for group in groups:
+            proc, out, err = _start_vm_groups([group])[0]
+            try:
+                proc.wait(timeout=VM_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                done.append(None)  # the fixture fails the run: it did not finish in time
+            texts = []
+            for file in (out, err):
+                file.seek(0)
+                texts.append(file.read())
+                file.close()
+            done.append((texts[0], texts[1], proc.returncode))
+
+    thread = threading.Thread(target=run_groups, name="vm-fw-tests", daemon=True)
+    thread.start()
+    _EARLY.update(thread=thread, done=done)
+
+
+def _early_results():
+    thread = _EARLY.pop("thread")
+    thread.join(VM_TIMEOUT_S * VM_GROUPS)
+    done = _EARLY.pop("done")
+    if thread.is_alive() or None in done:
+        pytest.fail("tests/mp_runner.py: micropython did not finish within %d s a group" % VM_TIMEOUT_S)
+    status = 0
+    for entry in done:
+        status = status or entry[2]
+    return _Finished("".join(e[0] for e in done), "".join(e[1] for e in done), status)
 
 
 # ---- (a) the portable tests inside the VM ----------------------------------------------------
@@ -154,9 +215,12 @@ def _run_vm_groups(groups, label):
 @pytest.fixture(scope="session")
 def vm_test_results():
     """Every tests/fw module in the VM (VM_GROUPS processes at once); parsed per module."""
-    modules = fw_test_modules()
-    groups = [modules[i::VM_GROUPS] for i in range(VM_GROUPS)]
-    proc = _run_vm_groups(groups, "tests/mp_runner.py")
+    if "thread" in _EARLY:  # running since the session began (tests/conftest.py)
+        proc = _early_results()
+    else:
+        modules = fw_test_modules()
+        groups = [modules[i::VM_GROUPS] for i in range(VM_GROUPS)]
+        proc = _run_vm_groups(groups, "tests/mp_runner.py")
     results = {}
     current = None
     summaries = []
