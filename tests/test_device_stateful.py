@@ -311,6 +311,13 @@ class DeviceChecks(RuleBasedStateMachine):
         if active:
             self.causes_since_clear.add(name)
 
+    def _recover(self):
+        """Every injected fault repaired, then clear_fault."""
+        for name in sorted(self.h.board.active_faults):
+            self._fault(name, False)
+        self._send("clear_fault")
+        self._tick(1)
+
     # ---- invariants between rules (the checker runs inside every tick) ------------------------
 
     @invariant()
@@ -459,10 +466,7 @@ class DeviceMachine(DeviceChecks):
 
     @rule()
     def recover(self):
-        for name in sorted(self.h.board.active_faults):
-            self._fault(name, False)
-        self._send("clear_fault")
-        self._tick(1)
+        self._recover()
 
     # ---- time ----------------------------------------------------------------------------------
 

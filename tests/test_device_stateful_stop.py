@@ -159,10 +159,7 @@ class StopMachine(DeviceChecks):
 
     @rule()
     def recover(self):
-        for name in sorted(self.h.board.active_faults):
-            self._fault(name, False)
-        self._send("clear_fault")
-        self._tick(1)
+        self._recover()
 
 
 SETTINGS = machine_settings(EXAMPLES, STEPS)
