@@ -35,13 +35,17 @@ class Transport:
         if self.closed:
             raise TransportError(self.url, "the port %s is closed (close() was called)" % self.url)
 
+    def _lost(self, doing, err):
+        """The TransportError for a port that broke while doing ("reading", "writing")."""
+        return TransportError(self.url, "lost the connection to %s while %s: %s" % (self.url, doing, err))
+
     def write(self, data):
         self._check_open()
         try:
             self._port.write(data)
             self._port.flush()
         except (serial.SerialException, OSError) as err:
-            raise TransportError(self.url, "lost the connection to %s while writing: %s" % (self.url, err))
+            raise self._lost("writing", err)
 
     def read(self, timeout_s):
         """Bytes that arrived within timeout_s (b"" if none): at least one, then all that wait.
@@ -67,7 +71,7 @@ class Transport:
                 data.extend(self._port.read(min(waiting, MAX_READ_BYTES - len(data))))
             return bytes(data)
         except (serial.SerialException, OSError) as err:
-            raise TransportError(self.url, "lost the connection to %s: %s" % (self.url, err))
+            raise self._lost("reading", err)
 
     def close(self):
         self.closed = True
@@ -132,14 +136,6 @@ class SocketTransport(Transport):
             raise self._lost("reading", err)
         self._note(data)
         return data
-
-    def write(self, data):
-        self._check_open()
-        try:
-            self._port.write(data)
-            self._port.flush()
-        except (serial.SerialException, OSError) as err:
-            raise self._lost("writing", err)
 
 
 class SimTransport(Transport):
