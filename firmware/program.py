@@ -154,8 +154,23 @@ def _parse_channel(fields, index):
     except msg.RequestError as exc:
         raise msg.RequestError(exc.code, "%s.stim: %s" % (path, exc.message))
     top_ua = envelope.max_amp_ua(setting)
-    max_amp_ua = _int(fields, "max_amp_ua", path + ".max_amp_ua", 0, top_ua, top_ua)
-    amp_ua = _int(fields, "amp_ua", path + ".amp_ua", 0, max_amp_ua, 0)
+    try:
+        max_amp_ua = _int(fields, "max_amp_ua", path + ".max_amp_ua", 0, top_ua, top_ua)
+    except msg.RequestError as exc:
+        asked = fields.get("max_amp_ua")
+        if msg.is_int(asked) and asked > top_ua:  # the number alone does not say which limit to work around
+            raise msg.RequestError(
+                exc.code,
+                "%s (the %s limit at %s)" % (exc.message, envelope.binding_limit(setting), envelope.describe(setting)),
+            )
+        raise
+    try:
+        amp_ua = _int(fields, "amp_ua", path + ".amp_ua", 0, max_amp_ua, 0)
+    except msg.RequestError as exc:
+        asked = fields.get("amp_ua")
+        if msg.is_int(asked) and asked > max_amp_ua:
+            raise msg.RequestError(exc.code, "%s (the channel's max_amp_ua)" % exc.message)
+        raise
     return ChannelPlan(setting, amp_ua, max_amp_ua)
 
 

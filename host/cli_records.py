@@ -98,8 +98,9 @@ def _checked(settings, source, channels=L.CHANNELS, where="program"):
         _usage(settings, "%s refused (%s): %s" % (where, err.code, _limit_named(err.message, source)))
 
 
-# a prescribed maximum above what the channel's stimulation allows; firmware names only the number
-_MAX_REFUSED = re.compile(r"^channels\[(\d+)\]\.max_amp_ua: max_amp_ua \d+ exceeds the limit \d+$")
+# a prescribed maximum above what the channel's stimulation allows; the firmware's own note on
+# the limit (ASCII, its field names) is replaced by the therapist's words and units
+_MAX_REFUSED = re.compile(r"^(channels\[(\d+)\]\.max_amp_ua: max_amp_ua \d+ exceeds the limit \d+)( \(.*\))?$")
 
 
 def _binding_text(setting):
@@ -117,11 +118,11 @@ def _limit_named(text, source):
     if not found:
         return text
     try:
-        setting = envelope.parse_setting(source["channels"][int(found.group(1))].get("stim", {}))
+        setting = envelope.parse_setting(source["channels"][int(found.group(2))].get("stim", {}))
     except (LookupError, AttributeError, TypeError, msg.RequestError):
         return text
     area = ", at %d cm²" % setting.area_cm2 if envelope.binding_limit(setting).endswith("_density") else ""
-    return "%s (set by %s%s)" % (text, _binding_text(setting), area)
+    return "%s (set by %s%s)" % (found.group(1), _binding_text(setting), area)
 
 
 def _heat_text(program):
