@@ -31,6 +31,7 @@ from host.errors import (  # noqa: F401 (their home is host.errors; imported fro
     TransportError,
     VersionMismatch,
 )
+from host.keepalive import KeepalivePace
 
 DEFAULT_TIMEOUT_S = 1.0
 RETRIES = 1  # resends of an unanswered request, always with the same id
@@ -690,7 +691,7 @@ class Client:
 
 class LeaseKeeper:
     """A thread that holds a session's keepalive lease: it sends status requests paced exactly as
-    `tensctl monitor` paces its own (host.monitor.Monitor: KEEPALIVES_PER_LEASE per lease of
+    `tensctl monitor` paces its own (host.keepalive: KEEPALIVES_PER_LEASE per lease of
     DEVICE time, measured from status uptime_ms, so a simulator at --speed N gets N times
     more; at least once a second).
 
@@ -700,14 +701,10 @@ class LeaseKeeper:
     """
 
     def __init__(self, client):
-        from host.monitor import Monitor  # here: host.monitor imports this module
-
         self.client = client
         self.error = None
         self.sent = 0  # status requests sent
-        # the monitor's own pacing and clock-rate measurement, fed by our status requests
-        self._pace = Monitor(connect=None, every_ms=0, draw=None, keys=None)
-        self._pace.client = client
+        self._pace = KeepalivePace()  # fed by our status replies
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="pulsewarm-lease-keeper", daemon=True)
 
@@ -718,12 +715,16 @@ class LeaseKeeper:
 
     def interval_s(self):
         """Wall seconds until the next status request."""
-        return self._pace.keepalive_s()
+        return self._pace.interval_s()
+
+    def _keepalive(self):
+        """One status request: it holds the lease, and its reply paces the next."""
+        self._pace.note(self.client.status())
 
     def _run(self):
         while not self._stop.is_set():
             try:
-                self._pace._refresh_status()  # noqa: SLF001 - Monitor's status refresh: rate and lease
+                self._keepalive()
             except CallbackError as err:
                 self.error = self.error or err
                 if err.error is not None:

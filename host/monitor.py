@@ -24,13 +24,10 @@ from rich.table import Table
 from rich.text import Text
 
 from host.client import ClientError, DeviceError, NoResponse
+from host.keepalive import KeepalivePace
 from host.transport import TransportError
 from host.units import format_celsius, format_dose, format_duration_ms, format_ma, format_temperature
 
-KEEPALIVE_S = 1.0  # the longest wall time between status requests
-KEEPALIVE_MIN_S = 0.02  # the shortest; also the pace while the device's clock rate is not yet known
-KEEPALIVES_PER_LEASE = 4
-RATE_MIN_WALL_S = 0.2  # wall time over which the device's clock rate is measured before it is used
 RECONNECT_EVERY_S = 1.0
 EVENT_LINES = 4  # recent events shown under the table
 
@@ -339,11 +336,11 @@ class Monitor:
         self._close = None
         self.lost_after_s = max(2.0, 4 * every_ms / 1000.0)
         self.reconnects = 0
-        self._clock_first = self._clock_last = None  # (wall s, device uptime ms) of status replies
+        self.pace = KeepalivePace(clock)
 
     def _open(self):
         self.client, self._close = self.connect(self.state.on_event)
-        self._clock_first = self._clock_last = None  # perhaps another device, or a restarted one
+        self.pace.restart()  # perhaps another device, or a restarted one
         self.client.telemetry(self.every_ms)
         self.state.new_connection(self.client.device)
         self._refresh_status()  # program and phase from the first line on
@@ -355,20 +352,11 @@ class Monitor:
 
     def device_rate(self):
         """Device milliseconds per wall millisecond on this connection; None until measured."""
-        if self._clock_first is None or self._clock_last[0] - self._clock_first[0] < RATE_MIN_WALL_S:
-            return None
-        wall_s = self._clock_last[0] - self._clock_first[0]
-        return max(1e-3, (self._clock_last[1] - self._clock_first[1]) / 1000.0 / wall_s)
+        return self.pace.device_rate()
 
     def keepalive_s(self):
-        """Wall seconds between status requests: KEEPALIVES_PER_LEASE per lease of device time."""
-        lease_ms = (self.state.status or {}).get("lease_ms") or 0
-        if not lease_ms:
-            return KEEPALIVE_S
-        rate = self.device_rate()
-        if rate is None:
-            return KEEPALIVE_MIN_S
-        return max(KEEPALIVE_MIN_S, min(KEEPALIVE_S, lease_ms / 1000.0 / rate / KEEPALIVES_PER_LEASE))
+        """Wall seconds between status requests (host.keepalive)."""
+        return self.pace.interval_s()
 
     def _drop(self):
         self.state.connected = False
@@ -422,9 +410,7 @@ class Monitor:
 
     def _refresh_status(self):
         status = self.client.status()
-        if isinstance(status.get("uptime_ms"), int):
-            self._clock_last = (self.clock(), status["uptime_ms"])
-            self._clock_first = self._clock_first or self._clock_last
+        self.pace.note(status)
         name = status.get("program")
         prescribed = self.state.prescribed if name and name == self.state.program else None
         if name and prescribed is None:

@@ -595,10 +595,10 @@ def test_a_lease_keeper_that_meets_a_bug_says_so_instead_of_dying_silently():
     client = make_client(line, timeout_s=0.1)
     keeper = hc.LeaseKeeper(client)
 
-    def broken():
+    def broken(status):
         raise RuntimeError("pacing bug")
 
-    keeper._pace._refresh_status = broken  # noqa: SLF001 - the monitor's refresh, failing
+    keeper._pace.note = broken  # noqa: SLF001 - the pacing, failing
     keeper._run()  # noqa: SLF001 - the thread's body, run here
     assert isinstance(keeper.error, hc.ClientError) and "pacing bug" in str(keeper.error), keeper.error
     assert isinstance(keeper.error.__cause__, RuntimeError)
