@@ -8,10 +8,12 @@
 
 A `Board` records what the hardware would do: each GPIO's mode, pull, output latch, external
 input level and function (SIO or PWM), each PWM slice's frequency, duty and whether it runs,
-ADC sources, timers, the watchdog and pin IRQs. Behaviour follows the rp2 port where a driver
-could get it wrong: Pin(..., value=v) sets the level before the mode; Pin.init(Pin.OUT) takes
-a pin back from PWM to SIO; a PWM that is deinit()-ed holds its last output, so a pin left in
-PWM function after a deinit counts as driven high whenever its duty was above 0 (the
+ADC sources, timers, the watchdog, pin IRQs and the system clock (`board.sys_clk_hz`: what
+machine.freq() returns, 125 MHz at first; machine.freq(hz) sets it, as a program on the board
+could, and nothing rescales what was set up before). Behaviour follows the rp2 port where a
+driver could get it wrong: Pin(..., value=v) sets the level before the mode; Pin.init(Pin.OUT)
+takes a pin back from PWM to SIO; a PWM that is deinit()-ed holds its last output, so a pin left
+in PWM function after a deinit counts as driven high whenever its duty was above 0 (the
 pessimistic reading); Timer ids other than -1 raise ValueError; WDT rejects timeouts above
 8388 ms; read_u16() returns a 12-bit code scaled to 16 bits ((v << 4) | (v >> 8)).
 
@@ -74,6 +76,7 @@ class Board:
         self.failing_adcs = set()
         self.irq_disabled = 0
         self.state_machines = []
+        self.sys_clk_hz = 125_000_000  # machine.freq(): the rp2 port's default
         self.machine = _make_machine(self)
         self.rp2 = _make_rp2(self)
 
@@ -356,7 +359,13 @@ def _make_machine(board):
         setattr(machine, name, obj)
     machine.disable_irq = disable_irq
     machine.enable_irq = enable_irq
-    machine.freq = lambda *args: None if args else 125_000_000
+    def freq(*args):
+        if not args:
+            return board.sys_clk_hz
+        board.sys_clk_hz = args[0]
+        return None
+
+    machine.freq = freq
     machine.reset = lambda: (_ for _ in ()).throw(SystemExit("machine.reset()"))
     machine.unique_id = lambda: b"\xe6\x61\x38\x52\x83\x45\x2b\x2c"
     return machine
@@ -364,7 +373,8 @@ def _make_machine(board):
 
 def _make_rp2(board):
     """A minimal rp2: PIO constants, asm_pio (records its options, returns the program function)
-    and StateMachine (records its set-up and every word put into the TX FIFO)."""
+    and StateMachine (records its set-up, the system clock at each set-up, and every word put
+    into the TX FIFO)."""
     rp2 = types.ModuleType("rp2")
     rp2.__doc__ = "fake rp2 module (tests/board_fakes.py)"
 
@@ -401,6 +411,8 @@ def _make_rp2(board):
             self.program = program
             self.freq = freq
             self.options = kwargs
+            self.clk_hz = board.sys_clk_hz  # the system clock its divider was computed from
+            self.inits = 0  # init() calls after the constructor
             self.running = False
             self.fifo = []
             self.words = []
@@ -415,6 +427,8 @@ def _make_rp2(board):
             self.program = program
             self.freq = freq
             self.options = kwargs
+            self.clk_hz = board.sys_clk_hz
+            self.inits += 1
 
         def active(self, *args):
             if not args:

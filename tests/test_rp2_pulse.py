@@ -16,12 +16,16 @@ pins' levels are then checked cycle by cycle:
     and for good, stops the state machines, drops the queue, OUTPUT_ENABLE low;
 (h) phases and gap last what fire() was given (after its clamps), to the cycle, and
     pulses start within 4 us (the wait field's 8 us step) of where the tick windows put them;
-    late and catching-up ticks drop pulses rather than crowd them.
+    late and catching-up ticks drop pulses rather than crowd them;
+(i) the system clock: no start at one without an exact 1 MHz divider or below 48 MHz; read
+    once per tick and channel (never per pulse) and before every re-arm; a changed clock
+    turns everything off and raises, and the device latches an internal fault.
 Plus: the assembler against published encodings, emulator semantics, the fast
 emulator against the cycle-by-cycle one, and the module compiling for armv6m.
 What only a board can show (scope checks) is listed in docs/hardware.md.
 """
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -880,3 +884,283 @@ def test_duty_is_exact_for_every_amplitude_and_its_product_stays_a_small_int():
     assert mod.DUTY_NUM * full // mod.DUTY_DEN == 65535 and 65535 * mod.DUTY_DEN == full * mod.DUTY_NUM
     assert (mod.DUTY_NUM, mod.DUTY_DEN) == (13107, 16000)
     assert full * mod.DUTY_NUM < SMALL_INT_LIMIT, full * mod.DUTY_NUM  # 1 048 560 000
+
+
+# ==== the system clock: checked at start, once per tick and channel, and before every re-arm ====
+# MicroPython computes each state machine's divider from machine.freq() when it is set up; a clock
+# changed later scales every phase (and each pulse's charge) by old / new with the state machine
+# none the wiser. The driver keeps the clock it started at and refuses to go on at another.
+
+MHZ = 1000000
+GOOD_CLOCKS = st.integers(48, 250).map(lambda mhz: mhz * MHZ)
+BAD_CLOCKS = st.one_of(
+    st.tuples(st.integers(48, 250), st.integers(1, MHZ - 1)).map(lambda t: t[0] * MHZ + t[1]),  # a fraction
+    st.integers(1, 48 * MHZ - 1),  # below 48 MHz, whole MHz or not
+    st.sampled_from([125500000, 133333333, 47 * MHZ, 12 * MHZ, 1 * MHZ]),
+)
+OTHER_CLOCKS = st.one_of(st.integers(1 * MHZ, 300 * MHZ), GOOD_CLOCKS)
+
+
+def make_at(clk_hz, us_base=0):
+    board = emu.Board(us_base=us_base, sys_clk_hz=clk_hz)
+    mod = emu.load_board_module(board, "rp2_pulse", DRIVER)
+    return board, mod, mod.Rp2PulseOutput(ticks_us=board.ticks_us, ticks_ms=board.ticks_ms)
+
+
+def feed_steady_ticks(board, out, ticks, per_tick=(2, 1)):
+    """`ticks` ticks 10 ms apart, each firing per_tick[ch] (1 or 2) pulses 5 ms apart on each
+    channel: all accepted."""
+    t0 = board.time
+    for k in range(ticks):
+        board.run(t0 + k * 10000 - board.time)
+        for ch in range(2):
+            for i in range(per_tick[ch]):
+                assert out.fire(ch, i * 5000 + ch * 1000, 20000, 200, 50, 20000, 200) is True, (k, ch, i)
+
+
+def assert_all_off_for_good(board, out, since):
+    for ch in range(2):
+        assert [board.level(p) for p in gate_pins(ch)] == [0, 0]
+        assert board.gpio.func[P.GATE_BASES[ch]] == emu.FUNC_SIO
+        assert not sm_of(board, ch).enabled and not sm_of(board, ch).tx
+        assert board.gpio.pwm_duty[P.AMP_PWMS[ch]] == 0
+    assert board.level(P.OUTPUT_ENABLE) == 0
+    board.run(100000)
+    for ch in range(2):
+        assert board.changes(gate_pins(ch), since + 1) == []
+    assert board.changes([P.OUTPUT_ENABLE], since + 1) == []
+
+
+@FAST
+@given(BAD_CLOCKS)
+def test_clock_construction_is_refused_without_an_exact_1_mhz_or_below_48_mhz(clk_hz):
+    """Over tests/board_fakes.py (its state machines take any clock): the driver refuses before it
+    claims a pin or a state machine, and says which clock, which rule, and what to do."""
+    from tests import board_fakes
+
+    with pytest.MonkeyPatch.context() as mp:
+        hw = board_fakes.install(mp)
+        try:
+            hw.machine.freq(clk_hz)
+            rp2_pulse = hw.load("firmware.drivers.rp2_pulse")
+            with pytest.raises(ValueError) as caught:
+                rp2_pulse.Rp2PulseOutput(ticks_us=lambda: 0, ticks_ms=lambda: 0)
+        finally:
+            board_fakes.unload()
+    text = str(caught.value)
+    assert "%d Hz" % clk_hz in text and "125000000" in text and "leave machine.freq()" in text, text
+    assert ("whole number of MHz" in text) if clk_hz >= 48 * MHZ else ("below 48000000 Hz" in text), text
+    assert hw.state_machines == [] and hw.pwms == {}
+    assert not any(hw.driven_high(pin) for pin in P.OUTPUT_PINS)
+
+
+@FEW
+@given(GOOD_CLOCKS)
+def test_clock_construction_at_any_whole_mhz_from_48_gives_an_exact_1_mhz(clk_hz):
+    board, mod, out = make_at(clk_hz)
+    assert out._clk_hz == clk_hz
+    assert out.fire(0, 0, 10000, 300, 50, 10000, 300)
+    assert sm_of(board, 0).clkdiv == (clk_hz // MHZ, 0)  # an integer divider
+    board.run(20000)
+    pulses, cur = parse(board, 0)
+    assert [shape(p) for p in pulses] == [(300, 50, 300)] and not cur
+
+
+def test_clock_refusal_reaches_the_repl_in_a_rescue_boot_and_resets_otherwise(capsys):
+    """board_entry.main(): a driver that cannot start leaves every pin low; with STOP held the
+    text is printed at the REPL, otherwise the board resets (machine.reset(); no crash log yet)."""
+    import time as pytime
+    import types
+
+    from firmware import board_entry as be
+    from tests import board_fakes
+
+    quiet = types.SimpleNamespace(kbd_intr=lambda c: None)
+    no_wait = types.SimpleNamespace(sleep_ms=lambda ms: None)
+
+    def build(machine):
+        read_end, write_end = os.pipe()  # the USB serial driver's stdin / stdout, while it is built
+        with os.fdopen(read_end, "rb", buffering=0) as stdin, os.fdopen(write_end, "wb", buffering=0) as stdout:
+            with pytest.MonkeyPatch.context() as streams:
+                streams.setattr(sys, "stdin", stdin)
+                streams.setattr(sys, "stdout", stdout)
+                be.build_drivers(machine)  # the board's own: Rp2PulseOutput() first
+        raise AssertionError("the drivers started at %d Hz" % machine.freq())  # (never run the loop)
+
+    for stop_held in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            hw = board_fakes.install(mp)
+            fake_time = board_fakes.FakeTime(now=1000)
+            for name in ("ticks_ms", "ticks_add", "ticks_diff"):  # MicroPython's time, on CPython's
+                mp.setattr(pytime, name, getattr(fake_time, name), raising=False)
+            mp.setattr(pytime, "ticks_us", lambda: fake_time.now * 1000, raising=False)
+            try:
+                hw.machine.freq(125500000)
+                hw.set_input(P.BUTTON_STOP, 0 if stop_held else 1)
+                if stop_held:
+                    assert be.main(build=build, machine=hw.machine, micropython=quiet, time=no_wait) == be.BOOT_FAILED
+                else:
+                    with pytest.raises(SystemExit, match="machine.reset"):
+                        be.main(build=build, machine=hw.machine, micropython=quiet, time=no_wait)
+            finally:
+                board_fakes.unload()
+        assert not any(hw.driven_high(pin) for pin in P.OUTPUT_PINS)
+        printed = capsys.readouterr().out
+        if stop_held:
+            assert "ValueError" in printed and "125500000 Hz" in printed and "whole number of MHz" in printed, printed
+
+
+@FAST
+@given(US_BASES, GOOD_CLOCKS, OTHER_CLOCKS, st.integers(1, 20), st.integers(0, 9999))
+def test_clock_change_after_start_makes_the_next_tick_raise_with_everything_off(us_base, clk_hz, new_hz, ticks, at):
+    if new_hz == clk_hz:
+        new_hz = clk_hz + MHZ
+    board, mod, out = make_at(clk_hz, us_base)
+    feed_steady_ticks(board, out, ticks)  # the clock as it was: no raise, every pulse accepted
+    board.run(at)  # anywhere in the last tick's window: mid-phase, in a gap, in a rest, idle
+    board.sys_clk_hz = new_hz  # machine.freq(new_hz) from somewhere else in the firmware
+    board.run(mod.BATCH_GAP_US)  # the next tick
+    with pytest.raises(RuntimeError) as caught:
+        out.fire(0, 0, 20000, 200, 50, 20000, 200)
+    text = str(caught.value)
+    assert "%d Hz, was %d" % (new_hz, clk_hz) in text and "scale" in text, text
+    assert len("RuntimeError " + text) <= 100  # the fault message keeps all of it (Device: msg.clip 100)
+    t_off = board.time
+    assert_all_off_for_good(board, out, t_off)
+    # and it stays refused: the other channel's tick, and a fresh timeline after off()
+    for ch in (1, 0):
+        with pytest.raises(RuntimeError):
+            out.fire(ch, 0, 20000, 200, 50, 20000, 200)
+    assert_all_off_for_good(board, out, t_off)
+    assert out.off_errors == 0
+
+
+@FAST
+@given(US_BASES, st.integers(1, 300), st.integers(1, 2), st.integers(1, 2))
+def test_clock_is_read_once_per_tick_and_channel_never_per_pulse(us_base, ticks, n0, n1):
+    """A steady clock never raises, over many ticks; machine.freq() is read at a tick's first
+    fire() of a channel (its new window) and when a channel is armed, never for a tick's other pulses."""
+    board, mod, out = make(us_base)
+    reads = []
+    real = mod.machine.freq
+    mod.machine.freq = lambda *args: reads.append(board.time) or real(*args)
+    feed_steady_ticks(board, out, ticks, per_tick=(n0, n1))
+    arms = 2  # each channel armed once, at its first pulse (then the fresh window's read as well)
+    assert len(reads) == 2 * ticks + arms, (len(reads), ticks)
+    per_tick = {}
+    for t in reads:
+        per_tick[t] = per_tick.get(t, 0) + 1
+    assert max(per_tick.values()) <= 4 and len(per_tick) == ticks  # every tick read it; 2 per channel at most
+    board.run(40000)
+    pulses, cur = parse(board, 0)
+    assert len(pulses) == ticks * n0 and not cur
+
+
+def test_clock_change_refuses_a_re_arm_before_the_state_machine_is_set_up_again():
+    """_arm() re-inits the state machine, which recomputes the divider from the clock now: a
+    changed clock is refused there too, not taken silently."""
+    board, mod, out = make()
+    assert out.fire(0, 0, 10000, 300, 50, 10000, 300)
+    board.run(20000)
+    out.off()  # parked: the next pulse re-arms
+    inits = [c for c in board.cpu_calls if c[1] == "init"]
+    board.sys_clk_hz = 100000000  # a whole number of MHz: init() alone would take it without a word
+    with pytest.raises(RuntimeError) as caught:
+        out._arm(0)
+    assert "100000000 Hz, was 125000000" in str(caught.value)
+    assert [c for c in board.cpu_calls if c[1] == "init"] == inits  # not set up again
+    assert out._parked[0]
+    assert_all_off_for_good(board, out, board.time)
+    board.sys_clk_hz = 125000000  # the clock back as it was: arming works again
+    assert out.fire(0, 0, 10000, 300, 50, 10000, 300)
+    assert sm_of(board, 0).enabled and board.level(P.OUTPUT_ENABLE) == 1
+
+
+def test_clock_change_under_the_board_fakes_leaves_every_gate_low_and_the_rail_off(monkeypatch):
+    from tests import board_fakes
+
+    hw = board_fakes.install(monkeypatch)
+    now = [0]
+    try:
+        rp2_pulse = hw.load("firmware.drivers.rp2_pulse")
+        out = rp2_pulse.Rp2PulseOutput(ticks_us=lambda: now[0], ticks_ms=lambda: now[0] // 1000)
+        for tick in range(5):
+            now[0] = tick * 10000
+            for ch in range(2):
+                assert out.fire(ch, 0, 20000, 200, 50, 20000, 200) is True
+                hw.state_machines[ch].drain()
+        assert hw.driven_high(P.OUTPUT_ENABLE)
+        assert [sm.clk_hz for sm in hw.state_machines] == [125000000, 125000000]
+        hw.machine.freq(96000000)
+        now[0] = 5 * 10000
+        with pytest.raises(RuntimeError, match="96000000 Hz, was 125000000"):
+            out.fire(0, 0, 20000, 200, 50, 20000, 200)
+    finally:
+        board_fakes.unload()
+    assert not any(hw.driven_high(pin) for pin in P.OUTPUT_PINS)
+    assert all(hw.pin(P.GATE_BASES[ch] + i).function == board_fakes.SIO for ch in range(2) for i in range(2))
+    assert not any(sm.running for sm in hw.state_machines)
+    assert [sm.clk_hz for sm in hw.state_machines] == [125000000, 125000000]  # never set up at 96 MHz
+
+
+class _Stages:
+    """The driver under test and the simulator's output stage fed the same accepted pulses: the
+    device drives the real driver (over the emulated PIO); the simulated stage gives the output
+    sense (and the harness's invariant checks) the pulses that fired."""
+
+    def __init__(self, real, sim):
+        self.real = real
+        self.sim = sim
+        self.channels = real.channels
+        self.hw_max_amp_ua = real.hw_max_amp_ua
+        self.hw_max_phase_us = real.hw_max_phase_us
+        self.asymmetric = real.asymmetric
+
+    def fire(self, ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us):
+        ok = self.real.fire(ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us)
+        if ok:
+            self.sim.fire(ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us)
+        return ok
+
+    def off(self):
+        self.real.off()
+        self.sim.off()
+
+
+def test_clock_change_mid_session_latches_an_internal_fault_the_host_reads():
+    """firmware/device.py's tick catches what fire() raises: outputs off, internal_error latched,
+    the clocks in fault_msg. Clearing it and starting again faults again at the first pulse."""
+    from firmware import limits
+    from firmware.device import Device
+    from tests.fw.harness import Harness
+
+    board, mod, out = make()
+    h = Harness()
+    sim = h.board
+    h.device = Device(sim.clock, _Stages(out, sim.pulse_out), sim.sense, sim.serial, "pulsewarm-sim-0",
+                      storage=sim.storage, random_bytes=sim.random_bytes)
+    sim_tick = h._tick_once
+
+    def tick_once():
+        sim_tick()
+        board.run(10000)  # the PIO runs the 10 ms the tick loop sleeps
+
+    h._tick_once = tick_once
+    start = {"amp_ua": [5000, 5000], "lease_ms": 0, "ramp_ms": limits.RAMP_MIN_MS}
+    h.ok("start", start)
+    h.tick(120)
+    assert h.state == "RUNNING" and h.amps() == [5000, 5000]
+    fired, _ = parse(board, 0)
+    assert len(fired) > 10
+    board.sys_clk_hz = 120000000
+    h.tick(1)
+    assert h.state == "FAULT" and h.faults == ["internal_error"], (h.state, h.faults)
+    t_off = board.time - 10000
+    status = h.ok("status")
+    assert "RuntimeError" in status["fault_msg"] and "120000000 Hz, was 125000000" in status["fault_msg"], status
+    assert_all_off_for_good(board, out, t_off)
+    h.ok("clear_fault")
+    h.ok("start", start)
+    h.tick(5)
+    assert h.state == "FAULT" and h.faults == ["internal_error"]
+    assert_all_off_for_good(board, out, t_off)

@@ -40,6 +40,14 @@ symmetric stand-in would carry more r.m.s. current than the envelope validated. 
 driver says so (`asymmetric = False`: the device refuses asymmetric settings) and, as a
 second layer, refuses any pulse whose phases differ.
 
+Clock: MicroPython derives each state machine's divider from machine.freq() when it is set
+up (clk_sys / SM_FREQ, in 1/256 steps), and nothing rescales a running one: a clock changed
+later would scale every phase, gap and rest (and each pulse's charge) by old / new. So the
+driver reads the clock once when it starts, refuses to start at one that cannot give an
+exact 1 MHz (see MIN_CLK_HZ), and compares it once per tick per channel (the first fire() of
+a tick, never per pulse) and before every re-arm: a changed clock turns everything off and
+raises, and the device's tick latches that as an internal fault, outputs off.
+
 Not imported in the MicroPython VM tests or by the host: it needs `rp2` and
 `machine`. tests/test_rp2_pulse.py runs it over an emulated PIO.
 """
@@ -62,6 +70,11 @@ if TYPE_CHECKING:
     from rp2.asm_pio import *  # noqa: F401,F403
 
 SM_FREQ = const(1000000)  # one PIO cycle = 1 us; 125 MHz / 125 is an exact, jitter-free divider
+# The lowest system clock the driver starts at. The PIO alone needs only a whole number of MHz
+# (an integer divider, >= 1), but this device is supervised over USB, and the RP2040's USB
+# controller needs clk_sys >= clk_usb (48 MHz); the amplitude PWM also counts clk_sys: at
+# 100 kHz it has clk_sys / 100 kHz steps (1250 at 125 MHz, 480 at 48 MHz: 0.17 mA each).
+MIN_CLK_HZ = const(48000000)
 SM_IDS = (0, 1)  # PIO0 state machines 0 and 1: one per channel, both share one copy of the program
 TX_FIFO_DEPTH = const(8)  # TX joined with the unused RX FIFO: 8 pulses per channel at most
 
@@ -161,6 +174,19 @@ class Rp2PulseOutput:
     """The PulseOutput interface (firmware/drivers/interfaces.py) over PIO state machines."""
 
     def __init__(self, ticks_us=None, ticks_ms=None, sm_ids=SM_IDS):
+        # The clock every PIO time is derived from: checked before anything is claimed, kept
+        # for the per-tick comparison (a small int on the board: comparing allocates nothing).
+        clk_hz = machine.freq()
+        if clk_hz < MIN_CLK_HZ:
+            rule = "below %d Hz (USB needs clk_sys >= 48 MHz)" % MIN_CLK_HZ
+        elif clk_hz % SM_FREQ:
+            rule = "not a whole number of MHz (the PIO divider would get a fraction)"
+        else:
+            rule = None
+        if rule is not None:
+            raise ValueError("pulse output refused: machine.freq() is %d Hz, %s; leave machine.freq() "
+                             "at its default 125000000" % (clk_hz, rule))
+        self._clk_hz = clk_hz
         self._ticks_us = ticks_us if ticks_us is not None else time.ticks_us
         self._ticks_ms = ticks_ms if ticks_ms is not None else time.ticks_ms
         n = len(P.GATE_BASES)
@@ -280,17 +306,20 @@ class Rp2PulseOutput:
         changes nothing. A later tick is taken for the next one (its pulses come a
         window late, never early); the tick after it, or a tick catching up back to
         back, then gets a window overlapping the last one: whatever would crowd the
-        pulses already queued is refused (see _slip).
+        pulses already queued is refused (see _slip). A new window (a tick's first call)
+        first compares machine.freq() with the clock the driver started at (_check_clock).
         """
         if self._timeline[ch] and ticks_diff(now_ms, self._last_ms[ch]) < STALE_MS:
             window = self._window[ch]
             if ticks_diff(now, self._last_us[ch]) >= BATCH_GAP_US or start_us <= self._last_rel[ch]:
+                self._check_clock()  # a new tick: the clock, once per tick and channel
                 ticks = (ticks_diff(now, window) + LEAD_US + HALF_TICK_US) // TICK_US
                 if ticks >= 1:
                     window = ticks_add(window, ticks * TICK_US)
                 else:
                     window = ticks_add(now, LEAD_US)
         else:
+            self._check_clock()
             window = ticks_add(now, LEAD_US)
             self._busy[ch] = False
         self._timeline[ch] = True
@@ -304,13 +333,24 @@ class Rp2PulseOutput:
         """Hand the gates back to a freshly initialised state machine, then enable the rail.
 
         init() stops the machine, empties its FIFOs, points it at the program's
-        first instruction and drives both gates low from the PIO (set_init).
+        first instruction and drives both gates low from the PIO (set_init). It also recomputes
+        the divider from the clock now: a changed clock is refused first, not silently taken.
         """
+        self._check_clock()
         sm = self._sms[ch]
         sm.init(pulse_program, freq=SM_FREQ, set_base=self._gates[ch][0])
         sm.active(1)
         self._parked[ch] = False
         self._enable.value(1)
+
+    def _check_clock(self):
+        """machine.freq() must still be the clock the driver started with; if not, everything off,
+        then raise (the tick turns that into an internal fault). Short: the fault text keeps ~85 characters."""
+        clk_hz = machine.freq()
+        if clk_hz == self._clk_hz:
+            return
+        self.off()
+        raise RuntimeError("machine.freq() %d Hz, was %d: PIO timing would scale by the ratio" % (clk_hz, self._clk_hz))
 
     # ---- stopping --------------------------------------------------------------------------
 
