@@ -19,7 +19,7 @@ is clamped to +-i_band_mc. The output is clamped to [0, max_duty_permille].
 (The zone lets the integral build up toward the holding duty during the last
 part of a full-power approach, so the pad does not creep the last degree;
 the derivative term brakes the approach, so this costs little overshoot:
-on the reference pad 0.06 C, with the rise within 1.15x the full-power limit.)
+on the reference pad 0.07 C, with the rise within 1.17x the full-power limit.)
 
 Integer headroom (no big ints on the board, where small ints end at 2^30):
 |e| <= 100 C so kp * e <= 10^9; HeatConfig.validate() bounds ki * tick_ms * i_band
