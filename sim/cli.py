@@ -62,7 +62,9 @@ def serve(listen, use_pty, devices, speed, runtime, seed, start_ms, near_wrap, d
     if listen is not None and use_pty:
         raise click.UsageError("choose --listen or --pty, not both")
     start = NEAR_WRAP_MS if near_wrap else start_ms
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stops the devices already started, too
+    stop = _stop_once()
+    signal.signal(signal.SIGTERM, stop)  # stops the devices already started, too
+    signal.signal(signal.SIGINT, stop)
     try:
         servers = launcher.start_servers(
             devices, runtime=runtime, speed=speed, pty=listen is None, listen=listen, seed=seed,
@@ -96,6 +98,39 @@ def serve(listen, use_pty, devices, speed, runtime, seed, start_ms, near_wrap, d
         pass
     finally:
         launcher.close_servers(servers)
+
+
+def _end_runs(signum, _frame):
+    """`run`'s SIGTERM and SIGINT handler: the runs in VMs and worker processes end with it (a
+    SIGTERM used to end only this process, and they ran on, writing their traces); then SIGTERM
+    exits with status 143, SIGINT as Ctrl-C does."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    runner.stop_children()
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
+    sys.exit(128 + signum)
+
+
+def _stop_once():
+    """The SIGTERM and SIGINT handler of `serve`. The first signal stops it (SIGTERM: exit status 0;
+    SIGINT: KeyboardInterrupt, as Ctrl-C); later ones are ignored, so closing the devices runs to its
+    end. `timeout` signals the process and then its process group, and Ctrl-C gets pressed twice: the
+    second signal used to interrupt the close, and serve exited before every device was stopped and
+    had left the registry."""
+    stopping = []
+
+    def stop(signum, _frame):
+        if stopping:  # a signal that came before the lines below took effect: already stopping
+            return
+        stopping.append(signum)  # first: a signal handled while this one runs returns above
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from now on, and through the interpreter's exit
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        sys.exit(0)
+
+    return stop
 
 
 @cli.command()
@@ -281,6 +316,8 @@ def run(scenarios, trace_path, runtimes, check, near_wrap, seed, jobs, pulses_pa
         raise click.UsageError("--pulses records on the cpython runtime only (the MicroPython VM has no channel "
                                "for pulses); drop --runtime %s" % runtimes[0])
     trace_dir = _trace_dir(trace_path, count)
+    signal.signal(signal.SIGTERM, _end_runs)
+    signal.signal(signal.SIGINT, _end_runs)
     jobs_list = runner.plan(files, runtimes, (near_wrap,), seed, trace_dir)
     for job in jobs_list:
         job.normalized = loaded[job.path]
@@ -356,6 +393,8 @@ def _output_problem(path):
     """Why `path` cannot be written, or None: checked before any output is opened (and truncated)."""
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
+        if os.path.exists(folder):
+            return "%s is a file, not a folder" % folder
         return "the folder %s does not exist" % folder
     if os.path.isdir(path):
         return "it is a folder"
@@ -480,6 +519,9 @@ def plot(trace, out_path, pulses_path, channel, count, from_s, to_s):
     except plot_mod.PlotError as err:
         raise click.UsageError("-o %s" % err)
     _check_output(str(written), "-o")
+    problem = _creation_problem(str(written))  # as `run` checks its outputs: before anything is read
+    if problem:
+        raise click.UsageError("-o %s: cannot create %s: %s" % (out_path, written, problem))
     try:
         if pulses_path:
             written = plot_mod.plot_waveform(pulses_path, out_path, count=3 if count is None else count,

@@ -454,8 +454,7 @@ class SimServer:
                         reply = json.loads(body.decode("utf-8"))
                     except ValueError:
                         raise SimError("the simulated device answered a control request with %r" % body[:200])
-                    reply.pop("seq", None)
-                    return reply
+                    return reply  # its own "seq", if any, is the request's (ours is the line's head)
                 wait = deadline - time.monotonic()
                 if wait <= 0:
                     raise SimError(

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from sim.pulses import PulseFileError, parse_pulses, read_pulses
+from sim.pulses import PulseFileError, parse_pulses, read_pulses, several_lines_one_document
 
 DPI = 100
 CHANNEL_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple")
@@ -64,7 +64,13 @@ def read_trace(path):
         raise PlotError("%s: cannot read: %s" % (path, err.strerror or err))
     except UnicodeDecodeError:
         raise PlotError("%s: not a trace (not UTF-8 text)" % path)
-    return parse_trace(text.splitlines(), str(path))
+    try:
+        return parse_trace(text.splitlines(), str(path))
+    except PlotError:
+        if several_lines_one_document(text):  # a scenario given for its trace, most likely
+            raise PlotError("%s: one JSON document over several lines, not a trace (that has one JSON "
+                            "object a line, as `tens-sim run --trace` writes it)" % path)
+        raise
 
 
 def parse_trace(lines, source="<trace>"):

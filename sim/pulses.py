@@ -133,7 +133,24 @@ def read_pulses(path):
         raise PulseFileError("%s: cannot read: %s" % (path, err.strerror or err))
     except UnicodeDecodeError:
         raise PulseFileError("%s: not a pulse file (not UTF-8 text)" % path)
-    return parse_pulses(text.splitlines(), path)
+    try:
+        return parse_pulses(text.splitlines(), path)
+    except PulseFileError:
+        if several_lines_one_document(text):
+            raise PulseFileError("%s: one JSON document over several lines, not a pulse file (that has one "
+                                 "JSON object a line, as `tens-sim run --pulses` writes it)" % path)
+        raise
+
+
+def several_lines_one_document(text):
+    """Whether `text` is a single JSON object or array spread over several lines (a scenario,
+    say): valid JSON, but not JSON lines, whose first line alone would be "not valid JSON"."""
+    if len([line for line in text.splitlines() if line.strip()]) < 2:
+        return False
+    try:
+        return isinstance(json.loads(text), (dict, list))
+    except ValueError:
+        return False
 
 
 def parse_pulses(lines, source="<pulses>"):

@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
@@ -70,6 +71,51 @@ def variant(normalized, seed=None, near_wrap=False):
     if near_wrap:
         out["start_ms"] = NEAR_WRAP_MS
     return out
+
+
+# ---- child processes ------------------------------------------------------------------------------
+# Runs in a VM or in worker processes are children of this process. A SIGTERM to it alone (a CI
+# timeout, `kill`) must not leave them running on, still writing their TRACE.partial (a rerun to
+# the same path would share it): `tens-sim run` calls stop_children() from its signal handler.
+_children = set()
+_children_lock = threading.Lock()
+_stopping = threading.Event()
+
+
+def _run_child(command, **popen_args):
+    """subprocess.run(command, stderr=PIPE) that stop_children() can end from any thread;
+    returns (exit status, stderr bytes). SimError once stopping: no new child starts."""
+    if _stopping.is_set():
+        raise launcher.SimError("not run: the runs were stopped")
+    with subprocess.Popen(command, stderr=subprocess.PIPE, **popen_args) as process:
+        with _children_lock:
+            _children.add(process)
+            stopped = _stopping.is_set()  # stop_children() ran after the check above: not this one's
+        try:
+            if stopped:
+                process.kill()
+            _, stderr = process.communicate()
+        except BaseException:  # a signal handler raised in this thread: the child goes too
+            process.kill()
+            raise
+        finally:
+            with _children_lock:
+                _children.discard(process)
+    if _stopping.is_set():
+        raise launcher.SimError("stopped: the run was ended by a signal")
+    return process.returncode, stderr
+
+
+def stop_children():
+    """End every child run now (SIGKILL) and start no new one; safe from a signal handler."""
+    with _children_lock:
+        _stopping.set()
+        running = list(_children)
+    for process in running:
+        try:
+            process.kill()
+        except OSError:
+            pass  # it has just ended
 
 
 def _run_form(normalized):
@@ -125,16 +171,11 @@ def run(normalized, trace_path, runtime="cpython"):
         with open(norm_path, "w") as handle:
             json.dump(_run_form(normalized), handle)
         with open(trace_path + PARTIAL_SUFFIX, "wb") as out:
-            result = subprocess.run(
-                launcher.micropython_command("run", norm_path),
-                stdout=out,
-                stderr=subprocess.PIPE,
-                env=launcher.micropython_env(),
+            status, stderr = _run_child(
+                launcher.micropython_command("run", norm_path), stdout=out, env=launcher.micropython_env()
             )
-    if result.returncode != 0:
-        raise launcher.SimError(
-            "micropython run failed (exit %d):\n%s" % (result.returncode, result.stderr.decode(errors="replace"))
-        )
+    if status != 0:
+        raise launcher.SimError("micropython run failed (exit %d):\n%s" % (status, stderr.decode(errors="replace")))
     _finish(trace_path)
     with open(trace_path, "rb") as handle:
         return sum(1 for _ in handle)
@@ -148,16 +189,13 @@ def _run_cpython_process(normalized, trace_path):
         norm_path = os.path.join(tmp, "scenario.json")
         with open(norm_path, "w") as handle:
             json.dump(_run_form(normalized), handle)
-        result = subprocess.run(
+        status, stderr = _run_child(
             [sys.executable, "-m", "sim.runner", norm_path, trace_path],
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
             cwd=launcher.project_root(),
         )
-    if result.returncode != 0:
-        raise launcher.SimError(
-            "cpython run failed (exit %d):\n%s" % (result.returncode, result.stderr.decode(errors="replace")[-3000:])
-        )
+    if status != 0:
+        raise launcher.SimError("cpython run failed (exit %d):\n%s" % (status, stderr.decode(errors="replace")[-3000:]))
     with open(trace_path, "rb") as handle:
         return sum(1 for _ in handle)
 

@@ -420,6 +420,32 @@ def test_plot_checks_the_output_folder_first(trace, tmp_path):
     assert result.exit_code == 2 and "does not exist" in error_line(result.output)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="needs a /proc folder to fail creating a file in")
+def test_plot_output_that_cannot_be_created_is_a_usage_error(trace):
+    """/proc passes os.access as root: plot drew the picture, then failed to save it with status 1
+    (an input problem), where `run` refuses the same path with status 2 before anything runs."""
+    out = "/proc/pulsewarm-test-%d.png" % os.getpid()
+    result = invoke("plot", trace, "-o", out)
+    assert result.exit_code == 2, result.output
+    # as root the real creation fails ("cannot create"); as another user, os.access already says no
+    assert error_line(result.output).startswith("Error: -o %s: cannot " % out), result.output
+
+
+def test_an_output_folder_that_is_a_file_is_named_as_one(trace, tmp_path):
+    """It said "the folder .../t.jsonl does not exist" of a file that was there."""
+    afile = tmp_path / "t.jsonl"
+    afile.write_text("a trace\n")
+    result = invoke("plot", trace, "-o", afile / "x.png")
+    assert result.exit_code == 2
+    assert "%s is a file, not a folder" % afile in error_line(result.output)
+    scenario = write_scenario(tmp_path / "s.json")
+    result = invoke("run", scenario, "--trace", afile / "x.jsonl")
+    assert result.exit_code == 2
+    assert "--trace %s: cannot write there: %s is a file, not a folder" % (afile / "x.jsonl", afile) in error_line(
+        result.output)
+    assert afile.read_text() == "a trace\n"
+
+
 def test_plot_refuses_a_trace_going_back_in_time(trace, tmp_path):
     lines = trace.read_text().splitlines()
     pasted = tmp_path / "pasted.jsonl"
@@ -519,3 +545,60 @@ def test_relative_paths_work_with_several_jobs(tmp_path, monkeypatch):
     assert "2 runs, 0 expectations checked: all passed" in result.output
     assert sorted(os.listdir(tmp_path / "t")) == ["a.cpython.jsonl", "b.cpython.jsonl"]
     assert (tmp_path / "t" / "a.cpython.jsonl").read_text().count("\n") == 11
+
+
+LONG_SESSION = {
+    "duration_s": 1800, "channels": 2, "seed": 7,
+    "steps": [
+        {"at_s": 0.1, "send": {"op": "hello"}},
+        {"at_s": 0.5, "send": {"op": "start", "amp_ua": [20000, 15000], "lease_ms": 0}},
+        {"at_s": 0.6, "send": {"op": "heat", "level": "medium"}},
+    ],
+}
+
+
+def running(pid):
+    """Whether process `pid` exists and has not ended (a zombie has ended)."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rpartition(")")[2].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.mark.micropython
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the run's processes in /proc")
+def test_a_sigterm_to_run_ends_the_runs_it_started(tmp_path):
+    """A SIGTERM (a CI job's timeout, kill) ended only `tens-sim run` itself: its VM and worker
+    processes ran on to the end of their scenarios, still writing their TRACE.partial files
+    (a rerun to the same path shared them)."""
+    scenarios = [str(write_scenario(tmp_path / ("long%d.json" % i), LONG_SESSION)) for i in range(2)]
+    traces = tmp_path / "traces"
+    run = subprocess.Popen(
+        tens_sim_command() + ["run"] + scenarios + ["--runtime", "micropython", "--runtime", "cpython", "-j", "2",
+                                                   "--trace", str(traces) + "/"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + SERVE_TIMEOUT_S
+        while len(children(run.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = children(run.pid)
+        assert len(started) == 2, "the two runs at once did not start"
+        time.sleep(0.3)  # under way, writing
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(timeout=SERVE_TIMEOUT_S) == 128 + signal.SIGTERM, run.stderr.read()
+        deadline = time.monotonic() + 5
+        while any(running(pid) for pid in started) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in started if running(pid)], "runs went on after tens-sim run ended"
+        partial = sorted(traces.glob("*.partial"))
+        assert partial, "no run had begun its trace"
+        sizes = [path.stat().st_size for path in partial]
+        time.sleep(0.5)
+        assert [path.stat().st_size for path in partial] == sizes, "a trace is still being written"
+        assert not list(traces.glob("*.jsonl")), "a run that was ended left a trace that looks whole"
+    finally:
+        for pid in children(run.pid):
+            os.kill(pid, signal.SIGKILL)
+        stop(run)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -241,6 +242,38 @@ def test_serve_command_with_three_devices(tmp_path):
     finally:
         if hosts is not None:
             hosts.close()
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+        serve.stdout.close()
+        serve.stderr.close()
+
+
+def test_signals_while_stopping_do_not_cut_the_stop_short(tmp_path):
+    """`timeout` sends SIGTERM to serve and then to its process group, and an impatient user
+    presses Ctrl-C twice: the second signal, arriving while serve stopped its devices, cut the
+    stop short (exit before every device was closed) and left their registry entries behind."""
+    run_dir = tmp_path / "run"
+    env = dict(os.environ, TENS_SIM_RUN_DIR=str(run_dir))
+    env.pop("TENSCTL_PORT", None)
+    serve = subprocess.Popen(tens_sim_command() + ["serve", "--devices", "2", "--listen", "127.0.0.1:0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        _read_lines(serve.stdout, 2, WAIT_S)
+        assert _read_lines(serve.stderr, 3, WAIT_S)[2].startswith("serving 2 devices")
+        assert len(os.listdir(run_dir)) == 2
+        serve.send_signal(signal.SIGTERM)
+        for index in range(200):  # more of both kinds while it stops, until it has exited
+            serve.send_signal(signal.SIGINT if index % 2 else signal.SIGTERM)
+            if serve.poll() is not None:
+                break
+            time.sleep(0.0005)
+        status = serve.wait(timeout=WAIT_S)
+        errors = serve.stderr.read()
+        assert os.listdir(run_dir) == [], errors  # every device left the registry
+        assert status == 0, errors  # not killed by a later signal on its way out
+        assert "Traceback" not in errors, errors
+    finally:
         if serve.poll() is None:
             serve.kill()
             serve.wait()

@@ -209,6 +209,19 @@ def test_a_non_ascii_name_reads_the_same_under_both_runtimes():
     assert errors["micropython"][1].startswith("unknown control key 'é'; use inject")
 
 
+@pytest.mark.micropython
+def test_a_request_seq_is_echoed_under_both_runtimes():
+    """The launcher took the VM's reply apart and dropped the request's own "seq" with its
+    line number: under micropython a client that matches replies by seq got none."""
+    for runtime in ("cpython", "micropython"):
+        with start_server(runtime=runtime, speed=SPEED, pty=False, listen="127.0.0.1:0") as server:
+            address = server.control_address
+            assert control.request(address, {"seq": 7}).get("seq") == 7, runtime
+            refused = control.request(address, {"seq": "a", "inject": "leadoff"})
+            assert (refused["ok"], refused.get("seq")) == (False, "a"), runtime
+            assert "seq" not in control.request(address, {}), runtime
+
+
 @pytest.fixture
 def registered(tmp_path, monkeypatch):
     """A served device in a registry of its own, found by `tens-sim inject` (run in this process)."""

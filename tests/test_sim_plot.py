@@ -221,6 +221,19 @@ def test_bad_pulse_files_name_the_file_and_line(recorded, tmp_path):
         plot.plot_waveform(trace_path, tmp_path / "w.png")
 
 
+def test_a_scenario_given_to_plot_is_named_as_such(tmp_path):
+    """`tens-sim plot my.json` said "my.json:1: not valid JSON: Expecting property name ..." of a
+    valid JSON file: the scenario (one document over several lines) instead of its trace."""
+    scenario = tmp_path / "my.json"
+    scenario.write_text(json.dumps(SCENARIO, indent=2))
+    for args, what in ((["plot", str(scenario)], "a trace"), (["plot", "--waveform", str(scenario)], "a pulse file")):
+        result = CliRunner().invoke(cli, args + ["-o", str(tmp_path / "x.png")])
+        assert result.exit_code == 1, result.output
+        assert "Error: %s: one JSON document over several lines, not %s (" % (scenario, what) in result.output
+        assert "not valid JSON" not in result.output
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_cli_plot(recorded, tmp_path):
     trace_path, pulse_path, _ = recorded
     runner = CliRunner()
