@@ -778,7 +778,7 @@ class Fuzzer:
         self.keep = keep
         self.stop_on_failure = stop_on_failure
         self.result = FuzzResult(seed)
-        self.host_in = frame.LineReader()  # mirror of the device's reader: what the device owes
+        self.host_in = frame.LineReader(crlf=True)  # mirror of the device's reader (firmware/link.py): what the device owes
         self.host_out = frame.LineReader()  # the device's output, as a host reads it
         # answers owed, oldest first: [frame index, stream offset of the line's newline, owed]
         self.expected = []

@@ -144,3 +144,31 @@ def test_output_outside_running_is_caught():
     device._outputs_off = leaky
     res = F.run_fuzz(200, 3, device=device, board=board)
     assert res.failure_counts["output_outside_running"] >= 1, res.summary()
+
+
+class _Scripted:
+    """A FrameGen stand-in that sends the given (kind, bytes) frames in order."""
+
+    def __init__(self, frames):
+        self.frames = list(frames)
+
+    def next(self):
+        return self.frames.pop(0)
+
+
+def test_the_model_reads_a_full_length_crlf_line_as_the_device_does():
+    """A line of exactly MAX_LINE_BYTES before its CRLF is a request to the device (its reader
+    takes CRLF lines); the model counted the \\r and owed line_too_long instead: seed 20261127
+    failed at frame 149595 (a 29-byte truncated frame, then a 997-byte one ending in CRLF)."""
+    head = b'@{"steps":7,"op":"amp_step","'  # truncated: no newline, the next frame joins its line
+    body = b'{"id":39867971,"op":"status","pad":"%s"}'
+    pad = F.MAX - len(head) - len(body % b"") - len(b"@*0000")
+    payload = body % (b"x" * pad)
+    line = b"@" + payload + b"*%04X\r\n" % F._crc(payload)
+    assert len(head) + len(line) - 2 == F.MAX  # the line's bytes before CRLF: exactly the limit
+    board, device = _device()
+    fuzzer = F.Fuzzer(3, device=device, board=board)
+    fuzzer.gen = _Scripted([("truncated", head), ("json_edge", line)])
+    res = fuzzer.run(2)
+    assert not res.failure_counts, res.summary()
+    assert res.replies["bad_field"] == 1, res.summary()  # answered: `pad` is not a status field
