@@ -121,9 +121,15 @@ class HeatConfig:
         self.runaway_hyst_mc = 3000  # holding: falling more than this below the target ...
         self.runaway_ms = 15000  # ... at high duty for this long (runaway)
         self.runaway_error_mc_s = 120000  # ... or an error integral beyond the band of this (runaway)
-        self.stuck_grace_ms = 10000  # heater commanded off this long (its stored heat is out) ...
+        # Stuck-on watch (stuck_on): with the duty 0 and a bound of the heat left in the element (the
+        # commanded duty, followed up at once, decaying toward it with stuck_tau_ms: at least the
+        # slowest element time constant C_h x R_hp of the family, 12.7 s) at most stuck_heat_permille,
+        # a reading above stuck_floor_mc may not rise stuck_rise_mc above its lowest value since.
+        # Reference pad stuck while holding 42 C: 14.8 s. A slower element needs a longer stuck_tau_ms.
+        self.stuck_tau_ms = 13000  # element heat bound decays this slowly (>= the slowest element) ...
+        self.stuck_heat_permille = 350  # ... the check runs once the duty is 0 and the bound this low ...
         self.stuck_floor_mc = 38000  # ... reading above this (skin cannot warm a pad past it) ...
-        self.stuck_rise_mc = 500  # ... rises this much above its lowest value since: stuck_on
+        self.stuck_rise_mc = 150  # ... rises this much above its lowest value since: stuck_on
 
         # -- relay autotune (firmware/heat/autotune.py) ---------------------------------------
         self.tune_target_mc = 40000  # relay switching point
@@ -196,6 +202,12 @@ class HeatConfig:
             _bad("fall_mc", self.fall_mc, "outside 100..20000")
         if self.fall_rate_mc_s < 0 or self.fall_rate_mc_s > 10000:
             _bad("fall_rate_mc_s", self.fall_rate_mc_s, "outside 0..10000")
+        if self.stuck_tau_ms < 1000 or self.stuck_tau_ms > 600000:
+            _bad("stuck_tau_ms", self.stuck_tau_ms, "outside 1000..600000")
+        if self.stuck_heat_permille < 0 or self.stuck_heat_permille > self.max_duty_permille:
+            _bad("stuck_heat_permille", self.stuck_heat_permille, "outside 0..max_duty_permille")
+        if self.stuck_rise_mc < 50 or self.stuck_rise_mc > 100000:
+            _bad("stuck_rise_mc", self.stuck_rise_mc, "outside 50..100000")
         if self.runaway_error_mc_s <= 0 or self.runaway_error_mc_s > 1000000:
             _bad("runaway_error_mc_s", self.runaway_error_mc_s, "outside 1..1000000")
         if self.tune_high_permille > self.max_duty_permille or self.tune_low_permille >= self.tune_high_permille:

@@ -58,14 +58,24 @@ runaway     HOLD only: below target - runaway_hyst_mc (3 C) with high duty for
             beyond runaway_error_mc_s (120 C.s); both reset when back in band.
             Catches a heater that failed open (slowly, in the safe direction) and,
             behind the fall watch, a sensor off the pad (about 17 s).
-stuck_on    rising while the heater is off: once the commanded duty has been
-            0 for stuck_grace_ms (10 s: the element's stored heat has gone
-            into the pad), a reading above stuck_floor_mc (38 C: skin cannot
-            warm a pad that far) may not rise stuck_rise_mc (0.5 C) above its
-            lowest value since. Runs in every state (heating with the PID at
-            0, stopped, held off): a stuck switch is most dangerous when heat
-            is meant to be off. On the reference plant family the rise after
-            10 s off is at most 0.08 C, even when heat stops mid-approach.
+stuck_on    rising while the heater is off. An upper bound of the heat left in
+            the element, in permille of full power: the commanded duty, followed
+            up at once and decaying toward it with stuck_tau_ms (13 s, at least
+            the slowest element time constant of the family, C_h x R_hp <= 12.7
+            s), so the element's excess over the pad never exceeds it. Once the
+            commanded duty is 0 and that bound at most stuck_heat_permille (350:
+            too little stored heat to lift the pad), a reading above
+            stuck_floor_mc (38 C: skin cannot warm a pad that far) may not rise
+            stuck_rise_mc (0.15 C) above its lowest value since. Runs in every
+            state (heating with the PID at 0, stopped, held off): a stuck switch
+            is most dangerous when heat is meant to be off. The bound starts at
+            full power (a fresh Protector, e.g. after clear_fault, assumes a hot
+            element). After full power the check waits 13.6 s (1000 -> 350, the
+            old fixed grace was 10 s); from a hold at <= 350 permille it runs as
+            soon as the duty reaches 0. Largest rise of a healthy pad while it
+            ran: 0.02 C over 1000 randomized sessions of the family (margin 7 x).
+            A stuck switch while holding 42 C on the reference pad latches in
+            14.8 s (the PID takes 10.7 s to bring the duty to 0).
 Restarts. Heating restarts on a start, a resume after set_allowed(False) and a
 target raised beyond the band. A heat-up the band has confirmed (the reading
 reached it once) starts every watch afresh. One it has not keeps its rise window
@@ -111,6 +121,7 @@ class Protector:
         self._evidence = False  # a heat-up under way that the band has not confirmed (see Restarts)
         self._heated_mc = 0  # the reading at the last tick of heating
         self._off_ms = 0
+        self._heat = config.max_duty_permille * 1000  # stuck-on: element heat bound, permille * 1000
         self._above = False
         self._low = 0
         self.high_permille = config.watch_duty_permille  # "high duty" (the controller lowers it for autotune)
@@ -177,10 +188,15 @@ class Protector:
                 "%s reads %s, at or above the cutoff %s (over_temp_mc)"
                 % (F.SENSOR_PAD, F.fmt_c(measured_mc), F.fmt_c(c.over_temp_mc)),
             )
+        heat = duty * 1000
+        if heat >= self._heat:
+            self._heat = heat
+        else:
+            self._heat -= (self._heat - heat) * dt_ms // c.stuck_tau_ms
         if duty == 0:
             if self._off_ms < _OFF_MS_MAX:
                 self._off_ms += dt_ms
-            if self._off_ms < c.stuck_grace_ms:
+            if self._heat > c.stuck_heat_permille * 1000:
                 self._above = False
             else:
                 found = self._stuck(measured_mc)
@@ -218,7 +234,8 @@ class Protector:
             return self._found(
                 F.F_STUCK_ON,
                 "%s rose from %s to %s (+%s) with the heater off for %s, limit +%s above %s "
-                "(stuck_rise_mc, stuck_floor_mc): heater switch stuck on?"
+                "(stuck_rise_mc, stuck_floor_mc; the check waits for stuck_heat_permille, stuck_tau_ms): "
+                "heater switch stuck on?"
                 % (F.SENSOR_PAD, F.fmt_c(self._low), F.fmt_c(measured_mc), F.fmt_c(rise), F.fmt_s(self._off_ms),
                    F.fmt_c(c.stuck_rise_mc), F.fmt_c(c.stuck_floor_mc)),
             )

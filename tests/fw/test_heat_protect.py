@@ -234,7 +234,8 @@ def test_gain_watch_pauses_near_the_band():
 def test_new_thresholds_are_validated_by_name():
     for name, value in (
         ("rise_check_ms", 0), ("rise_permille", 1001), ("rise_ref_mc", 44000), ("fall_mc", 50),
-        ("fall_rate_mc_s", -1), ("gain_near_mc", -1),
+        ("fall_rate_mc_s", -1), ("gain_near_mc", -1), ("stuck_tau_ms", 0), ("stuck_heat_permille", -1),
+        ("stuck_heat_permille", 1001), ("stuck_rise_mc", 10),
     ):
         config = HeatConfig()
         setattr(config, name, value)
@@ -295,7 +296,7 @@ def test_stuck_on_while_holding():
     t0 = rig.now
     assert rig.seconds(300) == F.F_STUCK_ON
     msg = rig.heat.fault_msg
-    assert "pad sensor" in msg and "stuck_rise_mc" in msg and "0.50 C" in msg and "38.00 C" in msg
+    assert "pad sensor" in msg and "stuck_rise_mc" in msg and "0.15 C" in msg and "38.00 C" in msg
     assert rig.now - t0 < 60000
     assert rig.heat.pad.value_mc < 44000  # fast plant (0.12 C/s at 42 C): caught below 44 C
     _assert_latched_off(rig, F.F_STUCK_ON)

@@ -109,9 +109,13 @@ def test_sensor_off_the_pad_while_holding_band_watch_behind_the_fall_watch():
     assert rig.max_pad_mc < 43000
 
 
-def test_stuck_heater_while_holding():
+def test_stuck_heater_while_holding_latches_within_20_s():
     rig = _holding()
     rig.plant.stuck_on = True
+    t0 = rig.now
     assert rig.seconds(120) == F.F_STUCK_ON
+    # 31.4 s behind a fixed 10 s grace and a 0.5 C rise; the element-heat bound lets the watch
+    # run once the duty is 0 (10.7 s here), then 0.15 C of rise
+    assert ticks_diff(rig.now, t0) <= 20000, ticks_diff(rig.now, t0)
     assert rig.heat.pad.value_mc < 43500
     assert rig.max_pad_mc < 44000
