@@ -104,6 +104,7 @@ def _end_runs(signum, _frame):
     """`run`'s SIGTERM and SIGINT handler: the runs in VMs and worker processes end with it (a
     SIGTERM used to end only this process, and they ran on, writing their traces); then SIGTERM
     exits with status 143, SIGINT as Ctrl-C does."""
+    sys.unraisablehook = _quiet_signal_race(sys.unraisablehook)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     runner.stop_children()
@@ -124,6 +125,7 @@ def _stop_once():
         if stopping:  # a signal that came before the lines below took effect: already stopping
             return
         stopping.append(signum)  # first: a signal handled while this one runs returns above
+        sys.unraisablehook = _quiet_signal_race(sys.unraisablehook)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from now on, and through the interpreter's exit
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         if signum == signal.SIGINT:
@@ -131,6 +133,20 @@ def _stop_once():
         sys.exit(0)
 
     return stop
+
+
+def _quiet_signal_race(hook):
+    """A signal that arrived just before its handler became SIG_IGN is dropped by CPython with an
+    "OSError: Signal N ignored due to race condition" traceback on stderr: here that is the
+    intended outcome (the stop is under way), so it is not printed; anything else still is."""
+
+    def quiet(unraisable):
+        value = unraisable.exc_value
+        if isinstance(value, OSError) and "ignored due to race condition" in str(value):
+            return
+        hook(unraisable)
+
+    return quiet
 
 
 @cli.command()
