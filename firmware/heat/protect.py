@@ -58,24 +58,12 @@ runaway     HOLD only: below target - runaway_hyst_mc (3 C) with high duty for
             beyond runaway_error_mc_s (120 C.s); both reset when back in band.
             Catches a heater that failed open (slowly, in the safe direction) and,
             behind the fall watch, a sensor off the pad (about 17 s).
-stuck_on    rising while the heater is off. An upper bound of the heat left in
-            the element, in permille of full power: the commanded duty, followed
-            up at once and decaying toward it with stuck_tau_ms (13 s, at least
-            the slowest element time constant of the family, C_h x R_hp <= 12.7
-            s), so the element's excess over the pad never exceeds it. Once the
-            commanded duty is 0 and that bound at most stuck_heat_permille (350:
-            too little stored heat to lift the pad), a reading above
-            stuck_floor_mc (38 C: skin cannot warm a pad that far) may not rise
-            stuck_rise_mc (0.15 C) above its lowest value since. Runs in every
-            state (heating with the PID at 0, stopped, held off): a stuck switch
-            is most dangerous when heat is meant to be off. The bound starts at
-            full power (a fresh Protector, e.g. after clear_fault, assumes a hot
-            element). After full power the check waits 13.6 s (1000 -> 350, the
-            old fixed grace was 10 s); from a hold at <= 350 permille it runs as
-            soon as the duty reaches 0. Largest rise of a healthy pad while it
-            ran: 0.02 C over 1000 randomized sessions of the family (margin 7 x).
-            A stuck switch while holding 42 C on the reference pad latches in
-            14.8 s (the PID takes 10.7 s to bring the duty to 0).
+stuck_on    rising while the heater is off: once the duty is 0 and a bound of
+            the element's stored heat (the duty, decaying with stuck_tau_ms,
+            >= the slowest element) is at most stuck_heat_permille, a reading
+            above stuck_floor_mc (38 C) may not rise stuck_rise_mc (0.15 C)
+            above its lowest since. Runs in every state: a stuck switch is most
+            dangerous when heat is meant to be off (docs/safety.md: figures).
 Restarts. Heating restarts on a start, a resume after set_allowed(False) and a
 target raised beyond the band. A heat-up the band has confirmed (the reading
 reached it once) starts every watch afresh. One it has not keeps its rise window
