@@ -185,7 +185,8 @@ class Rp2PulseOutput:
             rule = None
         if rule is not None:
             raise ValueError("pulse output refused: machine.freq() is %d Hz, %s; leave machine.freq() "
-                             "at its default 125000000" % (clk_hz, rule))
+                             "at its default (125000000 on the Pico) or set a whole number of MHz from 48 MHz"
+                             % (clk_hz, rule))
         self._clk_hz = clk_hz
         self._ticks_us = ticks_us if ticks_us is not None else time.ticks_us
         self._ticks_ms = ticks_ms if ticks_ms is not None else time.ticks_ms
