@@ -109,6 +109,7 @@ class Session:
             if self.now_ms - self.hold_from_ms >= HOLD_MS:
                 self.client.stop()
                 self.phase = "ramping down"
+                self.poll()  # the line for this phase shows the stop's target, not the status before it
             return True
         if self.phase == "ramping down":
             if self.status["state"] == "IDLE":

@@ -20,6 +20,8 @@ def test_demo_module_exits_0_with_a_summary_when_stdout_is_not_a_terminal():
     assert "faults  none" in out
     assert "IDLE, output 0.0 mA" in out
     assert "\x1b[" not in out, "no terminal escapes in a CI log"
+    ramping_down = [line for line in out.splitlines() if "] ramping down " in line]
+    assert ramping_down and "of target 0.0 mA" in ramping_down[0], out  # the stop's target, not the one before
 
 
 def test_demo_session_under_micropython_reaches_15_ma_and_stops():
