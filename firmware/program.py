@@ -64,11 +64,16 @@ def _text(obj, key, path, limit, required):
     return value
 
 
-def _int(obj, key, path, low, high, default=None):
+def _int(obj, key, path, low, high, default=None, why_high=None):
+    """msg.int_field with the path; why_high() names what sets `high` when the value exceeds it."""
     try:
         return msg.int_field(obj, key, low, high, default)
     except msg.RequestError as exc:
-        raise msg.RequestError(exc.code, "%s: %s" % (path, exc.message))
+        text = "%s: %s" % (path, exc.message)
+        value = obj.get(key)
+        if why_high is not None and msg.is_int(value) and value > high:
+            text = "%s (%s)" % (text, why_high())
+        raise msg.RequestError(exc.code, text)
 
 
 def _bool(obj, key, path, default):
@@ -154,23 +159,9 @@ def _parse_channel(fields, index):
     except msg.RequestError as exc:
         raise msg.RequestError(exc.code, "%s.stim: %s" % (path, exc.message))
     top_ua = envelope.max_amp_ua(setting)
-    try:
-        max_amp_ua = _int(fields, "max_amp_ua", path + ".max_amp_ua", 0, top_ua, top_ua)
-    except msg.RequestError as exc:
-        asked = fields.get("max_amp_ua")
-        if msg.is_int(asked) and asked > top_ua:  # the number alone does not say which limit to work around
-            raise msg.RequestError(
-                exc.code,
-                "%s (the %s limit at %s)" % (exc.message, envelope.binding_limit(setting), envelope.describe(setting)),
-            )
-        raise
-    try:
-        amp_ua = _int(fields, "amp_ua", path + ".amp_ua", 0, max_amp_ua, 0)
-    except msg.RequestError as exc:
-        asked = fields.get("amp_ua")
-        if msg.is_int(asked) and asked > max_amp_ua:
-            raise msg.RequestError(exc.code, "%s (the channel's max_amp_ua)" % exc.message)
-        raise
+    max_amp_ua = _int(fields, "max_amp_ua", path + ".max_amp_ua", 0, top_ua, top_ua,
+                      lambda: "the %s limit at %s" % (envelope.binding_limit(setting), envelope.describe(setting)))
+    amp_ua = _int(fields, "amp_ua", path + ".amp_ua", 0, max_amp_ua, 0, lambda: "the channel's max_amp_ua")
     return ChannelPlan(setting, amp_ua, max_amp_ua)
 
 

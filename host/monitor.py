@@ -350,10 +350,6 @@ class Monitor:
         self.draw(self.state)
         self.state.fresh = []
 
-    def device_rate(self):
-        """Device milliseconds per wall millisecond on this connection; None until measured."""
-        return self.pace.device_rate()
-
     def keepalive_s(self):
         """Wall seconds between status requests (host.keepalive)."""
         return self.pace.interval_s()
