@@ -104,9 +104,7 @@ def _end_runs(signum, _frame):
     """`run`'s SIGTERM and SIGINT handler: the runs in VMs and worker processes end with it (a
     SIGTERM used to end only this process, and they ran on, writing their traces); then SIGTERM
     exits with status 143, SIGINT as Ctrl-C does."""
-    sys.unraisablehook = _quiet_signal_race(sys.unraisablehook)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _ignore_further_signals()
     runner.stop_children()
     if signum == signal.SIGINT:
         raise KeyboardInterrupt
@@ -125,9 +123,7 @@ def _stop_once():
         if stopping:  # a signal that came before the lines below took effect: already stopping
             return
         stopping.append(signum)  # first: a signal handled while this one runs returns above
-        sys.unraisablehook = _quiet_signal_race(sys.unraisablehook)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # from now on, and through the interpreter's exit
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _ignore_further_signals()
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         sys.exit(0)
@@ -135,10 +131,12 @@ def _stop_once():
     return stop
 
 
-def _quiet_signal_race(hook):
-    """A signal that arrived just before its handler became SIG_IGN is dropped by CPython with an
-    "OSError: Signal N ignored due to race condition" traceback on stderr: here that is the
-    intended outcome (the stop is under way), so it is not printed; anything else still is."""
+def _ignore_further_signals():
+    """Once stopping: SIGTERM and SIGINT are ignored from now on, through the interpreter's exit.
+    A signal that arrived just before that is dropped by CPython with an "OSError: Signal N
+    ignored due to race condition" traceback on stderr: here that is the intended outcome, so it
+    is not printed; any other unraisable error still is."""
+    hook = sys.unraisablehook
 
     def quiet(unraisable):
         value = unraisable.exc_value
@@ -146,7 +144,9 @@ def _quiet_signal_race(hook):
             return
         hook(unraisable)
 
-    return quiet
+    sys.unraisablehook = quiet
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @cli.command()
