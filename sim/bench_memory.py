@@ -20,9 +20,10 @@ ticks of 10 ms, every one of them run (no idle part is skipped).
 
 What counts (all measured after gc.collect(), so only live objects):
 - baseline: firmware and simulator code imported, the SimBoard and the host's script
-  built. The firmware's code is reported apart (`code_firmware_bytes`): compiled from
-  source here; on the board it is frozen into flash or loaded from .mpy files (then it
-  sits in the heap too, about as large).
+  built. The firmware's code is reported apart (`code_firmware_bytes`): loaded from the
+  .mpy files `make firmware` would build (measure() builds them into a temporary folder
+  ahead of the sources on MICROPYPATH), as on the board; the simulator's code is compiled
+  from source. Frozen into flash instead, the firmware's code would leave the heap.
 - live: the Device and everything it keeps, sampled every MEASURE_EVERY_TICKS ticks and
   AFTER_BURST_TICKS ticks after every request burst (when the burst has been read,
   handled and answered); the peak of (mem_alloc - baseline) is the bench figure.
@@ -72,7 +73,7 @@ GARBAGE_COLLECT_AT = 32768  # collect before a tick once this much garbage built
 PROGRAM = "bench-heat-tens"
 HELLO_UNIX_S = 1718000000
 FIGURE_KEYS = (  # every figure the VM reports (the dict holds them all before the baseline)
-    "session_s", "ticks", "wall_ms", "heap_bytes", "word_bytes", "storage",
+    "session_s", "ticks", "wall_ms", "heap_bytes", "word_bytes", "storage", "firmware_file",
     "code_firmware_bytes", "code_sim_bytes", "sim_and_harness_bytes",
     "device_bytes", "components", "components_other_bytes",
     "peak_live_bytes", "peak_live_at_ms", "end_live_bytes", "residual_bytes", "samples",
@@ -281,6 +282,7 @@ def run(session_s, folder):
     figures["heap_bytes"] = gc.mem_alloc() + gc.mem_free()
     figures["word_bytes"] = 8 if sys.maxsize > 0x7FFFFFFF else 4
     figures["storage"] = Flash.__name__
+    figures["firmware_file"] = firmware.device.__file__  # .mpy: the code as the board loads it
     figures["code_firmware_bytes"] = code_firmware
     figures["code_sim_bytes"] = code_sim
     figures["sim_and_harness_bytes"] = sim_and_harness
@@ -432,12 +434,21 @@ def measure(session_s=SESSION_S, heap=HEAP, timeout_s=900):
 
     from sim import launcher
 
-    script = os.path.join(launcher.project_root(), "sim", "bench_memory.py")
+    from host import build_firmware
+
+    root = launcher.project_root()
+    script = os.path.join(root, "sim", "bench_memory.py")
     with tempfile.TemporaryDirectory() as folder:
-        command = [launcher.micropython_executable(), "-X", "heapsize=" + heap, script, str(session_s), folder]
-        result = subprocess.run(
-            command, env=launcher.micropython_env(), capture_output=True, text=True, timeout=timeout_s
-        )
+        # the firmware as the board loads it: .mpy from the build (compiling source here would
+        # also need the compiler's working memory, which the board never spends)
+        build_dir = os.path.join(folder, "build")
+        build_firmware.build(root, build_dir)
+        flash_dir = os.path.join(folder, "flash")
+        os.mkdir(flash_dir)
+        env = launcher.micropython_env()
+        env["MICROPYPATH"] = build_dir + os.pathsep + env["MICROPYPATH"]
+        command = [launcher.micropython_executable(), "-X", "heapsize=" + heap, script, str(session_s), flash_dir]
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout_s)
     if result.returncode != 0:
         raise RuntimeError(
             "memory bench failed under micropython -X heapsize=%s (exit %d):\n%s"

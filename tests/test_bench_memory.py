@@ -47,6 +47,7 @@ def test_short_session_under_the_picos_heap():
     word = figures["word_bytes"]
     assert word in (4, 8)
     assert figures["storage"] in ("Rp2Storage", "FileStorage")  # flash on disk, not in the heap
+    assert figures["firmware_file"].endswith("/firmware/device.mpy")  # the build's bytecode, as on the board
     # "192wK": the Pico's 48K words, in this build's word size (less the GC's own tables)
     assert 0.97 * 48 * 1024 * word <= figures["heap_bytes"] <= 48 * 1024 * word
     # the session ran as scripted: no refused request, both channels up, heat on, stopped
