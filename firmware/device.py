@@ -575,9 +575,7 @@ class Device:
 
     def _op_telemetry(self, message):
         """Periodic telemetry events every `every_ms` (0 turns them off); a hello turns them off."""
-        every_ms = message.get("every_ms")
-        if not (msg.is_int(every_ms) and every_ms == 0):
-            every_ms = msg.int_field(message, "every_ms", EVERY_MIN_MS, EVERY_MAX_MS)
+        every_ms = msg.int_field_or_zero(message, "every_ms", EVERY_MIN_MS, EVERY_MAX_MS, "off")
         self.telemetry.set_rate(every_ms, self.clock.ticks_ms())
         return {"every_ms": every_ms}
 
@@ -694,16 +692,20 @@ class Device:
 
     def _targets(self, message):
         """Optional "amp_ua": one integer per channel, each inside its channel's envelope."""
-        values = message.get("amp_ua", None)
-        if values is None:
+        if "amp_ua" not in message:
             return []
+        values = message["amp_ua"]
         if not isinstance(values, list) or len(values) > len(self.channels):
             raise msg.RequestError(
-                msg.E_BAD_FIELD, "amp_ua must be a list of up to %d integers, one per channel" % len(self.channels)
+                msg.E_BAD_FIELD, "amp_ua must be a list of up to %d integers, one per channel, got %s"
+                % (len(self.channels), msg._show(values))
             )
         for i in range(len(values)):
-            amp_ua = msg.int_field({"amp_ua": values[i]}, "amp_ua", 0, L.AMP_LIMIT_UA)
-            envelope.check(self.channels[i].setting, amp_ua)
+            amp_ua = msg.channel_amp(values, i, L.AMP_LIMIT_UA)
+            try:
+                envelope.check(self.channels[i].setting, amp_ua)
+            except msg.RequestError as err:
+                raise msg.RequestError(err.code, "%s, on channel %d" % (err.message, i))  # the limit's name first
         return values
 
     def _op_stop(self, message):
@@ -840,16 +842,21 @@ class Device:
                     msg.E_LOCKED, "patient mode: heat comes only with a prescribed program that has heat"
                 )
             self.run.check_patient_heat(heat, message)
-        if not self.supervisor.running():
+        state = self.supervisor.state
+        if state == sup.PAUSED:
+            raise msg.RequestError(msg.E_BAD_STATE, "heat waits while the session is PAUSED: resume first")
+        if state != sup.RUNNING:
             raise msg.RequestError(
                 msg.E_BAD_STATE, "heat runs in a session: start one first (state %s)" % self.supervisor.state_name
             )
+        if self.stopping:  # a stop ends the session and its heat: nothing may start or go on anew
+            raise msg.RequestError(msg.E_BAD_STATE, "the session is stopping: heat ends with it")
         heating = heat.state != "off"
         if heating and "minutes" in message and heat.session_ms + minutes * 60000 > heat.config.auto_off_max_ms:
             raise msg.RequestError(
                 msg.E_OUT_OF_RANGE,
-                "heat would run %d min in all, beyond the limit %d min"
-                % ((heat.session_ms + minutes * 60000) // 60000, max_minutes),
+                "heat has run %d s of the limit %d min in all: %d min more is too long (at most %d)"
+                % (heat.session_ms // 1000, max_minutes, minutes, (heat.config.auto_off_max_ms - heat.session_ms) // 60000),
             )
         old_level, old_target_mc = heat.level, heat.target_mc
         if "level" in message:
@@ -897,7 +904,8 @@ class Device:
             self.clinic.require_clinician(message, "enter maintenance mode")
         if on and self.supervisor.state != sup.IDLE:
             raise msg.RequestError(
-                msg.E_BAD_STATE, "maintenance mode needs IDLE (state %s): stop first" % self.supervisor.state_name
+                msg.E_BAD_STATE, "maintenance mode needs IDLE (state %s): %s first"
+                % (self.supervisor.state_name, "send clear_fault" if self.supervisor.state == sup.FAULT else "stop"),
             )
         self.maintenance = on
         return {"maintenance": on}

@@ -35,7 +35,8 @@ REPLY_CACHE = const(8)
 # and the watchdog. Every error is still counted (status `rx_errors`); only the events are capped.
 RX_ERROR_EVENTS_PER_TICK = const(4)
 # Requests that always run, never answered from the reply cache: running one again is harmless
-# and safe, while a cached "ok" for one that did not run could leave the output on.
+# and safe, while a cached "ok" for one that did not run could leave the output on. They run
+# even without a valid id (the reply then carries id null): a stop is never refused.
 NEVER_CACHED = (msg.OP_ESTOP, msg.OP_STOP, msg.OP_PAUSE)
 # Milliseconds of one tick that handling lines may take before the rest wait for the next tick:
 # with the tick's own work, well inside the heater lease (50 ms) and the watchdog (1 s).
@@ -128,13 +129,15 @@ class Link:
             self.send(msg.event(msg.EV_RX_ERROR, {"err": code, "msg": text}))
 
     def _handle_request(self, message, payload):
+        op = message.get("op")
+        handler = self.ops.get(op) if isinstance(op, str) else None
         try:
             request_id = msg.request_id_of(message)
         except msg.RequestError as err:
-            self.send(msg.reply_error(None, err.code, err.message))
-            return
-        op = message.get("op")
-        handler = self.ops.get(op) if isinstance(op, str) else None
+            if handler is None or op not in NEVER_CACHED:
+                self.send(msg.reply_error(None, err.code, err.message))
+                return
+            request_id = None  # a stop is never refused, not for its id either: it acts, replying to id null
         if op != msg.OP_HELLO and op not in NEVER_CACHED:
             for cached in self._reply_cache:
                 # The same id and the same bytes: a retry. Equal decoded dicts are not enough

@@ -33,9 +33,9 @@ class ProgramRun:
     def start_targets(self, message):
         """Optional "amp_ua" of a start request, each within its channel's prescription."""
         program = self.program
-        values = message.get("amp_ua")
-        if values is None:
+        if "amp_ua" not in message:
             return [plan.amp_ua for plan in program.channels]
+        values = message["amp_ua"]
         if not isinstance(values, list) or len(values) > len(program.channels):
             raise msg.RequestError(
                 msg.E_BAD_FIELD,
@@ -43,7 +43,7 @@ class ProgramRun:
                 % (len(program.channels), program.name),
             )
         for i in range(len(values)):
-            self.check_prescription(i, msg.int_field({"amp_ua": values[i]}, "amp_ua", 0, L.AMP_LIMIT_UA))
+            self.check_prescription(i, msg.channel_amp(values, i, L.AMP_LIMIT_UA))
         return values
 
     def check_prescription(self, index, amp_ua):

@@ -17,6 +17,7 @@ from firmware import limits as L
 
 BREACH = -1  # fire_window's answer when a pulse would leave the validated envelope
 MOD_WRAP_MS = 2 * 3600 * 1000  # modulation clock restarts after 2 h (sessions last at most 1 h)
+SPACING_MIN_US = 1000000 // L.RATE_MAX_HZ  # no two pulses of a channel closer (4 ms), across any restart
 
 
 def triangle_permille(position_ms, period_ms):
@@ -40,6 +41,9 @@ def ramp_step_for(target_ua, ramp_ms):
 class Channel:
     def __init__(self, index):
         self.index = index
+        # earliest start in the window being filled that keeps SPACING_MIN_US from the last pulse:
+        # an interruption restarts the train at the window's start, the last pulse may be just before
+        self._hold_us = 0
         self.ramp_ms = L.RAMP_DEFAULT_MS
         self.target_ua = 0
         self.amp_ua = 0
@@ -142,6 +146,8 @@ class Channel:
 
     def fire_window(self, pulse_out, window_us):
         """Hand this window's pulses to the driver. Returns the count, or BREACH."""
+        hold_us = self._hold_us - window_us  # from the last window's time to this one's
+        self._hold_us = hold_us if hold_us > 0 else 0
         self.prev_fired_ua = self.fired_ua
         self.fired_ua = 0
         self.fired_count = 0
@@ -166,11 +172,14 @@ class Channel:
         gap_us = s.gap_us
         fired = 0
         start_us = self._next_us
+        if start_us < self._hold_us:
+            start_us = self._hold_us  # a train restarted since the last pulse keeps its distance
         while start_us < window_us:
             if not pulse_out.fire(self.index, start_us, amp1_ua, phase_us, gap_us, amp2_ua, phase2_us):
                 # A refused pulse is an interruption: restart from zero and ramp.
                 self.off()
                 return fired
+            self._hold_us = start_us + SPACING_MIN_US
             fired += 1
             if self._mode == "burst":
                 self._train_count += 1

@@ -1069,7 +1069,7 @@ def heat(settings, level, target_mc, minutes):
         try:
             reply = client.heat(level=level, target_mc=target_mc, minutes=minutes)
         except DeviceError as err:
-            if err.code == msg.E_BAD_STATE and "start one first" in err.message and "PAUSED" in err.message:
+            if err.code == msg.E_BAD_STATE and "PAUSED" in err.message:
                 raise CliFailure(
                     EXIT_DEVICE_ERROR, "device_error",
                     "the session is PAUSED: heat starts only while it runs; tensctl resume first, then heat",

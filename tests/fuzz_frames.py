@@ -648,6 +648,9 @@ class FrameGen:
 # ---- what the device owes for each line the host sent ------------------------------------------
 
 
+STOP_OPS = (msg.OP_ESTOP, msg.OP_STOP, msg.OP_PAUSE)  # they act whatever the frame carries
+
+
 def expect_line(line):
     """What the device must answer to one complete line: None (nothing), ("rx", code),
     or ("reply", request_id_or_None, op_or_None)."""
@@ -659,11 +662,12 @@ def expect_line(line):
         return ("rx", err.code)
     if message is None or ("op" not in message and ("ev" in message or "ok" in message)):
         return None  # an echo of a reply or event; a frame with an `op` is a request
+    op = message.get("op")
     try:
         request_id = msg.request_id_of(message)
     except msg.RequestError:
-        return ("reply", None, None)
-    op = message.get("op")
+        # estop, stop and pause act without a valid id too, replying to id null
+        return ("reply", None, op if op in STOP_OPS else None)
     return ("reply", request_id, op if isinstance(op, str) else None)
 
 
@@ -1075,6 +1079,10 @@ class Fuzzer:
             return None
         request_id, op = owed[1], owed[2]
         if request_id is None:
+            if op in STOP_OPS:  # handled as with a good id (a pause in IDLE is still bad_state)
+                if m.get("err") in (msg.E_BAD_REQUEST, msg.E_UNKNOWN_OP):
+                    self.fail("reply_code", index, "%s with a bad id refused for it: %r" % (op, m))
+                return op
             if m.get("err") != msg.E_BAD_REQUEST:
                 self.fail("reply_code", index, "bad id answered with %r" % (m,))
             return None
@@ -1091,7 +1099,7 @@ class Fuzzer:
             return False
         if owed[0] == "rx":
             return owed[1] == got[1]
-        return m.get("id") == owed[1] and (owed[1] is not None or m.get("ok") is False)
+        return m.get("id") == owed[1] and (owed[1] is not None or m.get("ok") is False or owed[2] in STOP_OPS)
 
     # -- the whole run
 

@@ -14,7 +14,7 @@ from firmware.protocols import messages as msg
 from sim.board import SimBoard
 from tests import fuzz_frames as F
 
-FRAMES = 10000
+FRAMES = 20000  # enough for every op to succeed a few times and heat to start (a stop refuses it)
 SEED = F.DEFAULT_SEED
 
 

@@ -125,6 +125,7 @@ class HeatConfig:
         self.stuck_heat_permille = 350  # ... the check runs once the duty is 0 and the bound this low ...
         self.stuck_floor_mc = 38000  # ... reading above this (skin cannot warm a pad past it) ...
         self.stuck_rise_mc = 150  # ... rises this much above its lowest value since: stuck_on
+        self.stuck_clear_ms = 30000  # a stuck_on clear waits this long, and the pad must not be heating
 
         # -- relay autotune (firmware/heat/autotune.py) ---------------------------------------
         self.tune_target_mc = 40000  # relay switching point
@@ -203,6 +204,8 @@ class HeatConfig:
             _bad("stuck_heat_permille", self.stuck_heat_permille, "outside 0..max_duty_permille")
         if self.stuck_rise_mc < 50 or self.stuck_rise_mc > 100000:
             _bad("stuck_rise_mc", self.stuck_rise_mc, "outside 50..100000")
+        if self.stuck_clear_ms < 0 or self.stuck_clear_ms > 600000:
+            _bad("stuck_clear_ms", self.stuck_clear_ms, "outside 0..600000")
         if self.runaway_error_mc_s <= 0 or self.runaway_error_mc_s > 1000000:
             _bad("runaway_error_mc_s", self.runaway_error_mc_s, "outside 1..1000000")
         if self.tune_high_permille > self.max_duty_permille or self.tune_low_permille >= self.tune_high_permille:

@@ -121,6 +121,11 @@ class HeatController:
         self.fault_msg = ""
         self.found_msg = ""  # the text of the fault tick() returned last (the first, or a further one)
         self._hot_while_latched = False  # over_temp reported while another fault was latched
+        # the pad while a fault is latched (the heater off): how long, its lowest and highest
+        # filtered reading; a stuck_on clear needs them (a switch still stuck keeps heating)
+        self._latched_ms = 0
+        self._latched_low_mc = 0
+        self._latched_high_mc = 0
         self.reason = ""  # why heat last stopped
         self.tune_msg = ""  # the last autotune's outcome
         self.duty_permille = 0  # the controller's output (time-average), permille
@@ -231,6 +236,8 @@ class HeatController:
                 "cannot clear heat fault: %s reads %s, at or above the cutoff %s"
                 % (F.SENSOR_PAD, F.fmt_c(self.pad.value_mc), F.fmt_c(c.over_temp_mc)),
             )
+        if self.fault == F.F_STUCK_ON:
+            self._refuse_stuck_on_clear()
         if self.fault == F.F_SENSOR_JUMP and self.pad.jump_standing():
             raise messages.RequestError(
                 messages.E_BAD_STATE,
@@ -250,6 +257,27 @@ class HeatController:
         self._hot_while_latched = False
         self._set_state(ST_OFF)
         return True
+
+    def _refuse_stuck_on_clear(self):
+        """A stuck switch heats on with the output off, so the pad is watched first: for
+        stuck_clear_ms after the latch, and then it must not be heating (risen stuck_rise_mc
+        above its lowest since the latch, and not yet fallen as much below its highest)."""
+        c = self.config
+        if self._latched_ms < c.stuck_clear_ms:
+            raise messages.RequestError(
+                messages.E_BAD_STATE,
+                "cannot clear stuck_on yet: the pad is watched with the heater off for %s after the fault, "
+                "%s so far (stuck_clear_ms)" % (F.fmt_s(c.stuck_clear_ms), F.fmt_s(self._latched_ms)),
+            )
+        now_mc = self.pad.value_mc
+        if now_mc - self._latched_low_mc >= c.stuck_rise_mc and self._latched_high_mc - now_mc < c.stuck_rise_mc:
+            raise messages.RequestError(
+                messages.E_BAD_STATE,
+                "cannot clear stuck_on: %s reads %s, %s above its lowest %s since the fault with the heater off "
+                "(stuck_rise_mc %s): the switch still heats; remove the pad and repair the heater switch"
+                % (F.SENSOR_PAD, F.fmt_c(now_mc), F.fmt_c(now_mc - self._latched_low_mc),
+                   F.fmt_c(self._latched_low_mc), F.fmt_c(c.stuck_rise_mc)),
+            )
 
     def reset_dose(self):
         """Start a new dose account (the device decides when a new therapy session begins)."""
@@ -296,6 +324,12 @@ class HeatController:
         if latched:
             self.output.off()
             self.pid.track(measured)
+            if self._latched_ms < c.stuck_clear_ms:
+                self._latched_ms += dt
+            if measured < self._latched_low_mc:
+                self._latched_low_mc = measured
+            elif measured > self._latched_high_mc:
+                self._latched_high_mc = measured
             return self._hot_after_fault(measured)
 
         if self.side is not None and self.side.valid:
@@ -397,7 +431,9 @@ class HeatController:
     def _check_target(self, target_mc, what):
         c = self.config
         if not isinstance(target_mc, int) or isinstance(target_mc, bool):
-            raise messages.RequestError(messages.E_BAD_FIELD, "%s must be an integer in mC" % what)
+            raise messages.RequestError(
+                messages.E_BAD_FIELD, "%s must be an integer in mC, got %s" % (what, messages._show(target_mc))
+            )
         if target_mc > c.max_target_mc:
             raise messages.RequestError(
                 messages.E_OUT_OF_RANGE,
@@ -473,6 +509,8 @@ class HeatController:
         self.fault = name
         self.fault_msg = message
         self.found_msg = message
+        self._latched_ms = 0
+        self._latched_low_mc = self._latched_high_mc = self.pad.value_mc
         self.reason = R_FAULT
         self._set_state(ST_FAULT)
         return name

@@ -196,10 +196,14 @@ def request_id_of(message):
 
 
 def int_field(message, name, low, high, default=None):
-    """Read an integer field and check it against [low, high], naming the limit broken."""
-    value = message.get(name, default)
-    if value is None:
+    """Read an integer field and check it against [low, high], naming the limit broken. A field
+    sent as null is refused as a value, not taken for a missing one (the default)."""
+    if name in message:
+        value = message[name]
+    elif default is None:
         raise RequestError(E_BAD_FIELD, "missing field %s (integer %d..%d)" % (name, low, high))
+    else:
+        value = default
     if not is_int(value):
         raise RequestError(E_BAD_FIELD, "%s must be an integer, got %s" % (name, _show(value)))
     if value < low:
@@ -209,9 +213,15 @@ def int_field(message, name, low, high, default=None):
     return value
 
 
+def channel_amp(values, index, limit_ua):
+    """One channel's amplitude of a list such as start's amp_ua, named by its place: amp_ua[1]."""
+    name = "amp_ua[%d]" % index
+    return int_field({name: values[index]}, name, 0, limit_ua)
+
+
 def int_field_or_zero(message, name, low, high, zero_means, default=None):
     """int_field where 0 is allowed too (it turns something off): a refusal says so."""
-    value = message.get(name, default)
+    value = message[name] if name in message else default
     if is_int(value) and value == 0:
         return 0
     try:

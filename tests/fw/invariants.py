@@ -18,6 +18,7 @@ from firmware import limits as L
 
 TICK_US = L.TICK_MS * 1000
 RMS_WINDOW_US = 1000000
+SPACING_MIN_US = 1000000 // L.RATE_MAX_HZ  # two pulses of a channel never closer (250 Hz)
 # Requests whose success is an interruption: output zero now, the next pulses ramp from zero.
 # (A hello is not one: observers may connect to a running session; see Device._op_hello.)
 INTERRUPTING = ("pause", "estop", "resume", "start", "clear_fault")
@@ -52,7 +53,9 @@ class InvariantChecker:
         self._win = []
         self._win_head = []
         self._win_sum = []
+        self._last_pulse_us = []  # per channel: when its last pulse started (time_us), or None
         for _ in range(channels):
+            self._last_pulse_us.append(None)
             self._win.append([])
             self._win_head.append(0)
             self._win_sum.append(0)
@@ -111,7 +114,13 @@ class InvariantChecker:
             assert amp1 * phase1 <= L.PHASE_CHARGE_LIMIT_NC * 1000, "phase charge above the hard limit: " + what
             # the base amplitude moves at most one ramp step per tick (from zero after any interruption)
             assert amp1 <= p[A_AMP] + p[A_STEP], "pulse above the ramp: " + what
-            self._rms(ch, t_ms * 1000 + start_us, amp1 * amp1 * phase1 + amp2 * amp2 * phase2, what)
+            at_us = t_ms * 1000 + start_us
+            last_us = self._last_pulse_us[ch]
+            # the highest rate any setting allows, across ticks and every restart of a train too
+            assert last_us is None or at_us - last_us >= SPACING_MIN_US, (
+                "pulse %d us after the last, closer than %d us: %s" % (at_us - last_us, SPACING_MIN_US, what))
+            self._last_pulse_us[ch] = at_us
+            self._rms(ch, at_us, amp1 * amp1 * phase1 + amp2 * amp2 * phase2, what)
         self.pulses += len(pulses)
 
         # -- amplitudes

@@ -64,7 +64,9 @@ def test_bad_heat_fields_name_the_field_and_the_limit():
     refused(h, {"level": "scalding"}, msg.E_BAD_FIELD, "scalding", "low", "medium", "high")
     refused(h, {"target_mc": 43001}, msg.E_OUT_OF_RANGE, "43001", "43000")
     refused(h, {"target_mc": 29999}, msg.E_OUT_OF_RANGE, "29999", "30000")
-    refused(h, {"target_mc": "41000"}, msg.E_BAD_FIELD, "integer")
+    refused(h, {"target_mc": "41000"}, msg.E_BAD_FIELD, "integer", "got '41000'")
+    refused(h, {"target_mc": True}, msg.E_BAD_FIELD, "integer", "got true")
+    refused(h, {"minutes": None, "level": "low"}, msg.E_BAD_FIELD, "minutes must be an integer, got null")
     refused(h, {"level": "low", "target_mc": 40000}, msg.E_BAD_FIELD, "not both")
     refused(h, {"level": "low", "minutes": 121}, msg.E_OUT_OF_RANGE, "minutes", "120")
     refused(h, {"level": "low", "minutes": 0}, msg.E_OUT_OF_RANGE, "minutes", "1")
@@ -92,7 +94,25 @@ def test_minutes_while_heating_set_the_time_from_now_within_the_limit():
     h.tick(2 * SECOND)
     reply = h.ok("heat", {"minutes": 20})
     assert 20 * 60000 - 2 * 10 <= reply["time_left_ms"] <= 20 * 60000, reply
-    refused(h, {"minutes": 120}, msg.E_OUT_OF_RANGE, "120 min")
+    # the time so far in seconds and what may still be asked: never "120 min in all, beyond 120 min"
+    reply = refused(h, {"minutes": 120}, msg.E_OUT_OF_RANGE, "has run 2 s", "limit 120 min", "120 min more")
+    assert "at most 119" in reply["msg"], reply
+    h.tick(60 * SECOND)
+    refused(h, {"minutes": 119}, msg.E_OUT_OF_RANGE, "has run 62 s", "at most 118")
+    assert 118 * 60000 - 20 <= h.ok("heat", {"minutes": 118})["time_left_ms"] <= 118 * 60000
+
+
+def test_heat_cannot_start_while_a_stop_ramps_down():
+    """A stop ends the session and its heat: heat asked for during its ramp-down is refused."""
+    h = Harness()
+    h.ok("start", {"amp_ua": [20000], "lease_ms": 0, "ramp_ms": 30000})
+    h.tick(1500)
+    h.ok("stop")
+    assert h.device.stopping
+    refused(h, {"level": "high"}, msg.E_BAD_STATE, "stopping")
+    assert not heater_on(h)
+    h.tick_until(lambda: h.state == "IDLE", 40 * SECOND)
+    assert not heater_on(h) and h.device.heat.state == "off"
 
 
 def test_status_and_events_carry_heat():
@@ -132,6 +152,9 @@ def heating(h=None, level="high", **kw):
 
 
 def test_pause_holds_heat_off_and_resume_brings_it_back():
+    h = session()
+    h.ok("pause")
+    refused(h, {"level": "high"}, msg.E_BAD_STATE, "PAUSED", "resume first")  # not "start one first"
     h = heating()
     reply = h.ok("pause")
     assert not heater_on(h)  # off in the tick that handled the pause
@@ -330,9 +353,30 @@ def test_after_a_repaired_stuck_heater_clearing_does_not_relatch_on_old_readings
     h.tick_until(lambda: h.state == "FAULT", 300 * SECOND)
     h.tick(20 * SECOND)  # the pad keeps rising while the switch is stuck
     h.fault("heater_stuck_on", False)
+    h.tick(20 * SECOND)  # repaired: the pad cools (a clear waits 30 s after the latch in any case)
     h.ok("clear_fault")
     h.tick(40 * SECOND)  # cooling: no fault may latch from readings taken before the clear
     assert h.state == "IDLE" and h.faults == [], h.ok("status")["fault_msg"]
+
+
+def test_a_stuck_heater_cannot_be_cleared_while_it_still_heats():
+    """Clearing stuck_on again and again must not buy a stuck switch fault-free time: the pad is
+    watched with the heater off for stuck_clear_ms, and a pad still rising keeps the fault."""
+    h = session()
+    h.ok("heat", {"level": "high"})
+    h.tick_until(lambda: h.device.heat.state == "holding", 900 * SECOND)
+    h.fault("heater_stuck_on")
+    h.tick_until(lambda: h.state == "FAULT", 300 * SECOND)
+    assert h.faults == ["stuck_on"], h.faults
+    reply = h.request("clear_fault")
+    assert reply["ok"] is False and "yet" in reply["msg"] and "stuck_clear_ms" in reply["msg"], reply
+    h.tick(30 * SECOND)
+    reply = h.request("clear_fault")
+    assert reply["ok"] is False and "the switch still heats" in reply["msg"], reply
+    assert h.state == "FAULT" and h.faults == ["stuck_on"]
+    h.fault("heater_stuck_on", False)  # repaired: once the pad falls from its peak, a clear is taken
+    h.tick_until(lambda: h.request("clear_fault")["ok"], 120 * SECOND)
+    assert h.state == "IDLE" and h.faults == []
 
 
 # ---- heat in bursts: every restart of the heating must not restart the heat-up watch -------------

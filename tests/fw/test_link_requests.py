@@ -96,8 +96,27 @@ def test_hello_and_unknown_ops_carrying_ok_are_answered():
     assert reply["ok"] is False and reply["err"] == msg.E_UNKNOWN_OP
     reply = _one_reply(h, {"id": 42, "op": None, "ev": "state"})  # an `op` key makes a request
     assert reply["ok"] is False and reply["err"] == msg.E_UNKNOWN_OP
-    reply = _one_reply(h, {"op": "estop", "ok": True})  # no id: as for any request without one
+    reply = _one_reply(h, {"op": "status", "ok": True})  # no id: as for any request without one
     assert reply == {"id": None, "ok": False, "err": msg.E_BAD_REQUEST, "msg": reply["msg"]}
+
+
+def test_estop_stop_and_pause_act_without_a_valid_id():
+    """A stop is never refused, not for its id either: it acts and replies to id null."""
+    for bad_id in (None, 0, "5", msg.MAX_REQUEST_ID + 1, True):
+        for op, state in (("estop", "IDLE"), ("stop", "IDLE"), ("pause", "PAUSED")):
+            h = _running()
+            message = {"op": op}
+            if bad_id is not None:
+                message["id"] = bad_id
+            found = _answers(h, message)
+            assert len(found) == 1 and found[0]["id"] is None and found[0]["ok"] is True, (message, found)
+            h.tick(300 if op == "stop" else 1)
+            assert h.state == state and h.amps() == [0, 0], (message, h.state, h.amps())
+    h = _running()  # any other op with a bad id is refused and changes nothing
+    found = _answers(h, {"id": 0, "op": "set_amp", "ch": 0, "amp_ua": 0})
+    assert len(found) == 1 and found[0]["id"] is None and found[0]["err"] == msg.E_BAD_REQUEST
+    h.tick(10)
+    assert h.state == "RUNNING" and h.amps()[0] == 5000
 
 
 def test_a_request_carrying_ok_renews_the_lease_like_any_refused_request():

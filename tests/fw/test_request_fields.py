@@ -81,3 +81,51 @@ def test_stops_act_whatever_they_carry_and_pin_goes_with_any_request():
     assert h.ok("hello", {"proto": "0.4", "host": "a newer tensctl"})["proto"]
     assert h.ok("status", {"pin": "1234"})["state"] == "IDLE"
     assert h.ok("start", {"amp_ua": [3000, 0], "lease_ms": 0, "pin": "1234"})["state"] == "RUNNING"
+
+
+def _refusal(h, op, fields):
+    reply = h.request(op, fields)
+    assert reply["ok"] is False, (op, fields, reply)
+    return reply
+
+
+def test_a_field_sent_as_null_is_refused_as_a_value_not_taken_for_a_missing_one():
+    h = Harness()
+    for op, fields, words in (
+        ("start", {"amp_ua": [5000, 0], "lease_ms": None}, "lease_ms must be an integer, got null"),
+        ("start", {"amp_ua": [5000, 0], "lease_ms": 0, "session_ms": None}, "session_ms must be an integer, got null"),
+        ("start", {"amp_ua": None, "lease_ms": 0}, "amp_ua must be a list of up to 2 integers, one per channel, got null"),
+        ("telemetry", {"every_ms": None}, "every_ms must be an integer, got null"),
+        ("log_fetch", {"from_seq": None}, "from_seq must be an integer, got null"),
+    ):
+        reply = _refusal(h, op, fields)
+        assert reply["err"] == msg.E_BAD_FIELD and words in reply["msg"], (op, fields, reply)
+    assert h.state == "IDLE" and h.ok("status")["telemetry_ms"] == 0
+    reply = _refusal(h, "telemetry", {})  # absent is still "missing", with the range
+    assert "missing field every_ms (integer 50..60000)" in reply["msg"], reply
+
+
+def test_a_refused_amplitude_of_start_names_its_channel():
+    h = Harness()
+    h.ok("set_stim", {"ch": 1, "stim": {"phase_us": 400}})
+    for amps, code, words in (
+        ([1000, 90000], msg.E_OUT_OF_RANGE, "amp_ua[1] 90000 exceeds the limit 80000"),
+        ([1000, True], msg.E_BAD_FIELD, "amp_ua[1] must be an integer, got true"),
+        ([-1, 0], msg.E_OUT_OF_RANGE, "amp_ua[0] -1 is below the minimum 0"),
+        ([1000, 70000], msg.E_ENVELOPE, ", on channel 1"),
+    ):
+        reply = _refusal(h, "start", {"amp_ua": amps, "lease_ms": 0})
+        assert reply["err"] == code and words in reply["msg"], (amps, reply)
+    assert reply["msg"].startswith("phase_charge "), reply  # the limit's name first, as for any envelope refusal
+    assert h.state == "IDLE"
+
+
+def test_state_refusals_say_what_to_do_in_that_state():
+    h = Harness()
+    reply = _refusal(h, "telemetry", {"every_ms": 49})
+    assert "below the minimum 50 (or 0: off)" in reply["msg"], reply
+    h.ok("start", {"amp_ua": [5000, 0], "lease_ms": 0})
+    assert "stop first" in _refusal(h, "maintenance", {"on": True})["msg"]
+    h.device._fail_safe("no_load:0", "test")  # any latched fault
+    reply = _refusal(h, "maintenance", {"on": True})
+    assert "(state FAULT): send clear_fault first" in reply["msg"], reply

@@ -100,6 +100,25 @@ def test_set_stim_while_running_restarts_that_channel_from_zero():
     assert h.amps() == [12000, 8000]
 
 
+def test_a_train_restarted_mid_session_keeps_its_distance_from_the_last_pulse():
+    """set_stim restarts the channel's train at the next window's start; the last pulse of the
+    old one may have started just before. The first new pulse waits until 4 ms (250 Hz, the
+    highest rate of any setting) after it, every restart point tried (the harness checks the
+    spacing of every pulse against the one before, across ticks)."""
+    setting = {"mode": "continuous", "rate_hz": 150, "phase_us": 400, "gap_us": 200}
+    for ticks in range(700, 703):  # the old train's last pulse lands at a different place in each
+        h = Harness()
+        h.ok("set_stim", {"ch": 0, "stim": setting})
+        h.ok("start", {"amp_ua": [20000, 0], "lease_ms": 0})
+        h.tick(ticks)
+        last_t, last_us = [(p[0], p[2]) for p in h.pulses_on(0)][-1]
+        since = len(h.pulses)
+        h.ok("set_stim", {"ch": 0, "stim": setting})
+        h.tick(2)
+        first_t, first_us = [(p[0], p[2]) for p in h.pulses_on(0, since)][0]
+        assert (first_t - last_t) * 10000 + first_us - last_us >= 4000, (ticks, last_t, last_us, first_t, first_us)
+
+
 def test_modes_through_the_device():
     h = running(amps=(20000, 20000))
     stim(h, 0, {"mode": "acupuncture", "rate_hz": 2, "phase_us": 250})
