@@ -49,6 +49,7 @@ _MODE_FIELDS = {
     "modulated": ("rate_hz", "mod_amp_pct", "mod_amp_ms", "mod_width_pct", "mod_width_ms", "mod_rate_pct", "mod_rate_ms"),
     "strength_duration": ("rate_hz", "sd_rate_hz", "sd_width_pct", "sd_period_ms"),
 }
+MOD_AMP_SLOPE_LIMIT_UA_S = L.RAMP_MAX_UA_PER_TICK * 1000 // L.TICK_MS  # 80 mA/s, the steepest ramp
 ACUPUNCTURE_MAX_HZ = 10  # acupuncture-like TENS is 1-5 Hz clinically; above 10 Hz it is not
 ACUPUNCTURE_DEFAULT_HZ = 2  # the mode's own default rate (the common default, 100 Hz, is not acupuncture-like)
 
@@ -215,8 +216,15 @@ class Envelope:
         # each limit but not pass it by a fraction of a unit.
         self.peak_ua = amp1
         self.phase_charge_nc = _ceil_div(amp1 * phase1, 1000)
-        self.net_charge_nc = (amp1 * phase1 - amp2 * phase2) // 1000
+        net_pc = amp1 * phase1 - amp2 * phase2
+        self.net_charge_nc = _ceil_div(net_pc, 1000) if net_pc >= 0 else -_ceil_div(-net_pc, 1000)  # away from 0
         self.pulses_per_s = pps
+        # amplitude modulation sweeps amp * pct / 100 each half period: never faster than the
+        # steepest ramp (a modulation is no way round the soft start's bound)
+        if s.mode == "modulated" and s.mod_amp_pct:
+            self.mod_amp_slope_ua_s = _ceil_div(amp_ua * s.mod_amp_pct * 20, s.mod_amp_ms)
+        else:
+            self.mod_amp_slope_ua_s = 0
         self.rms_ua = _ceil_sqrt(_ceil_div(i2t * pps, 1000000))
         self.energy_uj = _ceil_div(L.REFERENCE_LOAD_OHM * i2t, 1000000000000)
         self.current_density_ua_cm2 = _ceil_div(self.rms_ua, s.area_cm2)
@@ -234,6 +242,7 @@ class Envelope:
             "current_density_ua_cm2": self.current_density_ua_cm2,
             "power_density_uw_cm2": self.power_density_uw_cm2,
             "pulses_per_s": self.pulses_per_s,
+            "mod_amp_slope_ua_s": self.mod_amp_slope_ua_s,
             "indicator": self.indicator,
         }
 
@@ -247,6 +256,7 @@ class Envelope:
             ("energy_per_pulse", self.energy_uj, L.ENERGY_LIMIT_UJ, "uJ"),
             ("current_density", self.current_density_ua_cm2, L.CURRENT_DENSITY_LIMIT_UA_CM2, "uA/cm2"),
             ("power_density", self.power_density_uw_cm2, L.POWER_DENSITY_LIMIT_UW_CM2, "uW/cm2"),
+            ("mod_amp_slope", self.mod_amp_slope_ua_s, MOD_AMP_SLOPE_LIMIT_UA_S, "uA/s"),
         )
 
     def violation(self):

@@ -105,13 +105,14 @@ def test_minutes_while_heating_set_the_time_from_now_within_the_limit():
 def test_heat_cannot_start_while_a_stop_ramps_down():
     """A stop ends the session and its heat: heat asked for during its ramp-down is refused."""
     h = Harness()
-    h.ok("start", {"amp_ua": [20000], "lease_ms": 0, "ramp_ms": 30000})
-    h.tick(1500)
+    h.ok("start", {"amp_ua": [20000], "lease_ms": 0, "ramp_ms": 10000})
+    h.tick(500)
+    h.forget()
     h.ok("stop")
     assert h.device.stopping
     refused(h, {"level": "high"}, msg.E_BAD_STATE, "stopping")
     assert not heater_on(h)
-    h.tick_until(lambda: h.state == "IDLE", 40 * SECOND)
+    h.tick_until(lambda: h.state == "IDLE", 20 * SECOND)
     assert not heater_on(h) and h.device.heat.state == "off"
 
 
@@ -363,8 +364,7 @@ def test_a_stuck_heater_cannot_be_cleared_while_it_still_heats():
     """Clearing stuck_on again and again must not buy a stuck switch fault-free time: the pad is
     watched with the heater off for stuck_clear_ms, and a pad still rising keeps the fault."""
     h = session()
-    h.ok("heat", {"level": "high"})
-    h.tick_until(lambda: h.device.heat.state == "holding", 900 * SECOND)
+    h.board.plant.settle()
     h.fault("heater_stuck_on")
     h.tick_until(lambda: h.state == "FAULT", 300 * SECOND)
     assert h.faults == ["stuck_on"], h.faults
@@ -375,7 +375,11 @@ def test_a_stuck_heater_cannot_be_cleared_while_it_still_heats():
     assert reply["ok"] is False and "the switch still heats" in reply["msg"], reply
     assert h.state == "FAULT" and h.faults == ["stuck_on"]
     h.fault("heater_stuck_on", False)  # repaired: once the pad falls from its peak, a clear is taken
-    h.tick_until(lambda: h.request("clear_fault")["ok"], 120 * SECOND)
+    for _ in range(120):
+        h.tick(SECOND)
+        h.forget()  # two minutes of messages would not fit the VM's heap
+        if h.request("clear_fault")["ok"]:
+            break
     assert h.state == "IDLE" and h.faults == []
 
 

@@ -179,8 +179,20 @@ def test_figures_by_hand():
     assert env.power_density_uw_cm2 == 320  # 8 mW / 25 cm2
     assert env.indicator is False
     d = env.to_dict()
-    assert d["rms_ua"] == 4000 and d["indicator"] is False and len(d) == 9
+    assert d["rms_ua"] == 4000 and d["indicator"] is False and len(d) == 10
+    assert d["mod_amp_slope_ua_s"] == 0  # no amplitude modulation
     assert E.Envelope(s, 80000).indicator is True  # 16 mA r.m.s.
+
+
+def test_amplitude_modulation_is_no_faster_than_the_steepest_ramp():
+    """Full-depth modulation over 500 ms sweeps 20 mA in 250 ms: 80 mA/s, the ramp's own cap."""
+    s = E.parse_setting({"mode": "modulated", "rate_hz": 50, "phase_us": 100, "mod_amp_pct": 100, "mod_amp_ms": 500})
+    assert E.Envelope(s, 20000).mod_amp_slope_ua_s == 80000
+    assert E.max_amp_ua(s) == 20000 and E.binding_limit(s) == "mod_amp_slope"
+    text = _breach(s, 20001)
+    assert text.startswith("mod_amp_slope 80004 uA/s exceeds the limit 80000 uA/s at 20001 uA"), text
+    slow = E.parse_setting({"mode": "modulated", "rate_hz": 50, "phase_us": 100, "mod_amp_pct": 50, "mod_amp_ms": 4000})
+    assert E.Envelope(slow, 80000).mod_amp_slope_ua_s == 20000  # 40 mA in 2 s
 
 
 def test_asymmetric_figures_by_hand():
@@ -295,6 +307,21 @@ def test_power_density_named():
 
     text = _with_limit("POWER_DENSITY_LIMIT_UW_CM2", 1000, probe)
     assert text.startswith("power_density 100") and "exceeds the limit 1000 uW/cm2" in text, text
+
+
+def test_any_net_charge_is_refused_even_under_one_nc():
+    """net_charge rounds away from zero like every figure rounds up: 900 pC either way is 1 nC."""
+    s = E.parse_setting({"waveform": "asymmetric", "asym_ratio": 2})
+    saved = E.phase_amps
+    for skew_ua in (3, -3):  # 3 uA over one phase: well under 1 nC, either way
+        E.phase_amps = lambda setting, amp, skew_ua=skew_ua: (amp + skew_ua, amp // 2)
+        try:
+            env = E.Envelope(s, 9000)
+            text = _breach(s, 9000)
+        finally:
+            E.phase_amps = saved
+        assert abs(env.net_charge_nc) == 1, (skew_ua, env.net_charge_nc)
+        assert text.startswith("net_charge 1 nC exceeds the limit 0"), text
 
 
 def test_net_charge_check_names_itself():
