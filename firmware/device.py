@@ -220,6 +220,8 @@ class Device:
                 changed += 1
             except msg.RequestError:
                 pass
+        if changed:
+            self._heat_policy()  # as for requests: `alternate` turns the heater off now, not next tick
         return changed
 
     def interrupt_outputs(self):

@@ -221,6 +221,9 @@ def test_alternate_never_heats_while_a_channel_stimulates():
     h.ok("set_amp", {"ch": 0, "amp_ua": 0})
     h.tick_until(lambda: heater_on(h), ramp_ticks(6000, FAST_RAMP_MS) + 3 * SECOND)
     assert h.amps() == [0, 0]
+    h.tick_until(lambda: heater_on(h), 3 * SECOND)
+    assert h.device.button_step(1) == 2  # the amplitude button, between ticks: both channels
+    assert not heater_on(h)  # off at once: the next tick must not lease it first
 
 
 def test_concurrent_heats_and_stimulates_together():
