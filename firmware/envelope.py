@@ -49,7 +49,6 @@ _MODE_FIELDS = {
     "modulated": ("rate_hz", "mod_amp_pct", "mod_amp_ms", "mod_width_pct", "mod_width_ms", "mod_rate_pct", "mod_rate_ms"),
     "strength_duration": ("rate_hz", "sd_rate_hz", "sd_width_pct", "sd_period_ms"),
 }
-MOD_AMP_SLOPE_LIMIT_UA_S = L.RAMP_MAX_UA_PER_TICK * 1000 // L.TICK_MS  # 80 mA/s, the steepest ramp
 ACUPUNCTURE_MAX_HZ = 10  # acupuncture-like TENS is 1-5 Hz clinically; above 10 Hz it is not
 ACUPUNCTURE_DEFAULT_HZ = 2  # the mode's own default rate (the common default, 100 Hz, is not acupuncture-like)
 
@@ -256,7 +255,7 @@ class Envelope:
             ("energy_per_pulse", self.energy_uj, L.ENERGY_LIMIT_UJ, "uJ"),
             ("current_density", self.current_density_ua_cm2, L.CURRENT_DENSITY_LIMIT_UA_CM2, "uA/cm2"),
             ("power_density", self.power_density_uw_cm2, L.POWER_DENSITY_LIMIT_UW_CM2, "uW/cm2"),
-            ("mod_amp_slope", self.mod_amp_slope_ua_s, MOD_AMP_SLOPE_LIMIT_UA_S, "uA/s"),
+            ("mod_amp_slope", self.mod_amp_slope_ua_s, L.MOD_AMP_SLOPE_LIMIT_UA_S, "uA/s"),
         )
 
     def violation(self):

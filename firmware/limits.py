@@ -44,6 +44,7 @@ RAMP_DEFAULT_MS = const(5000)  # soft start: zero to target in 5 s
 RAMP_MIN_MS = const(1000)
 RAMP_MAX_MS = const(30000)
 RAMP_MAX_UA_PER_TICK = const(800)  # no ramp is steeper than 80 mA/s, whatever is configured
+MOD_AMP_SLOPE_LIMIT_UA_S = const(80000)  # nor an amplitude modulation: RAMP_MAX_UA_PER_TICK per TICK_MS
 SESSION_DEFAULT_MS = const(30 * 60 * 1000)
 SESSION_MAX_MS = const(60 * 60 * 1000)
 LEASE_DEFAULT_MS = const(3000)  # host-controlled session: a valid request at least every 3 s

@@ -23,9 +23,12 @@ Exit codes:
      unknown in settings --set and stim --set)
   3  cannot open the port, lost the port, or no device found
   4  no response from the device, or it speaks another protocol version
+  130  interrupted by Ctrl-C (with --json, one JSON document too)
 """
 
 import json
+import math
+import os
 import re
 import sys
 import time
@@ -84,7 +87,8 @@ Exit codes:
      out of range or unknown in settings --set or stim --set)
   3  cannot open the port, lost it, or no device found
   4  no response from the device, or protocol version mismatch
-  130  interrupted by Ctrl-C (monitor, run, start/resume --wait: a running session was stopped first)
+  130  interrupted by Ctrl-C (monitor, run, start/resume --wait: a running session was stopped first;
+       elsewhere a request in flight may have run; estop: NOT CONFIRMED)
 
 \b
 Ports: a device path (/dev/ttyACM0, COM3), socket://HOST:PORT
@@ -251,6 +255,15 @@ def _session(settings, retries=RETRIES):
         transport.close()
 
 
+def ask_pin():
+    """The clinician PIN from the terminal; Ctrl-C (or end of input) there is an interruption, exit 130."""
+    try:
+        return click.prompt("Clinician PIN", hide_input=True)
+    except click.Abort:
+        raise CliFailure(EXIT_INTERRUPTED, "interrupted",
+                         "interrupted at the PIN prompt: no PIN given, so the locked request was not run")
+
+
 def _run(settings, action, retries=RETRIES, emit=True):
     """Run action(client) -> (json fields, render(console)); map failures to exit codes.
 
@@ -265,7 +278,7 @@ def _run(settings, action, retries=RETRIES, emit=True):
             if err.code != msg.E_LOCKED or settings.pin is not None or settings.as_json or not sys.stdin.isatty():
                 raise
             # patient mode: ask for the PIN once (a refused request changed nothing) and run again
-            settings.pin = click.prompt("Clinician PIN", hide_input=True)
+            settings.pin = ask_pin()
             with _session(settings, retries) as client:
                 fields, render = action(client)
                 port = client.transport.url
@@ -335,7 +348,8 @@ MILLIAMPS = MilliAmps()
 
 
 class Celsius(click.ParamType):
-    """A decimal temperature in °C, parsed exactly to integer milli-°C (see host.units)."""
+    """A decimal temperature in °C, parsed exactly to integer milli-°C (see host.units); an
+    unreadable one is refused with the range a heat target takes."""
 
     name = "C"
 
@@ -345,16 +359,78 @@ class Celsius(click.ParamType):
         try:
             return parse_celsius(value)
         except CelsiusParseError as err:
-            self.fail(str(err), param, ctx)
+            self.fail("%s; a heat target is %s to %s" % (err, format_celsius(HEAT_TARGET_MIN_MC),
+                                                         format_celsius(HEAT_CONFIG.HARD_MAX_TARGET_MC)), param, ctx)
 
 
 CELSIUS = Celsius()
+HEAT_TARGET_MIN_MC = HEAT_CONFIG.HeatConfig().min_target_mc  # 30 °C
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that refuses nan and inf: nan passes every comparison, so click's own
+    range check lets it through (a timeout of nan, a duration that ends at once)."""
+
+    def convert(self, value, param, ctx):
+        number = click.FloatRange.convert(self, value, param, ctx)
+        if not math.isfinite(number):
+            self.fail("%r is not a finite number: expected one in the range %s" % (value, self._describe_range()),
+                      param, ctx)
+        return number
+
+
 HEAT_LEVELS = ("low", "medium", "high")
 INTERLOCKS = ("concurrent", "alternate")
 
 
-class TensctlGroup(click.Group):
+def _repeated_options(command, ctx, args):
+    """Single-valued options given more than once in args, as their first option string."""
+    _opts, _rest, order = command.make_parser(ctx).parse_args(args=list(args))  # a copy: the parser eats it
+    counts = {}
+    for param in order:
+        if isinstance(param, click.Option) and not (param.multiple or param.is_flag or param.count):
+            counts[param] = counts.get(param, 0) + 1
+    return [param.opts[0] for param, count in counts.items() if count > 1]
+
+
+class _OnceEach:
+    """Refuses a single-valued option given twice: click keeps the last one silently, and a
+    dropped amplitude, limit or timeout must not pass unnoticed."""
+
+    def parse_args(self, ctx, args):
+        if not ctx.resilient_parsing:
+            repeated = _repeated_options(self, ctx, args)
+            if repeated:
+                raise click.UsageError(
+                    "%s given more than once: give %s once (a second value would silently replace the first)"
+                    % (", ".join(repeated), "each" if len(repeated) > 1 else "it"), ctx)
+        return super().parse_args(ctx, args)
+
+
+class TensctlCommand(_OnceEach, click.Command):
+    """Every tensctl command: single-valued options once each."""
+
+
+def _interrupted(err):
+    """A click.Abort that stands for Ctrl-C (click turns KeyboardInterrupt into one)."""
+    return isinstance(err, KeyboardInterrupt) or isinstance(err.__cause__, KeyboardInterrupt)
+
+
+INTERRUPTED_TEXT = ("interrupted by Ctrl-C; a request in flight may have run on the device: "
+                    "check tensctl status (tensctl estop stops everything)")
+
+
+class TensctlGroup(_OnceEach, click.Group):
     """Keeps `--json` true to its word for usage errors too: one JSON document on stdout."""
+
+    command_class = TensctlCommand
+    group_class = type  # subgroups (program, log, pin) are TensctlGroups too
+
+    def parse_args(self, ctx, args):
+        if ctx.parent is None:  # --version looks here: it runs before --json is set
+            opts = self.make_parser(ctx).parse_args(args=list(args))[0]
+            ctx.meta[JSON_META] = bool(opts.get("as_json"))
+        return super().parse_args(ctx, args)
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
@@ -367,10 +443,30 @@ class TensctlGroup(click.Group):
                 _emit_json({"ok": False, "exit_code": err.exit_code, "error": {"kind": "usage", "message": err.format_message()}})
             err.show()
             sys.exit(err.exit_code)
-        except click.Abort:
-            click.echo("Aborted!", err=True)
-            sys.exit(1)
+        except (click.Abort, KeyboardInterrupt) as err:
+            if not _interrupted(err):  # a declined confirmation, end of input at a prompt
+                click.echo("Aborted!", err=True)
+                sys.exit(1)
+            _fail("--json" in argv, CliFailure(EXIT_INTERRUPTED, "interrupted", INTERRUPTED_TEXT))
         sys.exit(code if isinstance(code, int) else 0)
+
+
+JSON_META = "tensctl.json"
+VERSION_TEXT = "tensctl %(version)s, protocol " + msg.PROTO_VERSION
+
+
+def _show_version(ctx, _param, value):
+    """--version: one line, or one JSON document with --json."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import version
+
+    tensctl_version = version("pulsewarm")
+    if ctx.meta.get(JSON_META):
+        _emit_json({"ok": True, "tensctl": tensctl_version, "protocol": msg.PROTO_VERSION})
+    else:
+        click.echo(VERSION_TEXT % {"version": tensctl_version})
+    ctx.exit()
 
 
 @click.group(name="tensctl", cls=TensctlGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -380,10 +476,12 @@ class TensctlGroup(click.Group):
     metavar="URL",
     help="Device path, socket://HOST:PORT, or sim. Default: the one board found by USB VID:PID 2E8A:0005.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print exactly one JSON document on stdout, errors too. monitor and run print JSON lines "
+                   "instead: one document per line (run: the start, then every telemetry event).")
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0.01, max=600),
+    type=FiniteFloatRange(min=0.01, max=600),
     default=DEFAULT_TIMEOUT_S,
     show_default=True,
     metavar="SECONDS",
@@ -395,7 +493,8 @@ class TensctlGroup(click.Group):
     metavar="PIN",
     help="Clinician PIN for a device in patient mode (better: TENSCTL_PIN, or type it when asked).",
 )
-@click.version_option(package_name="pulsewarm", message="tensctl %(version)s, protocol " + msg.PROTO_VERSION)
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_show_version,
+              help="Show the version (tensctl and protocol) and exit.")
 @click.pass_context
 def cli(ctx, port, as_json, timeout, pin):
     """Control a pulsewarm TENS + heat device over USB serial, a socket, or the simulator.
@@ -693,7 +792,6 @@ def status(settings):
 
 
 HEAT_LEVEL_MC = dict(HEAT_CONFIG.LEVELS)
-HEAT_TARGET_MIN_MC = HEAT_CONFIG.HeatConfig().min_target_mc  # 30 °C
 
 
 def _device_settings(client):
@@ -744,6 +842,31 @@ def _stop_after_interrupt(client):
     return CliFailure(EXIT_INTERRUPTED, "interrupted",
                       "interrupted by Ctrl-C: stimulation stopped (ramped down to zero), the device is %s"
                       % status.get("state"))
+
+
+def _started_text(status, lease_ms, session_ms):
+    """'channel 0 at 10.0 mA, channel 1 at 0.0 mA; no lease, auto-off after 30 min': what a start set going."""
+    targets = ", ".join("channel %d at %s" % (index, format_ma(channel.get("target_ua", 0)))
+                        for index, channel in enumerate(status.get("ch") or []))
+    lease = "lease %s" % _seconds_text(lease_ms) if lease_ms else "no lease"
+    timer = "auto-off after %s" % _duration_text(session_ms) if isinstance(session_ms, int) else "the device's timer"
+    return "%s; %s, %s" % (targets or "no channel targets", lease, timer)
+
+
+def _lost_after_start(err, fields, render_started, started_text):
+    """The link failed during start --wait: the session WAS started and may still run; say so first."""
+    if isinstance(err, TransportError):
+        exit_code, kind, cause = EXIT_PORT, "port", err.message
+    else:
+        exit_code, kind, cause = EXIT_NO_RESPONSE, "no_response", str(err)
+    failure = CliFailure(
+        exit_code, kind,
+        "the session WAS STARTED (%s) and may still be running: %s while waiting for the ramp" % (started_text, cause),
+        details={"started": True},
+        hint="reconnect and check tensctl status; tensctl stop ends it, tensctl estop at once",
+    )
+    failure.partial = (fields, render_started)
+    return failure
 
 
 def _wait_ramped_or_stop(client, budget_ms):
@@ -860,7 +983,10 @@ def start(settings, amp, ch, minutes, lease_s, ramp_s, interlock, heat_level, wa
             fields["heat"] = heat_reply
         final = None
         if wait:
-            final = _wait_ramped_or_stop(client, (ramp_ms or run_ramp_ms or L.RAMP_MAX_MS) + WAIT_MARGIN_MS)
+            try:
+                final = _wait_ramped_or_stop(client, (ramp_ms or run_ramp_ms or L.RAMP_MAX_MS) + WAIT_MARGIN_MS)
+            except (TransportError, NoResponse) as err:
+                raise _lost_after_start(err, fields, render_started, _started_text(started, lease_ms, session_ms))
             fields["status"] = final
 
         def render(console):
@@ -925,10 +1051,13 @@ def estop(settings):
         url = _pick_port(settings)
     except CliFailure as failure:
         not_confirmed(failure.exit_code, failure.kind, failure.message)
+    interrupted = "interrupted by Ctrl-C before the device confirmed it"
     try:
         transport = open_port(url)
     except TransportError as err:
         not_confirmed(EXIT_PORT, "port", err.message)
+    except KeyboardInterrupt:
+        not_confirmed(EXIT_INTERRUPTED, "interrupted", interrupted)
     try:
         # no hello first: an emergency stop must not wait on (or fail with) the version check
         client = Client(transport, timeout_s=settings.timeout_s, retries=ESTOP_RETRIES, pin=settings.pin)
@@ -942,6 +1071,8 @@ def estop(settings):
         not_confirmed(EXIT_PORT, "port", err.message)
     except ProtocolError as err:
         not_confirmed(EXIT_NO_RESPONSE, "protocol", str(err))
+    except KeyboardInterrupt:
+        not_confirmed(EXIT_INTERRUPTED, "interrupted", interrupted)
     finally:
         transport.close()
     if settings.as_json:
@@ -1108,6 +1239,18 @@ def _setting_change(text):
     return name.strip(), int(value) if re.fullmatch(r"-?\d+", value) else value
 
 
+def _setting_changes(texts):
+    """Every --set NAME=VALUE as {name: value}; a name given twice is refused (not the last kept)."""
+    parsed = {}
+    for text in texts:
+        name, value = _setting_change(text)
+        if name in parsed:
+            raise click.BadParameter("--set %s given twice (%s and %s): give each setting once; nothing was changed"
+                                     % (name, parsed[name], value))
+        parsed[name] = value
+    return parsed
+
+
 @cli.command()
 @click.option("--set", "changes", multiple=True, metavar="NAME=VALUE",
               help="Change a setting (repeat for several; all are checked before any applies).")
@@ -1120,7 +1263,7 @@ def settings(settings, changes):
     interlock_default (concurrent | alternate), heat_max_target_mc (<= 43000),
     heat_minutes_default. Kept on the device across restarts."""
     try:
-        parsed = dict(_setting_change(text) for text in changes)
+        parsed = _setting_changes(changes)
     except click.BadParameter as err:
         _fail(settings, CliFailure(EXIT_USAGE, "usage", err.message))
 
@@ -1156,9 +1299,9 @@ def settings(settings, changes):
 @cli.command()
 @click.option("--every", "every_ms", type=click.IntRange(50, 60000), default=200, show_default=True,
               help="Telemetry interval in ms (50 = 20 updates a second).")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=0.1), default=None,
+@click.option("--duration", "duration_s", type=FiniteFloatRange(min=0.1), default=None,
               help="End after this many seconds, leaving the session as it is (default: until q or Ctrl-C).")
-@click.option("--reconnect", "reconnect_s", type=click.FloatRange(min=0), default=30.0, show_default=True,
+@click.option("--reconnect", "reconnect_s", type=FiniteFloatRange(min=0), default=30.0, show_default=True,
               help="Seconds to keep trying when the device is lost before giving up (exit 3).")
 @click.pass_obj
 def monitor(settings, every_ms, duration_s, reconnect_s):
@@ -1313,6 +1456,7 @@ _FIGURES = (
     ("energy per pulse (500 Ω)", "energy_uj", "energy_per_pulse", lambda v: format_milli(v, "mJ")),
     ("current density", "current_density_ua_cm2", "current_density", lambda v: format_milli(v, "mA/cm² r.m.s.")),
     ("power density", "power_density_uw_cm2", "power_density", lambda v: format_milli(v, "mW/cm²")),
+    ("amplitude modulation slope", "mod_amp_slope_ua_s", "mod_amp_slope", lambda v: format_milli(v, "mA/s")),
 )
 # The envelope's limits (firmware/limits.py; docs/protocol.md lists them too).
 _LIMITS = {
@@ -1323,6 +1467,7 @@ _LIMITS = {
     "energy_per_pulse": L.ENERGY_LIMIT_UJ,
     "current_density": L.CURRENT_DENSITY_LIMIT_UA_CM2,
     "power_density": L.POWER_DENSITY_LIMIT_UW_CM2,
+    "mod_amp_slope": L.MOD_AMP_SLOPE_LIMIT_UA_S,
 }
 
 
@@ -1423,10 +1568,33 @@ def _size_text(size):
     return "%d bytes" % size
 
 
+def _inline_json(source):
+    """--set text meant as JSON itself: an object, or any JSON value that names no file ('[]', '5')."""
+    text = source.strip()
+    if text.startswith("{"):
+        return True
+    if source == "-" or os.path.exists(source):
+        return False
+    try:
+        jsondec.decode(text)
+    except (jsondec.JsonError, ValueError):
+        return False
+    return True
+
+
+def _json_kind(value):
+    """'a JSON array', 'a JSON number'...: what a decoded value is, in JSON's words."""
+    for kinds, name in (((list,), "array"), ((str,), "string"), ((bool,), "boolean"),
+                        ((int, float, jsondec.NonInteger), "number")):
+        if isinstance(value, kinds):
+            return "a JSON " + name
+    return "JSON null" if value is None else "not a JSON object"
+
+
 def _load_setting(text, ch):
     """A stim object from inline JSON, a file, or - (stdin); CliFailure(usage) when it is not one."""
     source = str(text)
-    if source.strip().startswith("{"):
+    if _inline_json(source):
         body, where = source, "the --set JSON"
     elif source == "-":
         body, where = read_text_file("-", "the setting on"), "the setting on stdin"
@@ -1443,7 +1611,8 @@ def _load_setting(text, ch):
         raise CliFailure(EXIT_USAGE, "usage", "%s is not valid JSON: %s" % (where, err))
     if not isinstance(setting, dict):
         raise CliFailure(
-            EXIT_USAGE, "usage", '%s must be a JSON object of setting fields, e.g. {"mode": "burst", "phase_us": 200}' % where
+            EXIT_USAGE, "usage", '%s must be a JSON object of setting fields, not %s: e.g. '
+            '{"mode": "burst", "phase_us": 200} (or a file holding one, or - for stdin)' % (where, _json_kind(setting))
         )
     for name, value in setting.items():
         if isinstance(value, jsondec.NonInteger):
@@ -1585,4 +1754,8 @@ def main(args=None):
 
 
 if __name__ == "__main__":
-    main()
+    # python -m host.cli runs this file as __main__, a second copy of the module: the commands of
+    # cli_records and cli_deploy are registered on the imported host.cli, so run that one
+    from host.cli import main as tensctl_main
+
+    tensctl_main()

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from host import deploy as dep
 from host import ports
-from host.cli import EXIT_USAGE, CliFailure, _console, _emit_json, _fail, _pick_port, cli
+from host.cli import EXIT_USAGE, CliFailure, _console, _emit_json, _fail, _pick_port, ask_pin, cli
 from host.transport import parse_sim_url
 
 
@@ -99,7 +99,7 @@ def deploy(settings, port, dry_run, dist_dir):
                     # patient mode: ask for the PIN once (the refused request changed nothing), then again
                     if err.kind != "locked" or settings.pin is not None or settings.as_json or not sys.stdin.isatty():
                         raise
-                    settings.pin = click.prompt("Clinician PIN", hide_input=True)
+                    settings.pin = ask_pin()
     except CliFailure as failure:
         _fail(settings, failure)
     except dep.DeployError as err:

@@ -6,9 +6,11 @@ they go to the device, which checks them again on receipt.
 """
 
 import copy
+import errno
 import json
 import os
 import re
+import stat
 import sys
 import tempfile
 import time
@@ -31,6 +33,8 @@ from host.cli import (
     EXIT_USAGE,
     MILLIAMPS,
     CliFailure,
+    FiniteFloatRange,
+    _check_amp,
     _check_channel,
     _console,
     _emit_json,
@@ -222,19 +226,28 @@ def program_validate(settings, path, channels):
         click.echo("%s: valid, %s (%s)" % (checked.name, format_duration_ms(checked.session_ms), _phases_text(checked.source)))
 
 
-def _max_changes(settings, texts, channels):
-    """--max "20" (every channel) or "CH=MA": (µA, the text typed) per channel index."""
+def _max_changes(settings, texts, channels, program_name):
+    """--max "20" (every channel) or "CH=MA": (µA, the text typed) per channel index.
+
+    A prescribed maximum is never dropped: a channel given twice (CH=MA twice, or MA and CH=MA),
+    a channel the program does not have, and any --max for a program without channels are
+    usage errors."""
     out = {}
     for text in texts:
         ch_text, sep, ma_text = text.rpartition("=")
-        chs = range(channels) if not sep else None
+        chs = range(channels)
         if sep:
             try:
                 chs = [int(ch_text)]
             except ValueError:
                 _usage(settings, "--max expects MA or CH=MA, got %r" % text)
+        if not chs:
+            _usage(settings, "--max %s: program %s has no channels, so it has no maximum to prescribe" % (text, program_name))
         amp = MILLIAMPS.convert(ma_text, None, None)
         for ch in chs:
+            if ch in out:
+                _usage(settings, "--max gives channel %d twice (%s mA and %s mA): give one prescribed maximum per "
+                                 "channel; nothing was uploaded" % (ch, out[ch][1], amp[1]))
             out[ch] = amp
     return out
 
@@ -244,7 +257,7 @@ def _max_changes(settings, texts, channels):
 @click.option("--preset", "preset_name", metavar="NAME", help="Start from a built-in preset instead of a file.")
 @click.option("--name", "new_name", metavar="NAME", help="Store it under this name (required with --preset).")
 @click.option("--max", "maxima", multiple=True, metavar="[CH=]MA",
-              help="Prescribed maximum amplitude, for every channel or one (repeatable).")
+              help="Prescribed maximum amplitude, for every channel or one (repeatable, each channel once).")
 @click.pass_obj
 def program_upload(settings, path, preset_name, new_name, maxima):
     """Upload a program (clinician): from a JSON file, or a preset with a prescribed maximum.
@@ -268,7 +281,7 @@ def program_upload(settings, path, preset_name, new_name, maxima):
     if not isinstance(source, dict):
         _usage(settings, "a program file holds one JSON object")
     checked = _checked(settings, source, where="program")
-    for ch, (amp_ua, text) in _max_changes(settings, maxima, len(checked.channels)).items():
+    for ch, (amp_ua, text) in _max_changes(settings, maxima, len(checked.channels), checked.name).items():
         if ch >= len(checked.channels):
             _usage(settings, "--max for channel %d: program %s has %d channel(s)" % (ch, checked.name, len(checked.channels)))
         setting = checked.channels[ch].setting
@@ -320,7 +333,7 @@ def program_delete(settings, name):
               help="The session pauses unless this host is heard from this often (the live view keeps it).")
 @click.option("--every", "every_ms", type=click.IntRange(50, 60000), default=200, show_default=True,
               help="Telemetry interval of the live view in ms.")
-@click.option("--duration", "duration_s", type=click.FloatRange(min=0.1), default=None,
+@click.option("--duration", "duration_s", type=FiniteFloatRange(min=0.1), default=None,
               help="Leave the live view after this many seconds (the session goes on until its lease runs out).")
 @click.pass_obj
 def run(settings, name, amps, lease_s, every_ms, duration_s):
@@ -329,8 +342,9 @@ def run(settings, name, amps, lease_s, every_ms, duration_s):
     def start(client):  # on the live view's own connection: the lease is held from the start on
         targets = None
         if amps:
-            for ch in range(len(amps)):
+            for ch, (amp_ua, text) in enumerate(amps):  # checked here, as start does: exit 2, nothing started
                 _check_channel(client, ch)
+                _check_amp(client, amp_ua, text)
             targets = [amp[0] for amp in amps]
         reply = client.start_program(name, targets, lease_s * 1000)
         if settings.as_json:
@@ -370,7 +384,8 @@ def log_info(settings):
 @log.command("fetch")
 @click.option("--format", "fmt", type=click.Choice(["json", "csv"]), default="json", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None,
-              help="Write to this file (default: standard output).")
+              help="Write to this file (default: standard output): replaced whole once the log is fetched, "
+                   "through a symlink, keeping its permissions; a FIFO, a device or a read-only file is refused.")
 @click.option("--from", "from_seq", type=click.IntRange(min=0), default=1, show_default=True,
               help="First record number to fetch.")
 @click.pass_obj
@@ -394,7 +409,7 @@ def log_fetch(settings, fmt, output, from_seq):
         return
     # the file is written next to its final place first: a path that cannot be written fails here,
     # before anything is fetched, and the old file stays whole until the new one is complete
-    handle, temp_path = _open_beside(settings, output)
+    handle, temp_path, real_path = _open_beside(settings, output)
     try:
         try:
             _run(settings, action, emit=False)
@@ -406,7 +421,7 @@ def log_fetch(settings, fmt, output, from_seq):
         try:
             with handle:
                 writer(records, handle)
-            os.replace(temp_path, output)
+            os.replace(temp_path, real_path)  # a symlink at output stays one, to the new file
         except OSError as err:
             _rescue_failure(settings, records, "cannot write %s: %s" % (output, err.strerror or err))
     finally:
@@ -418,14 +433,78 @@ def log_fetch(settings, fmt, output, from_seq):
         click.echo("Wrote %d records to %s" % (len(records), output), err=True)
 
 
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _file_kind(mode):
+    """What a non-regular file is, in words for the error message."""
+    for test, kind in _FILE_KINDS:
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def _new_file_mode():
+    """The permission bits open() gives a new file: 0666 minus the umask (read only by setting it)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _output_target(output):
+    """(the real path to write, symlinks followed; the permission bits it ends with).
+
+    The new content is renamed over the real path, so what stands there is checked first:
+    CliFailure(usage) naming output when it is not a regular file (a FIFO, a device, a folder)
+    or is read-only; an existing file keeps its permission bits."""
+    real_path = os.path.realpath(output)
+    shown = output if real_path == os.path.abspath(output) else "%s (-> %s)" % (output, real_path)
+    try:
+        mode = os.stat(real_path).st_mode
+    except FileNotFoundError:
+        return real_path, _new_file_mode()
+    except OSError as err:
+        raise CliFailure(EXIT_USAGE, "usage", "cannot write %s: %s (nothing was fetched)" % (shown, err.strerror or err))
+    if not stat.S_ISREG(mode):
+        raise CliFailure(EXIT_USAGE, "usage", "cannot write %s: it is %s, not a regular file; give a file path "
+                                              "(nothing was fetched)" % (shown, _file_kind(mode)))
+    if not mode & 0o222 or not os.access(real_path, os.W_OK):
+        raise CliFailure(EXIT_USAGE, "usage", "cannot write %s: it is read-only (mode %04o); nothing was fetched"
+                                              % (shown, stat.S_IMODE(mode)))
+    return real_path, stat.S_IMODE(mode)
+
+
 def _open_beside(settings, output):
-    """A new temporary file in output's folder (text, for writing) and its path; usage error if impossible."""
-    folder = os.path.dirname(os.path.abspath(output))
+    """(a new temporary text file beside output's real path, its path, the real path): the file
+    is renamed over the real path once complete. Usage error naming output if impossible."""
+    try:
+        real_path, mode = _output_target(output)
+    except CliFailure as failure:
+        _fail(settings, failure)
+    folder = os.path.dirname(real_path)
     try:
         fd, temp_path = tempfile.mkstemp(prefix=".tensctl-", suffix=".part", dir=folder)
     except OSError as err:
-        _usage(settings, "cannot write %s: %s (nothing was fetched)" % (output, err.strerror or err))
-    return os.fdopen(fd, "w", encoding="utf-8", newline=""), temp_path
+        _usage(settings, "cannot write %s: %s (nothing was fetched)" % (output, _cannot_create_text(folder, err)))
+    try:
+        os.chmod(temp_path, mode)
+    except OSError:
+        pass  # the file system keeps its own modes (a FAT stick): the log is written all the same
+    return os.fdopen(fd, "w", encoding="utf-8", newline=""), temp_path, real_path
+
+
+def _cannot_create_text(folder, err):
+    """Why no file can be made in folder: ENOENT for an existing folder means it takes no new files (/proc)."""
+    if err.errno == errno.ENOENT and os.path.isdir(folder):
+        return "its folder %s does not let new files be made there (the file is written beside its " \
+               "final place, then renamed)" % folder
+    return "cannot make a file in %s: %s" % (folder, err.strerror or err)
 
 
 def _rescue_failure(settings, records, text):
@@ -443,11 +522,14 @@ def _rescue_failure(settings, records, text):
 
 
 @log.command("erase")
-@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (required with --json).")
 @click.pass_obj
 def log_erase(settings, yes):
     """Erase the session log (clinician). Fetch it first: erased records are gone."""
-    if not yes and not settings.as_json:
+    if not yes:
+        if settings.as_json:  # no prompt to answer: erasing needs the --yes said up front
+            _usage(settings, "log erase erases every record of the session log: add --yes to confirm it "
+                             "(--json asks nothing); nothing was erased")
         click.confirm("Erase every record of the session log?", abort=True)
 
     def action(client):

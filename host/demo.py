@@ -22,6 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from firmware import limits as L
+from host.cli import FiniteFloatRange
 from host.client import Client, ClientError
 from host.transport import TransportError, open_port
 from host.units import format_ma
@@ -229,7 +230,7 @@ def _tick(session, started):
 
 @click.command()
 @click.option("--runtime", type=click.Choice(["cpython", "micropython"]), default="cpython", show_default=True)
-@click.option("--speed", type=click.FloatRange(min=1, max=200), default=20.0, show_default=True,
+@click.option("--speed", type=FiniteFloatRange(min=1, max=200), default=20.0, show_default=True,
               help="Simulated seconds per wall second.")
 def main(runtime, speed):
     """Run a short accelerated session on an embedded simulated device."""

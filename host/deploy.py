@@ -150,6 +150,8 @@ def build(root, dist_dir, builder=None):
         builder = build_firmware.build
     try:
         built = builder(root, dist_dir)
+    except build_firmware.OutputError as exc:  # a folder it may not replace, or one it cannot write
+        raise DeployError("dist", "nothing was built: %s" % exc, exit_code=2)
     except SystemExit as exc:  # build_firmware reports mpy-cross errors this way
         raise DeployError("build", "the firmware does not build: %s" % exc, exit_code=1)
     files = []

@@ -39,6 +39,7 @@ def test_a_build_removes_stale_files_from_its_own_folder_only(tmp_path, fake_com
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"old")
+    (dist / "firmware" / build_firmware.BUILD_MARKER).write_text("an earlier build's")
     mine = dist / "notes.txt"  # beside the build's folder: not the build's to remove
     mine.write_text("keep")
     built = build_firmware.build(str(ROOT), str(dist))
@@ -46,7 +47,7 @@ def test_a_build_removes_stale_files_from_its_own_folder_only(tmp_path, fake_com
     assert not (dist / "firmware" / "gone").exists()
     assert mine.read_text() == "keep"
     expected = sorted(os.path.relpath(target, dist) for _, target in built)
-    assert _tree(dist) == sorted(expected + ["notes.txt"])
+    assert _tree(dist) == sorted(expected + ["notes.txt", "firmware/" + build_firmware.BUILD_MARKER])
     assert "firmware/main.py" in expected and "firmware/device.mpy" in expected
 
 
@@ -70,3 +71,36 @@ def test_an_output_folder_that_is_a_file_is_an_error_not_a_removal(tmp_path, fak
     with pytest.raises(SystemExit):
         build_firmware.build(str(ROOT), str(dist))
     assert (dist / "firmware").read_text() == "not a folder"
+
+
+def test_a_folder_of_another_checkouts_sources_is_refused_and_kept_whole(tmp_path, fake_compiler):
+    dist = tmp_path / "elsewhere"
+    theirs = {"firmware/device.py": "X = 1\n", "firmware/main.py": "import device\n", "firmware/README": "mine"}
+    for name, text in theirs.items():
+        (dist / name).parent.mkdir(parents=True, exist_ok=True)
+        (dist / name).write_text(text)
+    with pytest.raises(build_firmware.OutputError) as err:
+        build_firmware.build(str(ROOT), str(dist))
+    text = str(err.value)
+    assert str(dist / "firmware") in text and "README" in text and "no build writes" in text
+    assert build_firmware.BUILD_MARKER in text
+    assert {name: (dist / name).read_text() for name in theirs} == theirs
+    assert _tree(dist) == sorted(theirs)
+
+
+def test_an_unmarked_folder_of_only_mpy_main_and_boot_is_an_older_build_and_is_replaced(tmp_path, fake_compiler):
+    dist = tmp_path / "dist"
+    for name in ("firmware/old_module.mpy", "firmware/drivers/x.mpy", "firmware/main.py", "firmware/boot.py"):
+        (dist / name).parent.mkdir(parents=True, exist_ok=True)
+        (dist / name).write_bytes(b"old")
+    built = build_firmware.build(str(ROOT), str(dist))
+    assert not (dist / "firmware" / "old_module.mpy").exists()
+    assert (dist / "firmware" / build_firmware.BUILD_MARKER).is_file()
+    assert built and all(Path(target).exists() for _, target in built)
+    build_firmware.build(str(ROOT), str(dist))  # its own marked output: replaced again
+
+
+def test_an_output_the_file_system_refuses_is_one_clear_error(tmp_path, fake_compiler):
+    with pytest.raises(build_firmware.OutputError) as err:
+        build_firmware.build(str(ROOT), "/proc/pulsewarm-no-such-dir")
+    assert str(err.value).startswith("cannot build into /proc/pulsewarm-no-such-dir: ")

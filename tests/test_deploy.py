@@ -684,7 +684,8 @@ def vm_board(tmp_path, built):
         pytest.skip(str(err))
     board_dir = tmp_path / "board"
     # flashed earlier with this build, then aged: main.py edited, two modules missing, stale files
-    shutil.copytree(Path(built.dist) / "firmware", board_dir / "firmware")
+    shutil.copytree(Path(built.dist) / "firmware", board_dir / "firmware",  # as deploy copies: not the marker
+                    ignore=shutil.ignore_patterns(dep.build_firmware.BUILD_MARKER))
     for name in ("main.py", "boot.py"):
         if (board_dir / "firmware" / name).exists():
             (board_dir / "firmware" / name).rename(board_dir / name)
@@ -756,3 +757,30 @@ def test_deploy_to_a_board_started_with_stop_held_skips_the_request(vm_board, bu
     assert "asked for maintenance mode" not in result.stderr
     assert "3 copied, 2 removed" in result.stdout
     assert vm.log().count("VM: watchdog started") == 2  # boot 1 and the boot after the deploy, not boot 2
+
+
+# ---- the build folder: only a build's own output is replaced ----------------------------------------
+
+
+def _deploy_dry_run(*args):
+    return CliRunner().invoke(cli, ["--json", "deploy", "--dry-run", *args], env={"TENSCTL_PORT": None},
+                              catch_exceptions=False)
+
+
+def test_dry_run_into_a_folder_holding_other_sources_refuses_and_deletes_nothing(tmp_path):
+    theirs = tmp_path / "firmware" / "device.py"
+    theirs.parent.mkdir()
+    theirs.write_text("# another checkout's work\n")
+    result = _deploy_dry_run("--dist", str(tmp_path))
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["kind"] == "dist" and str(tmp_path / "firmware") in error["message"]
+    assert "device.py" in error["message"] and "no build writes" in error["message"]
+    assert theirs.read_text() == "# another checkout's work\n"
+
+
+def test_dry_run_into_a_folder_that_cannot_be_made_is_one_json_error_not_a_traceback():
+    result = _deploy_dry_run("--dist", "/proc/x")
+    assert result.exit_code == 2, result.output
+    error = json.loads(result.stdout)["error"]
+    assert error["kind"] == "dist" and "cannot build into /proc/x" in error["message"]

@@ -28,7 +28,7 @@ LIMITS = {
     "energy_per_pulse": L.ENERGY_LIMIT_UJ,
     "current_density": L.CURRENT_DENSITY_LIMIT_UA_CM2,
     "power_density": L.POWER_DENSITY_LIMIT_UW_CM2,
-    "mod_amp_slope": L.RAMP_MAX_UA_PER_TICK * 1000 // L.TICK_MS,
+    "mod_amp_slope": L.MOD_AMP_SLOPE_LIMIT_UA_S,
 }
 MESSAGE = re.compile(r"^([a-z_]+) (\d+) (\S+) exceeds the limit (\d+) (\S+) at (\d+) uA \((.+)\)$")
 WINDOW_US = L.TICK_MS * 1000

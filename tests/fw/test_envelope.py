@@ -186,6 +186,7 @@ def test_figures_by_hand():
 
 def test_amplitude_modulation_is_no_faster_than_the_steepest_ramp():
     """Full-depth modulation over 500 ms sweeps 20 mA in 250 ms: 80 mA/s, the ramp's own cap."""
+    assert L.MOD_AMP_SLOPE_LIMIT_UA_S == L.RAMP_MAX_UA_PER_TICK * 1000 // L.TICK_MS
     s = E.parse_setting({"mode": "modulated", "rate_hz": 50, "phase_us": 100, "mod_amp_pct": 100, "mod_amp_ms": 500})
     assert E.Envelope(s, 20000).mod_amp_slope_ua_s == 80000
     assert E.max_amp_ua(s) == 20000 and E.binding_limit(s) == "mod_amp_slope"
