@@ -1,8 +1,9 @@
-"""tensctl defects from the audit, each pinned: the session log erased under --json without
---yes, `log fetch -o` over what is not a plain file, repeated options whose last value silently
-won, nan and inf as numbers, Ctrl-C while a reply is awaited, a lost link after `start`, messages
-and exit codes that did not say what was wrong, `--json --version`, and `python -m host.cli`.
-(The build folder's defects are pinned in test_build_firmware.py and test_deploy.py.)"""
+"""tensctl at its edges: `log erase` under --json needs --yes; `log fetch -o` writes only a plain
+file (through a link, keeping its mode); a single-valued option given twice is an error, not the
+last value silently; nan and inf are no numbers; Ctrl-C while a reply is awaited exits 130 (an
+estop says it is not confirmed); a link lost after `start --wait` says the session started;
+messages and exit codes say what was wrong; `--json --version`; `python -m host.cli`.
+(The build folder's own rules are in test_build_firmware.py and test_deploy.py.)"""
 
 import json
 import os
