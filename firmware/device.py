@@ -18,7 +18,7 @@ from firmware.program_run import ProgramRun
 from firmware.program_store import ProgramStore
 from firmware.ram_storage import RamStorage
 from firmware.recorder import SAMPLE_EVERY_MS, Recorder
-from firmware.session_log import SessionLog
+from firmware.session_log import SessionLog, UnreadableLog
 from firmware.settings import Settings
 from firmware.output_check import OutputMonitor
 from firmware.protocols import frame, jsonenc
@@ -116,8 +116,8 @@ class Device:
         self.uptime = Elapsed(clock.ticks_ms())
         try:
             log = SessionLog(storage)
-        except msg.RequestError:  # an unreadable log must not keep the device from working: records go to RAM
-            log = SessionLog(RamStorage())
+        except msg.RequestError as err:  # the device works on; records are refused, never kept in RAM
+            log = UnreadableLog(storage, err)
         self.recorder = Recorder(log, self.uptime)
         self.max_amp_ua = [0] * count  # the highest output of this session, per channel (for the log)
         self._sample_due = False

@@ -378,3 +378,36 @@ class SessionLog:
             "capacity_bytes": 2 * self.file_max_bytes,
             "skipped": self.skipped,
         }
+
+
+class UnreadableLog:
+    """The session log when the flash could not be read at boot. Nothing is kept in RAM in its
+    place: a record there would be confirmed to the host, lost at the next boot and its seq handed
+    out again. Every use tries the flash again (E_STORAGE while it fails); once it reads, this is
+    that log from then on, its seq going on from the records on the flash."""
+
+    def __init__(self, storage, error):
+        self.storage = storage
+        self.error = error.message  # why the last try failed
+        self._log = None
+
+    def _open(self):
+        if self._log is None:
+            try:
+                self._log = SessionLog(self.storage)
+            except msg.RequestError as err:
+                self.error = err.message
+                raise msg.RequestError(msg.E_STORAGE, "session log unreadable since boot: %s" % msg.clip(err.message, 80))
+        return self._log
+
+    def append(self, record):
+        return self._open().append(record)
+
+    def erase(self):
+        return self._open().erase()
+
+    def read(self, from_seq, max_bytes):
+        return self._open().read(from_seq, max_bytes)
+
+    def info(self):
+        return self._open().info()

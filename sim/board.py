@@ -229,7 +229,7 @@ class SimStorage(RamStorage):
     `cut(name, size)` keeps only the first size bytes: a power cut in the middle of a write."""
 
     def cut(self, name, size):
-        del self.files[name][size:]
+        self.files[name] = self.files[name][:size]  # (MicroPython's bytearray has no slice deletion)
 
 
 class SimBoard:

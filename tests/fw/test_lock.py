@@ -531,3 +531,35 @@ def test_a_device_whose_flash_cannot_be_read_boots_locked():
         assert reply["ok"] is False and reply["err"] in (msg.E_STORAGE, msg.E_LOCKED), (op, reply)
     assert h.state == "IDLE" and h.amps() == [0, 0]
     assert h.request("start", {"amp_ua": [5000], "lease_ms": 0})["err"] == msg.E_STORAGE
+
+
+def test_a_confirmed_pin_survives_any_number_of_failed_or_cut_writes_before_it():
+    """Each failed write ends its fragment before the next record, in this run or after a reboot:
+    glued together, fragments would fill a line past the frame reader's tries and hide the record
+    the host was told was stored (a locked device back open, or a replaced PIN back)."""
+    storage = FailingStorage()
+    lock, _, _ = make(storage)
+    storage.mode = "short"
+    for _ in range(6):
+        assert code_of(lock.set_pin, "2468") == msg.E_STORAGE
+    storage.mode = None
+    lock.set_pin("2468")
+    rebooted = make(storage)[0]
+    assert rebooted.has_pin and rebooted.check("2468") is None
+    for _ in range(6):  # a change that keeps failing, then one that is confirmed
+        storage.mode = "short"
+        assert code_of(rebooted.set_pin, "1357", "2468") == msg.E_STORAGE
+    storage.mode = None
+    rebooted.set_pin("1357", "2468")
+    after = make(storage)[0]
+    assert after.check("1357") is None and code_of(after.check, "2468") == msg.E_BAD_PIN
+    # cut mid-write with a reboot after each, then a confirmed PIN
+    storage = SimStorage()
+    for _ in range(6):
+        cut_lock = make(storage)[0]
+        assert not cut_lock.has_pin  # no cut write ever counts
+        before = storage.size(STORE_NAME)
+        cut_lock.set_pin("9753")
+        storage.cut(STORE_NAME, before + 30)
+    make(storage)[0].set_pin("9753")
+    assert make(storage)[0].check("9753") is None and make(storage)[0].has_pin

@@ -531,3 +531,49 @@ def test_a_failed_write_that_left_all_but_its_newline_never_becomes_a_record():
             assert all(r["ev"] != "lost" for r in records), at_rotation
             assert records[-1] == {"ev": "next", "seq": seq}
             assert records[:-1] == before[len(before) - len(records) + 1 :], at_rotation
+
+
+class _UnreadableAtFirst(SimStorage):
+    """A flash whose session log files cannot be read until `heal()` (an EIO at boot)."""
+
+    def __init__(self):
+        SimStorage.__init__(self)
+        self.broken = False
+
+    def read(self, name, offset, size):
+        if self.broken and name in FILES:
+            raise OSError(5)
+        return SimStorage.read(self, name, offset, size)
+
+
+def test_a_log_unreadable_at_boot_refuses_records_and_takes_the_flash_back_once_it_reads():
+    """Nothing is kept in RAM in its place: a record there would be confirmed, then lost at the
+    next boot, and its seq handed out again."""
+    from tests.fw.harness import Harness
+
+    h = Harness()
+    storage = _UnreadableAtFirst()
+    h.board.storage = storage
+    h.device = h.board.build_device()
+    assert h.ok("pain", {"score": 3, "when": "before"})["seq"] == 1
+    h.tick(6000)  # the pain rate limit: one score a minute
+    assert h.ok("pain", {"score": 4, "when": "before"})["seq"] == 2
+    storage.broken = True
+    h.device = h.board.build_device()  # a reboot that cannot read the log
+    h.tick(1)
+    for op, fields in (("pain", {"score": 9, "when": "after"}), ("log_info", None), ("log_fetch", None)):
+        reply = h.request(op, fields)
+        assert reply["ok"] is False and reply["err"] == msg.E_STORAGE, (op, reply)
+        assert "unreadable since boot" in reply["msg"], reply
+    h.ok("start", {"amp_ua": [3000, 0], "lease_ms": 0})  # therapy goes on; its records are refused
+    h.tick(50)
+    h.ok("stop")
+    h.tick(600)
+    assert h.state == "IDLE"
+    storage.broken = False  # the flash reads again: the same log, seq going on, nothing lost
+    info = h.ok("log_info")
+    assert info["first_seq"] == 1 and info["last_seq"] == 2 and info["records"] == 2, info
+    h.tick(6000)
+    assert h.ok("pain", {"score": 9, "when": "after"})["seq"] == 3
+    h.device = h.board.build_device()
+    assert [r["score"] for r in h.ok("log_fetch")["records"] if r["ev"] == "pain"] == [3, 4, 9]
