@@ -18,10 +18,11 @@ active file past `log_max_bytes`, the live programs are first copied into the ot
 between a header and a footer, and only then is the old file removed. At boot a file is valid
 when it is a gen-0 file (no header, FILES[0]) or holds its footer; the valid file of the
 higher generation wins and the other file is removed. So a power cut at any byte of any write
-leaves either the state before the operation or the state after it. A write that fails while
-the device runs (the request refused with `storage`) may leave a fragment, even all of a record
-but its newline: it is ended with record_file.FRAGMENT_END, which no record ends in, so it can
-never become a record; only a torn tail found at boot (a power cut) is ended with a plain newline.
+leaves either the state before the operation or the state after it. A record counts once all
+of it, newline and all, is on the flash (only then is the host told so): a write that fails
+while the device runs (the request refused with `storage`) or a power cut may leave a fragment,
+even all of a record but its newline, and it is ended with record_file.FRAGMENT_END, which no
+record ends in, so it never becomes a record, not after a reboot either.
 """
 
 from firmware.compat import const
@@ -62,9 +63,9 @@ class ProgramStore:
         self.used = 0  # bytes in the active file
         self.skipped = 0  # damaged or unexpected lines found in the active file (and unreadable programs dropped)
         self.broken = None  # text of a storage failure at boot: the store then refuses everything
-        # what ends a torn tail of the active file before the next write: None (nothing to check),
-        # b"\n" (found at boot, scanned as if so padded) or FRAGMENT_END (a write of this run failed:
-        # the host was told so, and even all of a record but its newline must never become one)
+        # what ends a torn tail of the active file before the next write: None (nothing to check)
+        # or FRAGMENT_END (a fragment of a failed or cut write, even all of a record but its
+        # newline, must never become one)
         self._tail_end = None
         self._stale = None  # a file that must be removed before the next write (a failed compaction's leftover)
         try:
@@ -74,7 +75,7 @@ class ProgramStore:
             self.broken = msg.clip("%s" % (exc,))
         if self.broken is None:
             try:
-                self._prepare()  # pad a torn tail now, so the next record is never glued to the fragment
+                self._prepare()  # end a torn tail now, so the next record is never glued to the fragment
             except msg.RequestError:
                 pass  # retried before the next write
 
@@ -289,7 +290,7 @@ class ProgramStore:
         self.gen = best.gen
         self.used = best.size
         self.skipped = best.skipped
-        self._tail_end = b"\n" if best.torn else None
+        self._tail_end = FRAGMENT_END if best.torn else None
 
     def _scan(self, name):
         """One pass over a file in small chunks: its generation, footer and index."""
@@ -311,10 +312,9 @@ class ProgramStore:
             offset += len(data)
             last = data[-1]
         scan.size = offset
-        if last != _NL:  # scanned as if padded, which is what happens to the file next
+        if last != _NL:  # a fragment, even all of a record but its newline: never a record
             scan.torn = True
-            for line in reader.feed(b"\n"):
-                _scan_line(scan, line, start)
+            scan.skipped += 1
         return scan
 
 

@@ -8,11 +8,12 @@ leaves ERASE_RESERVE bytes free at the end of a file, so an erase marker always 
 
 Every record carries `seq`, one more than the record before it, across reboots,
 rotations and erases: a host that fetched up to seq n asks for n + 1 and can never
-mistake an old record for a new one. A power cut loses at most the record being
-written: its torn fragment fails the CRC and is skipped on boot, and a newline is
-added after it so the next record starts its own line. A write that fails while the
-device runs may leave a fragment too: it is ended with record_file.FRAGMENT_END, which
-no record ends in, so a fragment the host was told failed never becomes a record. Nothing
+mistake an old record for a new one. A record is stored once all of it, newline and all,
+is on the flash (only then is the host told so), so a power cut loses at most the record
+being written: what it left is a fragment, even all of a record but its newline, skipped
+on boot and ended with record_file.FRAGMENT_END (which no record ends in) so the next
+record starts its own line. A write that fails while the device runs leaves its fragment
+the same way: one the host was told failed never becomes a record, not after a reboot either. Nothing
 is kept in RAM but counters and offsets; `read` pages by seq so each page fits a
 1024-byte frame.
 
@@ -79,8 +80,8 @@ class SessionLog:
         self._next = 1  # seq of the next record
         self._cursor = None  # (seq, file index, offset): where a page that continues at seq starts
         # what ends a torn tail of the active file before the next record: None (nothing to
-        # check), b"\n" (found at boot: it was counted as it stands) or FRAGMENT_END (a write of
-        # this run failed: what it left must never become a record)
+        # check) or FRAGMENT_END (a fragment, from a failed write or a power cut, must never
+        # become a record)
         self._tail_end = None
         self._force_rotate = False  # a rotation failed half way: the other file may hold a fragment
         try:
@@ -91,22 +92,19 @@ class SessionLog:
     # ---- boot -------------------------------------------------------------------------
 
     def _recover(self):
-        """Rebuild the counters from flash; after a power cut, end a torn line with a newline.
+        """Rebuild the counters from flash; end a torn tail so it never becomes a record.
 
-        A cut can leave a whole record but for its newline: its CRC proves it complete, so
-        it counts (the newline added now makes it an ordinary line for every later boot)."""
+        A record is stored once all of it, newline and all, is on the flash: only then is the
+        host told so. A tail after the last newline is a fragment, even all of a record but its
+        newline (a write that failed, or was cut by a power cut, before it returned)."""
         for idx in (0, 1):
             name = FILES[idx]
             done = 0  # offset after the last newline
             for line, end in self._lines(name, 0):
                 self._count(idx, _decode(line), done)
                 done = end
-            left = self.storage.size(name) - done
-            if left > 0:  # the fragment after the last newline
-                tail = None
-                if left <= frame.MAX_LINE_BYTES:
-                    tail = _decode(self.storage.read(name, done, left))
-                self._count(idx, tail, done)
+            if self.storage.size(name) > done:  # the fragment after the last newline
+                self._count(idx, None, done)
         floor = max(self._marker[0], self._marker[1])
         if floor:
             # the newest marker committed an erase: a file holding only records before it is old
@@ -124,11 +122,11 @@ class SessionLog:
         active = self._active
         self._next = max(self._last[0], self._last[1]) + 1
         if self._torn(FILES[active]):
-            self._tail_end = b"\n"
+            self._tail_end = FRAGMENT_END
             try:
-                self.storage.append(FILES[active], b"\n")
+                self.storage.append(FILES[active], FRAGMENT_END)
                 self._tail_end = None
-            except Exception:  # noqa: BLE001 - boot goes on; the next append writes the newline first
+            except Exception:  # noqa: BLE001 - boot goes on; the next append ends it first
                 pass
         self._refresh()
 
