@@ -47,6 +47,7 @@ from host import ports
 from host.client import (
     DEFAULT_TIMEOUT_S,
     RETRIES,
+    CallbackError,
     Client,
     ClientError,
     DeviceError,
@@ -1379,8 +1380,9 @@ def monitor_session(settings, every_ms, duration_s, reconnect_s, first=None):
         click.echo("Ctrl-C: stopping stimulation (ramping down) before exit...", err=True)
         try:
             stopped = session.stop_session(L.RAMP_MAX_MS / 1000.0 + 2.0)
-        except (DeviceError, NoResponse, TransportError) as err:
-            click.echo("Could not stop the session: %s. Use tensctl estop." % err, err=True)
+        except ClientError as err:  # any failed stop (a broken reply too): output zero another way
+            click.echo("Could not stop the session: %s. %s" % (err, _estop_after_failed_stop(session.client)),
+                       err=True)
             session.close()
             sys.exit(EXIT_INTERRUPTED)
         click.echo("Stopped: output ramped down to zero." if stopped else "Nothing was running.", err=True)
@@ -1401,10 +1403,27 @@ def monitor_session(settings, every_ms, duration_s, reconnect_s, first=None):
     except NoResponse as err:
         session.close()
         _fail(settings, CliFailure(EXIT_NO_RESPONSE, "no_response", str(err)))
-    except (VersionMismatch, ProtocolError) as err:
+    except VersionMismatch as err:
         session.close()
         _fail(settings, CliFailure(EXIT_NO_RESPONSE, "version_mismatch", str(err)))
+    except ProtocolError as err:
+        session.close()
+        _fail(settings, CliFailure(EXIT_NO_RESPONSE, "protocol", str(err)))
     session.close()
+
+
+def _estop_after_failed_stop(client):
+    """After a stop that failed: try an emergency stop; what to tell the user."""
+    if client is None:
+        return "No connection to send an emergency stop on: use tensctl estop."
+    try:
+        client.estop()
+    except CallbackError as err:  # the view's callback raised: the estop itself may have gone through
+        if err.error is not None:
+            return "The emergency stop was NOT confirmed either (%s): use tensctl estop." % err.error
+    except ClientError as err:
+        return "The emergency stop was NOT confirmed either (%s): use tensctl estop." % err
+    return "Emergency stop sent and confirmed: output zero."
 
 
 def _pick_port_or_fail(settings):

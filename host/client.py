@@ -36,6 +36,9 @@ from host.keepalive import KeepalivePace
 DEFAULT_TIMEOUT_S = 1.0
 RETRIES = 1  # resends of an unanswered request, always with the same id
 KEEP_EVENTS = 32
+# log_fetch pages before the host gives up: a full log (192 KiB) is a few hundred pages of up to 640
+# bytes; a device that never ends its log must not keep the host fetching forever
+MAX_LOG_PAGES = 5000
 # requests a device in patient mode accepts only with the clinician PIN (docs/protocol.md)
 CLINICIAN_OPS = (
     msg.OP_SETTINGS, msg.OP_PROGRAM_PUT, msg.OP_PROGRAM_DELETE, msg.OP_LOG_ERASE, msg.OP_MAINTENANCE,
@@ -132,6 +135,17 @@ def _amp_list(value, name="amp_ua"):
     )
 
 
+
+
+def _seq_seen(record, seen):
+    """Whether record's seq was fetched before (and note it); a record without one counts as new."""
+    seq = record.get("seq")
+    if not msg.is_int(seq):
+        return False
+    if seq in seen:
+        return True
+    seen.add(seq)
+    return False
 
 
 def _random_first_id():
@@ -251,6 +265,7 @@ class Client:
         data = frame.encode_frame(msg.request(request_id, op, fields))
         attempts = 1 + self.retries
         reply = None
+        damaged_before = self.rx_errors
         self._waiting.append(request_id)
         try:
             for attempt in range(attempts):
@@ -265,7 +280,8 @@ class Client:
             self._waiting.remove(request_id)
             self._early.pop(request_id, None)
         if reply is None:
-            return None, None, NoResponse(self.port_name, op, request_id, self.timeout_s * attempts, attempts)
+            return None, None, NoResponse(self.port_name, op, request_id, self.timeout_s * attempts, attempts,
+                                          damaged=self.rx_errors - damaged_before)
         error = self._reply_error(op, reply)
         if error is not None:
             return None, reply, error
@@ -582,14 +598,46 @@ class Client:
     def log_records(self, from_seq=1):
         """Every record from from_seq on, fetched page by page (each page one frame)."""
         records = []
+        seen = set()  # seq numbers fetched: a page that only repeats them is not progress
         next_seq = _int_arg("from_seq", from_seq, "record numbers")
-        while True:
+        for _page in range(MAX_LOG_PAGES):
             reply = self.request(msg.OP_LOG_FETCH, from_seq=next_seq)
-            page = reply.get("records") or []
-            records.extend(page)
-            if not page or reply.get("next_seq", next_seq) <= next_seq:
+            page = self._log_page(reply)
+            fresh = [record for record in page if not _seq_seen(record, seen)]
+            records.extend(page)  # nothing the device sent is dropped, repeats included
+            if not page:
                 return records
-            next_seq = reply["next_seq"]
+            if "next_seq" not in reply:
+                raise self._log_error("a page of records without next_seq (the record number to ask for next)",
+                                      reply)
+            following = reply["next_seq"]
+            if not msg.is_int(following) or following < 1:
+                raise self._log_error("next_seq must be an integer record number 1 or more, got %s"
+                                      % msg.clip(repr(following)), reply)
+            if following <= next_seq:
+                return records  # the device says there is no more
+            if not fresh:
+                raise self._log_error("a page that only repeats records already fetched (next_seq %d)"
+                                      % following, reply)
+            next_seq = following
+        raise ProtocolError(
+            "log_fetch from the device at %s did not end after %d pages (%d records; the log holds far fewer): "
+            "the device keeps sending records" % (self.port_name, MAX_LOG_PAGES, len(records))
+        )
+
+    def _log_page(self, reply):
+        """The reply's records: a list of records (JSON objects), else ProtocolError naming records."""
+        page = reply.get("records")
+        if page is None:
+            return []
+        if not isinstance(page, list) or not all(isinstance(record, dict) for record in page):
+            raise self._log_error("records must be a list of records (JSON objects), got %s"
+                                  % msg.clip(repr(page)), reply)
+        return page
+
+    def _log_error(self, what, reply):
+        return ProtocolError("the device at %s answered log_fetch with %s: %s"
+                             % (self.port_name, what, msg.clip(repr(reply), 120)))
 
     def log_erase(self):
         """Erase the session log (outside a session)."""
@@ -647,26 +695,30 @@ class Client:
         except BaseException as err:  # the start may have run: NoResponse, ProtocolError, a lost port, Ctrl-C
             self._estop_after(err)
             raise
-        if keeper is not None:
-            keeper.start()
         try:
+            if keeper is not None:
+                keeper.start()
             yield started
-        except BaseException as exc:
-            if keeper is not None:
-                keeper.stop(wait=False)
-            self._estop_after(exc)
-            if keeper is not None:
-                keeper.stop()
+        except BaseException as exc:  # the block (or the keeper's start) raised: output zero at once
+            self._end_session_after(exc, keeper)
             raise
-        if keeper is not None:
-            keeper.stop()
         try:
+            if keeper is not None:
+                keeper.stop()  # a Ctrl-C during this join must not skip the stop: it estops instead
             self.stop()
         except BaseException as err:  # the stop may not have happened: output zero another way
-            self._estop_after(err)
+            self._end_session_after(err, keeper)
             raise
         if keeper is not None and keeper.error is not None:
             raise keeper.error
+
+    def _end_session_after(self, exc, keeper):
+        """estop because exc ended a session; the keeper is told to stop first, joined only after."""
+        if keeper is not None:
+            keeper.stop(wait=False)
+        self._estop_after(exc)
+        if keeper is not None:
+            keeper.stop()
 
     def _estop_after(self, exc):
         """estop because exc ended a session; a failed estop is noted on exc, not raised over it."""

@@ -54,23 +54,30 @@ class NoResponse(ClientError):
 
     The request may have run all the same: the request or only its reply may have been
     lost. Ask status() before repeating a start (a repeat with a new id would run again).
-    Attributes: port, op, request_id, waited_s (seconds, all attempts), attempts.
+    Attributes: port, op, request_id, waited_s (seconds, all attempts), attempts, damaged
+    (lines that arrived meanwhile but were dropped: bad checksum, too long: then something
+    answers, and the hint is about the line, not whether a device is there).
     """
 
-    def __init__(self, port, op, request_id, waited_s, attempts):
+    def __init__(self, port, op, request_id, waited_s, attempts, damaged=0):
         text = "no reply from %s to %s (request id %d): waited %s s" % (port, op, request_id, _seconds(waited_s))
         if attempts > 1:
             text += " over %d attempts with the same id" % attempts
-        text += (
-            "; the request may have run all the same (ask status() before repeating a start)"
-            "; is a pulsewarm device on that port, and no other program using it?"
-        )
+        text += "; the request may have run all the same (ask status() before repeating a start)"
+        if damaged:
+            text += (
+                "; %d damaged line%s arrived meanwhile (bad checksum or too long), so something answers: "
+                "check the cable, the baud rate and for noise on the line" % (damaged, "" if damaged == 1 else "s")
+            )
+        else:
+            text += "; is a pulsewarm device on that port, and no other program using it?"
         ClientError.__init__(self, text)
         self.port = port
         self.op = op
         self.request_id = request_id
         self.waited_s = waited_s
         self.attempts = attempts
+        self.damaged = damaged
 
 
 class VersionMismatch(ClientError):

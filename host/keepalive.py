@@ -5,10 +5,28 @@ pace is measured from the status replies' uptime_ms, not assumed. Used by `tensc
 
 import time
 
+from firmware import limits as L
+from firmware.protocols import messages as msg
+from host.errors import ProtocolError
+
 KEEPALIVE_S = 1.0  # the longest wall time between status requests
 KEEPALIVE_MIN_S = 0.02  # the shortest; also the pace while the device's clock rate is not yet known
 KEEPALIVES_PER_LEASE = 4
 RATE_MIN_WALL_S = 0.2  # wall time over which the device's clock rate is measured before it is used
+
+
+UPTIME_MAX_MS = 2**63  # beyond this an uptime is no clock reading (and would overflow the rate)
+
+
+def status_lease_ms(status):
+    """A status reply's lease_ms (absent: 0, no lease), else ProtocolError naming the field."""
+    value = status.get("lease_ms", 0)
+    if msg.is_int(value) and (value == 0 or L.LEASE_MIN_MS <= value <= L.LEASE_MAX_MS):
+        return value
+    raise ProtocolError(
+        "the device's status reply has lease_ms %s; the protocol wants 0 (no lease) or an integer "
+        "%d..%d (ms)" % (msg.clip(repr(value)), L.LEASE_MIN_MS, L.LEASE_MAX_MS)
+    )
 
 
 class KeepalivePace:
@@ -25,8 +43,8 @@ class KeepalivePace:
 
     def note(self, status):
         """A status reply: its uptime_ms measures the clock rate, its lease_ms sets the pace."""
-        self.lease_ms = status.get("lease_ms") or 0
-        if isinstance(status.get("uptime_ms"), int):
+        self.lease_ms = status_lease_ms(status)
+        if msg.is_int(status.get("uptime_ms")) and 0 <= status["uptime_ms"] <= UPTIME_MAX_MS:
             self._last = (self.clock(), status["uptime_ms"])
             self._first = self._first or self._last
 

@@ -7,6 +7,9 @@ counts it (a simulator may run many times faster than the wall clock), and at le
 a second. When telemetry stops (cable pulled, board reset) the monitor says so, reopens
 the port and carries on once the device answers.
 
+Device data is drawn as it comes: a field the monitor cannot read (a list where a number
+belongs, a channel missing from a list) is shown as "?" and the monitor keeps running.
+
 Layers: `MonitorState` holds what was seen (pure data, tested without a terminal);
 `render` and `summary_line` draw it; `KEYS` maps keys to requests; `TerminalKeys`
 reads keys from a terminal without echo; `Monitor.run` is the loop.
@@ -26,7 +29,15 @@ from rich.text import Text
 from host.client import ClientError, DeviceError, NoResponse
 from host.keepalive import KeepalivePace
 from host.transport import TransportError
-from host.units import format_celsius, format_dose, format_duration_ms, format_ma, format_temperature
+from host.units import (
+    UNREADABLE,
+    format_celsius,
+    format_dose,
+    format_duration_ms,
+    format_ma,
+    format_temperature,
+    readable,
+)
 
 RECONNECT_EVERY_S = 1.0
 EVENT_LINES = 4  # recent events shown under the table
@@ -35,9 +46,44 @@ STATE_STYLE = {"IDLE": "cyan", "RUNNING": "green", "PAUSED": "yellow", "FAULT": 
 _PAUSE_CAUSES = {"request": "on request", "lease_expired": "lease expired"}
 
 
+def _at(values, index):
+    """values[index] when values is a list that long, else None (shown as "?")."""
+    if isinstance(values, list) and 0 <= index < len(values):
+        return values[index]
+    return None
+
+
+def _dict(value):
+    """value when it is a JSON object, else an empty one (its fields then show as "?")."""
+    return value if isinstance(value, dict) else {}
+
+
+def _names(values):
+    """A list of fault names as text; "?" for anything but a list."""
+    if not isinstance(values, list):
+        return UNREADABLE
+    return ", ".join(str(value) for value in values)
+
+
+def prescribed_maxima(program):
+    """Per channel of a program_get reply's program, its max_amp_ua; None for a channel not readable."""
+    plans = _dict(program).get("channels") or []
+    if not isinstance(plans, list):
+        return []
+    return [_plan_max(plan) for plan in plans]
+
+
+def _plan_max(plan):
+    """One channel plan's max_amp_ua (absent: 0, the channel unused); None when unreadable."""
+    value = plan.get("max_amp_ua", 0) if isinstance(plan, dict) else None
+    return value if readable(value) else None
+
+
 def pause_cause(reason):
     """Why a session is PAUSED, in words: 'lease_expired' -> 'lease expired'."""
-    return _PAUSE_CAUSES.get(reason, str(reason).replace("_", " "))
+    if not isinstance(reason, str):
+        return UNREADABLE
+    return _PAUSE_CAUSES.get(reason, reason.replace("_", " "))
 
 
 class MonitorState:
@@ -60,7 +106,12 @@ class MonitorState:
 
     @property
     def channels(self):
-        return int(self.info.get("channels", 2))
+        """The device's channel count (hello); unreadable: as many as telemetry shows, at least 1."""
+        count = self.info.get("channels", 2)
+        if readable(count) and 1 <= count <= 64:
+            return count
+        amps = (self.telemetry or {}).get("amp_ua")
+        return max(1, len(amps)) if isinstance(amps, list) else 1
 
     def on_event(self, event):
         kind = event.get("ev")
@@ -106,13 +157,14 @@ class MonitorState:
         return (self.status or {}).get("phase")
 
     def max_ua(self, ch):
-        """The most channel ch may be set to now: the prescription, else the device limit."""
+        """The most channel ch may be set to now: the prescription, else the device limit (None: unreadable)."""
         if self.prescribed is not None:
             return self.prescribed[ch] if ch < len(self.prescribed) else 0
-        return int(self.info.get("amp_limit_ua", 80000))
+        limit = self.info.get("amp_limit_ua", 80000)
+        return limit if readable(limit) else None
 
     def new_connection(self, info):
-        self.info = info or self.info
+        self.info = info if isinstance(info, dict) else self.info
         self.connected = True
         self._last_n = None  # the device numbers its telemetry afresh
 
@@ -121,7 +173,11 @@ class MonitorState:
 
     @property
     def state(self):
-        return self.telemetry.get("state") if self.telemetry else None
+        """The telemetry's state name (None before any; "?" when it is not text)."""
+        if not self.telemetry:
+            return None
+        name = self.telemetry.get("state")
+        return name if isinstance(name, str) or name is None else UNREADABLE
 
     def state_text(self):
         """The state, with the cause when PAUSED: 'PAUSED (lease expired)'."""
@@ -133,7 +189,29 @@ class MonitorState:
 
 
 def _amp_bar(amp_ua, max_ua):
-    return ProgressBar(total=max(1, max_ua), completed=max(0, min(amp_ua, max_ua)), width=30)
+    total = max(1, max_ua) if readable(max_ua) else 1
+    done = max(0, min(amp_ua, total)) if readable(amp_ua) else 0
+    return ProgressBar(total=total, completed=done, width=30)
+
+
+def _channel_count(t):
+    """How many channel rows telemetry has: its amp_ua list's length (0 when it is not a list)."""
+    amps = t.get("amp_ua")
+    return len(amps) if isinstance(amps, list) else 0
+
+
+def _heat_line(heat):
+    """The heat line of the view; fields it cannot read show as "?"."""
+    line = Text("heat %s" % heat.get("state", UNREADABLE))
+    measured = heat.get("measured_mc")
+    line.append("   pad %s" % (format_temperature(measured) if measured is not None else "no reading"))
+    if heat.get("state") in ("heating", "holding"):
+        line.append(" / target %s" % format_celsius(heat.get("target_mc", 0)))
+    duty = heat.get("heater_duty_pct", 0)
+    line.append("   heater %s %%" % (duty if readable(duty) else UNREADABLE))
+    if "cem43_ms" in heat:
+        line.append("   dose %s" % format_dose(heat["cem43_ms"]))
+    return line
 
 
 def render(state):
@@ -141,14 +219,14 @@ def render(state):
     t = state.telemetry
     if t is None:
         return Panel(Text("waiting for telemetry..." if state.connected else "connecting..."), title="pulsewarm")
-    name = t.get("state", "?")
+    name = state.state
     head = Text.from_markup("[%s]%s[/]" % (STATE_STYLE.get(name, "bold"), escape(state.state_text())))
     if t.get("session_left_ms"):
         head.append("   session left %s" % format_duration_ms(t["session_left_ms"]))
     if not state.connected:
         head.append("   DEVICE LOST: reconnecting...", style="bold red")
     if t.get("faults"):
-        head.append("   faults: %s" % ", ".join(t["faults"]), style="bold red")
+        head.append("   faults: %s" % _names(t["faults"]), style="bold red")
     # the keys right under the state line: a short or narrow terminal crops the bottom, never this
     parts = [head, Text.assemble(("e: EMERGENCY STOP", "bold red"), ("  " + KEY_HINTS, "dim"))]
     if state.program:
@@ -157,29 +235,22 @@ def render(state):
     max_title = "prescribed max" if state.prescribed is not None else "max"
     for title in ("ch", "amplitude", "", "target", max_title, "delivered"):
         table.add_column(title, justify="left" if title == "" else "right")
-    for ch in range(len(t.get("amp_ua", []))):
+    for ch in range(_channel_count(t)):
         mark = ">" if ch == state.selected else " "
         max_ua = state.max_ua(ch)
+        amp_ua = _at(t.get("amp_ua"), ch)
         table.add_row(
             "%s%d" % (mark, ch),
-            format_ma(t["amp_ua"][ch]),
-            _amp_bar(t["amp_ua"][ch], max_ua),
-            format_ma(t["target_ua"][ch]),
+            format_ma(amp_ua),
+            _amp_bar(amp_ua, max_ua),
+            format_ma(_at(t.get("target_ua"), ch)),
             format_ma(max_ua) if state.prescribed is None or ch < len(state.prescribed) else "not used",
-            format_ma(t["delivered_ua"][ch]),
+            format_ma(_at(t.get("delivered_ua"), ch)),
         )
     parts.append(table)
     heat = t.get("heat")
     if heat:
-        line = Text("heat %s" % heat.get("state"))
-        measured = heat.get("measured_mc")
-        line.append("   pad %s" % (format_temperature(measured) if measured is not None else "no reading"))
-        if heat.get("state") in ("heating", "holding"):
-            line.append(" / target %s" % format_celsius(heat.get("target_mc", 0)))
-        line.append("   heater %d %%" % heat.get("heater_duty_pct", 0))
-        if "cem43_ms" in heat:
-            line.append("   dose %s" % format_dose(heat["cem43_ms"]))
-        parts.append(line)
+        parts.append(_heat_line(_dict(heat)))
     for text in state.events:
         parts.append(Text(text, style="dim"))
     if state.note:
@@ -198,18 +269,18 @@ def summary_line(state):
     t = state.telemetry
     if t is None:
         return "waiting for telemetry"
-    amps = " ".join("ch%d %s/%s" % (i, format_ma(a), format_ma(b))
-                    for i, (a, b) in enumerate(zip(t.get("amp_ua", []), t.get("target_ua", []))))
+    amps = " ".join("ch%d %s/%s" % (ch, format_ma(_at(t.get("amp_ua"), ch)), format_ma(_at(t.get("target_ua"), ch)))
+                    for ch in range(_channel_count(t)))
     line = "%s %s left %s" % (state.state_text(), amps, format_duration_ms(t.get("session_left_ms", 0)))
     if state.program:
         line += " program %s phase %s prescribed max %s" % (
             state.program, state.phase or "-",
-            "/".join(format_ma(state.max_ua(ch)) for ch in range(len(t.get("amp_ua", [])))))
-    heat = t.get("heat")
-    if heat and heat.get("measured_mc") is not None:
-        line += " heat %s %s" % (heat.get("state"), format_temperature(heat["measured_mc"]))
+            "/".join(format_ma(state.max_ua(ch)) for ch in range(_channel_count(t))))
+    heat = _dict(t.get("heat"))
+    if heat.get("measured_mc") is not None:
+        line += " heat %s %s" % (heat.get("state", UNREADABLE), format_temperature(heat["measured_mc"]))
     if t.get("faults"):
-        line += " faults %s" % ",".join(t["faults"])
+        line += " faults %s" % _names(t["faults"]).replace(", ", ",")
     return line
 
 
@@ -411,8 +482,7 @@ class Monitor:
         prescribed = self.state.prescribed if name and name == self.state.program else None
         if name and prescribed is None:
             try:
-                program = self.client.program_get(name).get("program") or {}
-                prescribed = [int(plan.get("max_amp_ua", 0)) for plan in program.get("channels") or []]
+                prescribed = prescribed_maxima(self.client.program_get(name).get("program"))
             except DeviceError:
                 prescribed = None
         self.state.on_status(status, prescribed)

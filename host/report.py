@@ -291,6 +291,15 @@ DAY_TICKS_MAX = 8  # day ticks on a date axis, at most
 DAY_AXIS_SPAN_MAX = 120  # days; longer spans get month ticks
 
 
+# the dates matplotlib can draw end with year 9999: an axis padded past it fails at save
+_DATE_NUM_MAX = date2num(datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc))
+
+
+def _date_xlim(ax, low, high):
+    """Set a date axis's limits, clamped to the last date matplotlib can draw."""
+    ax.set_xlim(min(low, _DATE_NUM_MAX - 1 / 24.0), min(high, _DATE_NUM_MAX))
+
+
 def _midnight(day):
     return date2num(datetime(day.year, day.month, day.day, tzinfo=timezone.utc))
 
@@ -307,12 +316,12 @@ def _date_axis(ax, dated):
         times = [date2num(_utc(s.unix_s)) for s in dated]
         low, high = min(times), max(times)
         pad = max((high - low) * 0.1, 1 / 48.0)  # at least half an hour each side
-        ax.set_xlim(low - pad, high + pad)
+        _date_xlim(ax, low - pad, high + pad)
         ax.xaxis.set_major_locator(AutoDateLocator(minticks=3, maxticks=8, tz=timezone.utc))
         ax.xaxis.set_major_formatter(DateFormatter("%H:%M", tz=timezone.utc))
         ax.set_xlabel("Time (UTC) on %d %s %d" % (first.day, first.strftime("%b"), first.year))
         return
-    ax.set_xlim(_midnight(first) - 0.25, _midnight(last) + 1.25)
+    _date_xlim(ax, _midnight(first) - 0.25, _midnight(last) + 1.25)
     span = (last - first).days + 1
     if span <= DAY_AXIS_SPAN_MAX:
         locator = DayLocator(interval=max(1, math.ceil(span / DAY_TICKS_MAX)), tz=timezone.utc)
@@ -730,6 +739,17 @@ def _img(name, alt):
     return '<figure><img src="%s" alt="%s" loading="lazy"></figure>' % (_e(name), _e(alt))
 
 
+def _chart(plot, data, path, alt):
+    """plot(data, path) as an <img>; a chart matplotlib cannot draw (odd device data) becomes a note
+    saying so, so the rest of the report is still written. A file that cannot be written still raises."""
+    try:
+        return _img(plot(data, path), alt)
+    except OSError:
+        raise
+    except Exception as err:  # noqa: BLE001 - matplotlib's errors are of many kinds; the report goes on
+        return '<p class="note">Chart not drawn (%s): %s: %s</p>' % (_e(alt), _e(type(err).__name__), _e(str(err)[:200]))
+
+
 def _session_plot_names(sessions):
     """{id(session): 'session-<sid>'}; a sid seen twice (reused after an erase) gets '-2', '-3';
     sessions without a number are 'session-unnumbered', '-2', ... in log order."""
@@ -784,15 +804,14 @@ def _report_body(log, out):
     if undated:
         left_out = _plural(len(undated), "session")
         parts.append('<p class="note">Charts over dates leave out the %s with unknown time.</p>' % left_out)
-    parts.append(_img(_plot_sessions_per_week(weeks, out / "sessions_per_week.png"), "Sessions per week"))
-    parts.append(_img(_plot_minutes_per_week(weeks, out / "minutes_per_week.png"), "Minutes of therapy per week"))
-    parts.append(_img(_plot_amplitude_used(dated, out / "amplitude_used.png"), "Highest amplitude per session, mA"))
-    parts.append(_img(_plot_pain_trend(dated, out / "pain_trend.png"), "Pain before and after each session"))
+    parts.append(_chart(_plot_sessions_per_week, weeks, out / "sessions_per_week.png", "Sessions per week"))
+    parts.append(_chart(_plot_minutes_per_week, weeks, out / "minutes_per_week.png", "Minutes of therapy per week"))
+    parts.append(_chart(_plot_amplitude_used, dated, out / "amplitude_used.png", "Highest amplitude per session, mA"))
+    parts.append(_chart(_plot_pain_trend, dated, out / "pain_trend.png", "Pain before and after each session"))
     parts.append("<h2>Each session</h2>")
     for s in dated + undated:
         name = plots[id(s)]
         heading = "Session %s · %s" % (_sid_text(s), format_time(s.unix_s))
         parts.append('<h3 id="%s">%s</h3>' % (_e(name), _e(heading)))
-        png = _plot_session(s, out / (name + ".png"))
-        parts.append(_img(png, "Amplitude and pad temperature, " + heading))
+        parts.append(_chart(_plot_session, s, out / (name + ".png"), "Amplitude and pad temperature, " + heading))
     return "\n".join(part for part in parts if part)

@@ -406,11 +406,10 @@ class _Grouper:
             return
         pain = Pain(record.get("seq"), _unix_s(record), when, score)
         if record.get("sid") is not None:
-            session = self._session_of(record)  # counts a sid that is not an int as malformed
-            if session is None:
-                self.log.loose_pain.append(pain)
-            else:
-                setattr(session, "pain_" + when, score)
+            if _sid(record) is None:  # a sid that names no session: its score is still good, kept loose
+                self.log.loose_pain.append(pain)  # (counted once: loose, not malformed too)
+                return
+            setattr(self._session_of(record), "pain_" + when, score)
         elif when == "before":
             self.waiting_before.append(pain)
         elif self.last_session is not None:
@@ -506,7 +505,8 @@ def _csv_safe(text):
 
 
 def _cell(value):
-    """One CSV cell: '' for absent/None, ints as digits, lists joined with ';', anything else as JSON."""
+    """One CSV cell: '' for absent/None, ints as digits, lists of ints and plain text joined with ';',
+    any other list (empty, or with an item holding ';') and anything else as JSON."""
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -515,18 +515,17 @@ def _cell(value):
         return str(value)
     if isinstance(value, str):
         return _csv_safe(value)
-    if isinstance(value, list):
-        return _csv_safe(";".join("" if item is None else _plain(item) for item in value))
+    if isinstance(value, list) and value and all(_joinable(item) for item in value):
+        return _csv_safe(";".join(str(item) for item in value))
     return _csv_safe(_json_text(value))
 
 
-def _plain(value):
-    """A list item as text: str and int as they are, anything else as JSON."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return _json_text(value)
+def _joinable(item):
+    """Whether a list item reads back unambiguously from a ';'-joined cell: an int, or text that is
+    not empty, has no ';' and does not start with '[' (a cell starting so is a JSON list)."""
+    if isinstance(item, int) and not isinstance(item, bool):
+        return True
+    return isinstance(item, str) and item != "" and ";" not in item and not item.startswith("[")
 
 
 def _json_text(value):
@@ -534,16 +533,20 @@ def _json_text(value):
 
 
 def _csv_row(record):
-    """A record's cells by column name; keys outside CSV_COLUMNS (and a non-dict record) go to `other`."""
+    """A record's cells by column name; keys outside CSV_COLUMNS (and a non-dict record) go to `other`,
+    as does a field named "other" and, in a kind this host does not know, a null field."""
     if not isinstance(record, dict):
         return {"other": _cell(record)}
     fields = {str(key): value for key, value in record.items()}
     heat = fields.get("heat")
-    if isinstance(heat, dict) and set(heat) <= {"level", "target_mc"} and "target_mc" not in fields:
-        del fields["heat"]
+    if isinstance(heat, dict) and set(heat) <= {"level", "target_mc"} and not {"heat_level", "target_mc"} & set(fields):
+        del fields["heat"]  # its two fields have columns of their own, both free
         fields["heat_level"] = heat.get("level")
         fields["target_mc"] = heat.get("target_mc")
-    other = {key: value for key, value in fields.items() if key not in CSV_COLUMNS and value is not None}
+    # a known kind's null means "none" (heat: null), an empty cell; an unknown kind's null is kept
+    keep_null = fields.get("ev") not in KINDS
+    other = {key: value for key, value in fields.items()
+             if (key not in CSV_COLUMNS or key == "other") and (value is not None or keep_null)}
     row = {column: _cell(fields.get(column)) for column in CSV_COLUMNS if column != "other"}
     row["other"] = _cell(other) if other else ""
     return row

@@ -3,12 +3,24 @@
 People type and read mA; the device speaks integer µA. Converting through a
 float would turn "0.1" into 99 or 100 µA depending on rounding, so the text is
 parsed digit by digit and printed back the same way: exact both ways.
+
+A figure that is not an integer (a device that sent "x", null or a list) is shown as
+UNREADABLE ("?"): a view of device data must go on drawing, not raise.
 """
 
 import re
 
 _MA_TEXT = re.compile(r"^\s*(\d{1,6})(?:\.(\d+))?\s*(?:mA)?\s*$")
 _C_TEXT = re.compile(r"^\s*(\d{1,3})(?:\.(\d+))?\s*(?:°?C)?\s*$")
+
+
+UNREADABLE = "?"
+FIGURE_MAX = 10**18  # no figure of this device comes near; past it a value is noise, not a reading
+
+
+def readable(value):
+    """Whether value is a figure the formatters can show: an integer (not a bool) of sane size."""
+    return isinstance(value, int) and not isinstance(value, bool) and -FIGURE_MAX <= value <= FIGURE_MAX
 
 
 class AmpParseError(ValueError):
@@ -32,6 +44,8 @@ def parse_ma(text):
 
 def format_milli(value, unit):
     """An integer count of thousandths of `unit`, exactly: (12500, "mA") -> '12.5 mA'."""
+    if not readable(value):
+        return UNREADABLE
     sign = "-" if value < 0 else ""
     value = abs(int(value))
     fraction = ("%03d" % (value % 1000)).rstrip("0") or "0"
@@ -45,6 +59,8 @@ def format_ma(amp_ua):
 
 def format_duration_ms(ms):
     """125000 -> '2:05' (minutes:seconds, rounded down); 3600000 -> '60:00'."""
+    if not readable(ms):
+        return UNREADABLE
     seconds = max(0, int(ms)) // 1000
     return "%d:%02d" % (seconds // 60, seconds % 60)
 
@@ -67,6 +83,8 @@ def format_celsius(temp_mc):
 
 def _hundredths(value, per_unit):
     """value / per_unit to exactly two decimals, rounded half away from zero (no float)."""
+    if not readable(value):
+        return UNREADABLE
     sign = "-" if value < 0 else ""
     hundredths = (abs(int(value)) * 100 + per_unit // 2) // per_unit
     return "%s%d.%02d" % (sign, hundredths // 100, hundredths % 100)
@@ -74,9 +92,11 @@ def _hundredths(value, per_unit):
 
 def format_temperature(temp_mc):
     """A measured temperature, always to 0.01 °C: 30013 -> '30.01 °C', 29970 -> '29.97 °C'."""
-    return _hundredths(temp_mc, 1000) + " °C"
+    text = _hundredths(temp_mc, 1000)
+    return text if text == UNREADABLE else text + " °C"
 
 
 def format_dose(cem43_ms):
     """A thermal dose in CEM43 minutes, always to 0.01 min: 480 -> '0.01 CEM43 min'."""
-    return _hundredths(cem43_ms, 60000) + " CEM43 min"
+    text = _hundredths(cem43_ms, 60000)
+    return text if text == UNREADABLE else text + " CEM43 min"
