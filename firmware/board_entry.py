@@ -147,19 +147,20 @@ def build_drivers(machine):
     pulse = Rp2PulseOutput()
     heater = Rp2Heater()
     indicator = Rp2Indicator()
+    clock = Rp2Clock()
 
     def make_watchdog():
         return Rp2Watchdog(timeout_ms=WATCHDOG_TIMEOUT_MS)
 
     return Drivers(
-        clock=Rp2Clock(),
+        clock=clock,
         pulse=pulse,
         sense=Rp2OutputSense(),
         serial=Rp2UsbSerial(),
         storage=Rp2Storage(root="/data"),
         heater=heater,
         thermistor=Rp2Thermistor(),
-        buttons=Rp2Buttons(),
+        buttons=Rp2Buttons(clock=clock),
         indicator=indicator,
         make_watchdog=make_watchdog,
         random_bytes=os.urandom,
@@ -226,7 +227,6 @@ class Board:
         self.crash = None  # the text of the exception that ended the loop
         self._switch_to = None  # True/False: rebooting into that mode after the grace ticks
         self._grace = 0
-        self._stop_was_down = True  # a STOP held through boot is not a press
         self._buttons_down = 0  # the mask of the last poll: a press is a new bit
         self._ind_setting = []  # per channel: the setting whose indicator threshold is known ...
         self._ind_threshold = []  # ... and that threshold (uA): lit at amp_ua >= it
@@ -251,6 +251,7 @@ class Board:
             self.maintenance = True
             self.boot_reason = "marker" if marker else "stop_button"
             self.device.maintenance = True
+            self.device.unguarded = True  # until the reboot: no session without the watchdog
             self.micropython.kbd_intr(3)
         else:
             self.micropython.kbd_intr(-1)
@@ -321,11 +322,13 @@ class Board:
             return
         mask = buttons.pressed()
         down = bool(mask & STOP_MASK)
-        if down and not self._stop_was_down:
-            device = self._booted()
+        device = self._booted()
+        device.stop_held = down  # no start or resume while it is held
+        # a press since the last step (latched by its edge: a short one, or one inside a slow
+        # tick, counts) or STOP still held: a session on is stopped, again if need be
+        if buttons.take_stop_press() or down:
             if device.supervisor.state != sup.IDLE and device.supervisor.state != sup.FAULT:
                 device.emergency_stop()  # the patient's stop: output zero now, no ramp
-        self._stop_was_down = down
         steps = 0
         if mask & UP_MASK and not self._buttons_down & UP_MASK:
             steps = 1

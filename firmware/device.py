@@ -99,6 +99,10 @@ class Device:
         self.clinic = Clinic(self, ProgramStore(storage), self.lock)
         self.run = None  # the ProgramRun of this session, or None (a session set up by requests)
         self.maintenance = False  # for deployment: no stimulation, no heat (the board also drops its watchdog)
+        # set by the board for a boot without its watchdog (maintenance): sessions wait for the
+        # reboot into normal mode even once maintenance is off (the reboot comes a few ticks later)
+        self.unguarded = False
+        self.stop_held = False  # the board's STOP button is held: no session may start or resume
         self.interlock = self.settings.get("interlock_default")
         if self.heat is not None:
             self.heat.config.max_target_mc = self.settings.get("heat_max_target_mc")
@@ -742,6 +746,7 @@ class Device:
         return {"state": self.supervisor.state_name}
 
     def _op_resume(self, message):
+        self._refuse_in_maintenance("resume")
         self.supervisor.resume()
         self._lease_from = self.clock.ticks_ms()
         for channel in self.channels:
@@ -896,6 +901,13 @@ class Device:
             raise msg.RequestError(
                 msg.E_BAD_STATE, "cannot %s: maintenance mode (send maintenance with on false, or restart)" % what
             )
+        if self.unguarded:
+            raise msg.RequestError(
+                msg.E_BAD_STATE, "cannot %s: this boot runs without the watchdog (maintenance); the device "
+                "restarts into normal mode after maintenance off" % what
+            )
+        if self.stop_held:
+            raise msg.RequestError(msg.E_BAD_STATE, "cannot %s: the STOP button is held; let go of it first" % what)
 
     def _op_maintenance(self, message):
         """Enter (IDLE only) or leave maintenance mode: no session may start while in it."""

@@ -180,9 +180,15 @@ class FakeWatchdog:
 class FakeButtons:
     def __init__(self):
         self.mask = 0
+        self.stop_presses = 0  # presses too short for pressed() to see, latched by the edge
 
     def pressed(self):
         return self.mask
+
+    def take_stop_press(self):
+        pressed = self.stop_presses > 0
+        self.stop_presses = 0
+        return pressed
 
 
 class Rig:
@@ -727,12 +733,68 @@ def test_the_stop_button_is_an_emergency_stop_and_a_stop_held_through_boot_is_no
     rig.board.boot()
     rig.steps(3)
     rig.buttons.mask = 0
+    rig.steps(1)  # let go (seen at the next poll)
     _start_session(rig)
     rig.buttons.mask = be.STOP_MASK
     rig.steps(1)
     device = rig.board.device
     assert device.supervisor.state_name == "IDLE" and device.channels[0].amp_ua == 0
     assert device.supervisor.reason == "estop"
+
+
+def test_while_stop_is_held_no_session_starts_or_resumes_and_one_started_is_stopped():
+    rig = Rig()
+    rig.board.boot()
+    rig.steps(3)
+    _start_session(rig)
+    rig.buttons.mask = be.STOP_MASK
+    rig.steps(5)  # the patient keeps holding it
+    request_id = rig.send("start", amp_ua=[20000, 0], lease_ms=0, ramp_ms=1000)
+    rig.steps(2)
+    reply = rig.reply(request_id)
+    assert reply["ok"] is False and "STOP button is held" in reply["msg"], reply
+    device = rig.board.device
+    assert device.supervisor.state_name == "IDLE" and device.channels[0].amp_ua == 0
+    device.supervisor.start()  # a session that got past the check (started in the tick STOP went down)
+    rig.steps(1)
+    assert device.supervisor.state_name == "IDLE" and device.supervisor.reason == "estop"
+    rig.buttons.mask = 0
+    rig.steps(1)
+    _start_session(rig)  # let go: sessions start again
+
+
+def test_a_stop_press_too_short_for_the_debounce_still_stops():
+    """The edge latch: a press between two polls, or inside a slow tick, is an emergency stop."""
+    rig = Rig()
+    rig.board.boot()
+    rig.steps(3)
+    _start_session(rig)
+    rig.buttons.stop_presses = 1  # went down and up again between two polls
+    rig.steps(1)
+    device = rig.board.device
+    assert device.supervisor.state_name == "IDLE" and device.supervisor.reason == "estop"
+    assert device.channels[0].amp_ua == 0
+
+
+def test_a_maintenance_boot_runs_no_session_even_after_maintenance_off():
+    """No watchdog in a maintenance boot: a session waits for the reboot into normal mode, and
+    `maintenance on` before it (which cancels the reboot) cannot open a window either."""
+    rig = Rig(stop_held=True)
+    rig.board.boot()
+    assert rig.board.watchdog is None and rig.board.device.unguarded
+    rig.steps(3)
+    for _ in range(3):
+        off = rig.send("maintenance", on=False)
+        rig.steps(2)
+        assert rig.reply(off)["ok"] is True
+        request_id = rig.send("start", amp_ua=[20000, 0], lease_ms=0, ramp_ms=1000)
+        rig.steps(2)
+        reply = rig.reply(request_id)
+        assert reply["ok"] is False and "without the watchdog" in reply["msg"], reply
+        on = rig.send("maintenance", on=True)
+        rig.steps(2)
+        assert rig.reply(on)["ok"] is True
+    assert rig.board.device.supervisor.state_name == "IDLE"
 
 
 def test_the_up_and_down_buttons_step_the_stimulating_channels_once_per_press():

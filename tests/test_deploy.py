@@ -554,6 +554,9 @@ class _Null:
     def pressed(self):
         return 0
 
+    def take_stop_press(self):
+        return False
+
     def set(self, output_on, alarm):
         pass
 

@@ -320,6 +320,46 @@ def test_buttons_bounces_shorter_than_the_window_are_ignored(board):
     assert seen == [2] * 6
 
 
+def test_a_stop_press_is_latched_by_its_edge_however_short(board):
+    rp2_buttons, buttons = buttons_with(board)
+    assert board.pin(P.BUTTON_STOP).irq_handler is not None  # the falling edge
+    assert buttons.take_stop_press() is False
+    board.set_input(P.BUTTON_STOP, 0)  # down and up again between two polls
+    board.set_input(P.BUTTON_STOP, 1)
+    assert buttons.pressed() == 0  # too short for the debounce ...
+    assert buttons.take_stop_press() is True  # ... but latched, once
+    assert buttons.take_stop_press() is False
+    board.set_input(P.BUTTON_UP, 0)
+    board.set_input(P.BUTTON_UP, 1)
+    assert buttons.take_stop_press() is False  # only STOP is latched
+
+
+class _StepClock:
+    def __init__(self):
+        self.now = (1 << 30) - 15  # across the tick wrap
+
+    def ticks_ms(self):
+        return self.now
+
+
+def test_buttons_debounce_needs_the_time_not_only_three_reads(board):
+    """A late loop catches up with ticks back to back: three reads within microseconds are no
+    debounce. The new level must hold from the first of them for DEBOUNCE_MS (20 ms)."""
+    rp2_buttons = board.load("firmware.drivers.rp2_buttons")
+    clock = _StepClock()
+    buttons = rp2_buttons.Rp2Buttons(clock=clock)
+    board.set_input(P.BUTTON_UP, 0)
+    assert [buttons.pressed() for _ in range(6)] == [0] * 6  # no time passed
+    board.set_input(P.BUTTON_UP, 1)
+    assert buttons.pressed() == 0  # a glitch of a few reads, never reported
+    board.set_input(P.BUTTON_UP, 0)
+    seen = []
+    for _ in range(4):  # the 10 ms tick: reported at the third poll, 20 ms after the first
+        seen.append(buttons.pressed())
+        clock.now = (clock.now + 10) & ((1 << 30) - 1)
+    assert seen == [0, 0, 1, 1], seen
+
+
 def test_buttons_each_is_debounced_on_its_own(board):
     rp2_buttons, buttons = buttons_with(board)
     board.set_input(P.BUTTON_STOP, 0)

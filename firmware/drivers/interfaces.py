@@ -64,6 +64,7 @@ Watchdog
 
 Buttons
     pressed() -> int             bit mask of debounced buttons held now
+    take_stop_press() -> bool    True once after STOP went down since the last call, however briefly
 
 Indicator
     set(output_on, alarm)        LED / buzzer; output_on above 10 mA r.m.s. or 10 mJ per pulse into 1 kohm
