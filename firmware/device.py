@@ -753,7 +753,11 @@ class Device:
             channel.off()  # ramp from zero
         return {"state": self.supervisor.state_name}
 
-    def _set_target(self, channel, amp_ua):
+    def _set_target(self, channel, amp_ua, message):
+        if amp_ua > channel.target_ua and self.run is None and self.supervisor.state == sup.IDLE:
+            # a target set with no session carries into the next one: in patient mode only a
+            # clinician sets one (a program's own maximum holds once it runs); lowering is free
+            self.clinic.require_clinician(message, "raise a target with no session running")
         if self.stopping and amp_ua > channel.target_ua:
             # a stop (or the session timer) is ramping down: raising now would undo it
             raise msg.RequestError(
@@ -773,7 +777,7 @@ class Device:
         channel = self._channel(message)
         amp_ua = msg.int_field(message, "amp_ua", 0, L.AMP_LIMIT_UA)
         self._refuse_in_fault("set amplitude")
-        return self._set_target(channel, amp_ua)
+        return self._set_target(channel, amp_ua, message)
 
     def _op_amp_step(self, message):
         channel = self._channel(message)
@@ -786,7 +790,7 @@ class Device:
             raise msg.RequestError(
                 msg.E_OUT_OF_RANGE, "amp_ua %d exceeds the limit %d" % (amp_ua, L.AMP_LIMIT_UA)
             )
-        return self._set_target(channel, amp_ua)
+        return self._set_target(channel, amp_ua, message)
 
     def _step_base_ua(self, channel):
         """Where an amplitude step starts: the channel's target, or while a program enters a TENS

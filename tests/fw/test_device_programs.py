@@ -140,6 +140,13 @@ def test_patient_mode_runs_prescriptions_only():
     _refused(h, "start", {"amp_ua": [1000]}, msg.E_LOCKED, ("without a program",))
     _refused(h, "start", {"program": "conventional"}, msg.E_LOCKED, ("preset",))
     _refused(h, "set_stim", {"ch": 0, "stim": {"rate_hz": 50}}, msg.E_LOCKED)
+    # a target set with no session carries into the next one a clinician starts by hand
+    _refused(h, "set_amp", {"ch": 1, "amp_ua": 80000}, msg.E_LOCKED, ("no session running",))
+    _refused(h, "amp_step", {"ch": 1, "steps": 4}, msg.E_LOCKED, ("no session running",))
+    assert h.ch(1).target_ua == 0
+    assert h.ok("set_amp", {"ch": 1, "amp_ua": 0})["target_ua"] == 0  # lowering is free
+    assert h.ok("set_amp", {"ch": 1, "amp_ua": 2000, "pin": "2468"})["target_ua"] == 2000  # the clinician
+    h.ok("set_amp", {"ch": 1, "amp_ua": 0})
     _refused(h, "maintenance", {"on": True}, msg.E_LOCKED)
     _refused(h, "log_erase", {}, msg.E_LOCKED)
     _refused(h, "pin", {"remove": True}, msg.E_LOCKED)
