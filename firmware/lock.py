@@ -61,7 +61,7 @@ HASH_ITERATIONS = const(500)
 ITER_MAX = const(2000)
 
 FREE_TRIES = const(3)  # wrong PINs with no wait (a typo or two)
-WAIT_MAX_S = const(900)  # the longest wait (15 min): at most ~4 guesses per 15 min once there
+WAIT_MAX_S = const(900)  # the longest wait (15 min): one guess per 15 min once there
 # The failure count stops here: the wait is long capped by then, and lock.log grows by at most
 # this many small records between two right PINs (each change of the count is one record).
 FAILURES_MAX = const(99)

@@ -31,7 +31,10 @@ def _refuse(code, path, text):
 
 
 def _name_ok(text):
-    """Lower-case letters, digits, '-' and '_': safe as a file key and on any terminal."""
+    """Lower-case letters, digits, '-' and '_', a letter or digit first: safe as a file key, on
+    any terminal, and as a command-line argument (a leading '-' reads as an option)."""
+    if not ("a" <= text[0] <= "z" or "0" <= text[0] <= "9"):
+        return False
     for ch in text:
         if not ("a" <= ch <= "z" or "0" <= ch <= "9" or ch == "-" or ch == "_"):
             return False
@@ -249,7 +252,7 @@ def parse_program(fields, channels=L.CHANNELS, max_target_mc=HARD_MAX_TARGET_MC,
     program = Program()
     name = _text(fields, "name", "name", NAME_MAX, True)
     if not name or not _name_ok(name):
-        _refuse(msg.E_BAD_FIELD, "name", "%s must be 1 to %d of a-z, 0-9, - and _" % (msg._show(name), NAME_MAX))
+        _refuse(msg.E_BAD_FIELD, "name", "%s must be 1 to %d of a-z, 0-9, - and _, a letter or digit first" % (msg._show(name), NAME_MAX))
     program.name = name
     program.description = _text(fields, "description", "description", DESCRIPTION_MAX, False)
     plans = fields.get("channels", [])

@@ -237,10 +237,9 @@ def _max_changes(settings, texts, channels, program_name):
         ch_text, sep, ma_text = text.rpartition("=")
         chs = range(channels)
         if sep:
-            try:
-                chs = [int(ch_text)]
-            except ValueError:
-                _usage(settings, "--max expects MA or CH=MA, got %r" % text)
+            if not ch_text.isdigit():  # no sign: -1 would name the last channel from the end
+                _usage(settings, "--max expects MA or CH=MA with CH a channel number from 0, got %r" % text)
+            chs = [int(ch_text)]
         if not chs:
             _usage(settings, "--max %s: program %s has no channels, so it has no maximum to prescribe" % (text, program_name))
         amp = MILLIAMPS.convert(ma_text, None, None)

@@ -53,7 +53,7 @@ def calls(monkeypatch):
     return made
 
 
-# ---- 1. log erase under --json ------------------------------------------------------------------
+# ---- log erase under --json ------------------------------------------------------------------
 
 
 def test_json_log_erase_without_yes_refuses_and_erases_nothing(calls):
@@ -63,7 +63,7 @@ def test_json_log_erase_without_yes_refuses_and_erases_nothing(calls):
     assert json.loads(invoke("--port", "sim", "--json", "log", "erase", "--yes").stdout)["ok"] is True
 
 
-# ---- 3. log fetch -o: what stands at the path ----------------------------------------------------
+# ---- log fetch -o: what stands at the path ----------------------------------------------------
 
 
 def test_log_fetch_writes_through_a_symlink_and_keeps_it(tmp_path):
@@ -120,7 +120,7 @@ def test_log_fetch_over_a_read_only_file_says_so(calls):
     assert "No such file" not in error["message"] and calls == []
 
 
-# ---- 4. an option given twice ----------------------------------------------------------------------
+# ---- an option given twice ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("args, words", [
@@ -130,6 +130,10 @@ def test_log_fetch_over_a_read_only_file_says_so(calls):
      "--max gives channel 1 twice"),
     (["program", "upload", "--preset", "heat-low", "--name", "rx", "--max", "20"],
      "program rx has no channels"),
+    (["program", "upload", "--preset", "heat-then-tens", "--name", "rx", "--max", "-1=20", "--max", "1=30"],
+     "CH a channel number from 0, got '-1=20'"),
+    (["program", "upload", "--preset", "heat-then-tens", "--name", "rx", "--max", "-3=20"],
+     "CH a channel number from 0, got '-3=20'"),
     (["settings", "--set", "ramp_default_ms=1000", "--set", "ramp_default_ms=2000"],
      "--set ramp_default_ms given twice (1000 and 2000)"),
     (["start", "--amp", "5", "--amp", "6"], "--amp given more than once"),
@@ -151,7 +155,7 @@ def test_repeatable_options_still_repeat(calls):
     assert calls == ["program_put"]
 
 
-# ---- 5. nan and inf ----------------------------------------------------------------------------------
+# ---- nan and inf ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("args, words", [
@@ -175,7 +179,7 @@ def test_the_demo_speed_refuses_nan_too():
     assert result.exit_code == 2 and "is not a finite number" in result.output
 
 
-# ---- 6. Ctrl-C while a reply is awaited ------------------------------------------------------------
+# ---- Ctrl-C while a reply is awaited ------------------------------------------------------------
 
 
 def _interrupt(*_args, **_kwargs):
@@ -238,7 +242,7 @@ def test_sigint_to_a_real_process_waiting_for_an_estop_reply():
     assert "Traceback" not in err
 
 
-# ---- 7. the link lost after start --------------------------------------------------------------------
+# ---- the link lost after start --------------------------------------------------------------------
 
 
 def test_a_lost_link_during_start_wait_says_the_session_was_started(monkeypatch):
@@ -256,7 +260,7 @@ def test_a_lost_link_during_start_wait_says_the_session_was_started(monkeypatch)
     assert result.exit_code == 3 and "Started: RUNNING" in result.stdout and "WAS STARTED" in result.stderr
 
 
-# ---- 8. messages and exit codes ------------------------------------------------------------------------
+# ---- messages and exit codes ------------------------------------------------------------------------
 
 
 def test_run_checks_the_amplitude_limit_on_the_host_like_start():
@@ -277,7 +281,7 @@ def test_stim_set_json_that_is_not_an_object_says_so_not_cannot_read(tmp_path, m
     assert "cannot read" not in error["message"]
 
 
-# ---- 9. --json --version and the JSON lines of run ------------------------------------------------------
+# ---- --json --version and the JSON lines of run ------------------------------------------------------
 
 
 def test_json_version_is_one_json_document():
@@ -293,7 +297,7 @@ def test_the_json_option_says_monitor_and_run_print_json_lines():
     assert "run print JSON lines" in " ".join(invoke("--help").stdout.split())
 
 
-# ---- 10. python -m host.cli is tensctl ---------------------------------------------------------------
+# ---- python -m host.cli is tensctl ---------------------------------------------------------------
 
 
 def test_python_m_host_cli_has_every_command():

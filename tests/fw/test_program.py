@@ -82,6 +82,8 @@ def test_refusals_name_path_value_and_limit():
     channel = {"stim": {"mode": "continuous", "rate_hz": 100, "phase_us": 100}}
     cases = (
         (_program(name="Bad Name"), msg.E_BAD_FIELD, ("name", "a-z")),
+        (_program(name="--help"), msg.E_BAD_FIELD, ("name", "'--help'", "a letter or digit first")),
+        (_program(name="_x"), msg.E_BAD_FIELD, ("name", "a letter or digit first")),
         (_program(name="x" * 25), msg.E_OUT_OF_RANGE, ("name", "25", "24")),
         (_program(description="d" * 241), msg.E_OUT_OF_RANGE, ("description", "241", "240")),
         (_program(colour="red"), msg.E_BAD_FIELD, ("colour", "allowed")),
