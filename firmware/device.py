@@ -122,7 +122,7 @@ class Device:
             log = SessionLog(storage)
         except msg.RequestError as err:  # the device works on; records are refused, never kept in RAM
             log = UnreadableLog(storage, err)
-        self.recorder = Recorder(log, self.uptime)
+        self.recorder = Recorder(log, self.uptime, count)
         self.max_amp_ua = [0] * count  # the highest output of this session, per channel (for the log)
         self._sample_due = False
         self._recorded_state = sup.IDLE
@@ -683,6 +683,8 @@ class Device:
         """Once a tick, after control and requests: samples, and the end of a session."""
         state = self.supervisor.state
         if self.recorder.open:
+            if self.recorder.amp_waiting:
+                self.recorder.write_waiting_amps()
             if self._sample_due:
                 self._sample_due = False
                 self._record_sample()

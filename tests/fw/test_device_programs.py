@@ -1,6 +1,7 @@
 """Programs on the device: presets and uploads, the phase timeline, prescribed maxima,
 patient mode behind the clinician PIN, and the session log a therapist fetches."""
 
+from firmware.protocols import frame
 from firmware.protocols import messages as msg
 from tests.fw.harness import Harness
 
@@ -353,3 +354,38 @@ def test_the_amplitude_buttons_obey_the_prescription_and_the_phase():
     assert h.device.button_step(1) == 0 and [c.target_ua for c in h.device.channels] == [1000, 1000]
     h.device.button_step(-1)
     assert [c.target_ua for c in h.device.channels] == [500, 500]
+
+
+def test_a_flood_of_amplitude_requests_cannot_rotate_earlier_sessions_out_of_the_log():
+    """One amp record per channel per AMP_RECORD_EVERY_S: the burst's last target is written when
+    the time comes (or at the stop), so nothing the patient settled on is lost."""
+    from firmware.recorder import AMP_RECORD_EVERY_S
+
+    h = Harness()
+    h.ok("pain", {"score": 6, "when": "before"})
+    h.ok("start", {"amp_ua": [2000, 0], "lease_ms": 0})
+    h.tick(200)
+    h.ok("stop")
+    h.tick(300)
+    first = h.ok("log_info")
+    h.ok("start", {"amp_ua": [2000, 0], "lease_ms": 0})
+    for i in range(2200):  # one request a tick for 22 s, each a change (raw: the harness keeps no note)
+        h.send_raw(frame.encode_frame({"id": 5000 + i, "op": "set_amp", "ch": 0, "amp_ua": 1000 + (i % 2) * 500}))
+        h.tick(1)
+        if i % 100 == 99:
+            h.forget()
+    h.ok("set_amp", {"ch": 0, "amp_ua": 1200})  # where the patient settled
+    h.ok("stop")
+    h.tick(300)
+    info = h.ok("log_info")
+    assert info["first_seq"] == first["first_seq"] == 1, (first, info)
+    records = []
+    from_seq = first["last_seq"] + 1
+    while from_seq <= info["last_seq"]:
+        page = h.ok("log_fetch", {"from_seq": from_seq})
+        records += page["records"]
+        from_seq = page["next_seq"]
+    amps = [r for r in records if r["ev"] == "amp"]
+    assert 0 < len(amps) <= 22 // AMP_RECORD_EVERY_S + 3, len(amps)
+    assert amps[-1]["target_ua"] == 1200 and amps[-1]["ch"] == 0
+    assert records[-1]["ev"] == "stop" and records.index(amps[-1]) < len(records) - 1
