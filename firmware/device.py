@@ -623,7 +623,7 @@ class Device:
         self.supervisor.start()  # from IDLE only (the last session's records are closed: _before_request)
         self.interlock = interlock
         if self.heat is not None and self.heat.state == "off":
-            self.heat.reset_dose()  # the thermal dose is counted per therapy session
+            self.heat.reset_dose()  # a new dose account after an hour without heat, else it goes on
         self.session_ms = session_ms
         self.session_run_ms = 0
         self.lease_ms = lease_ms

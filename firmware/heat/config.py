@@ -61,6 +61,9 @@ class HeatConfig:
         self.auto_off_ms = 30 * 60 * 1000  # default heat session length
         self.auto_off_max_ms = 120 * 60 * 1000  # longest a start() may ask for (<= AUTO_OFF_LIMIT_MS)
         self.dose_cap_ms = 60 * 60 * 1000  # CEM43 cap in CEM43 milliseconds (60 equivalent minutes)
+        # a session starts a new dose account only after heat was off this long: back-to-back
+        # sessions (a restart) share one, so a restart is no way round the cap
+        self.dose_rest_ms = 60 * 60 * 1000
 
         # -- pad thermistor ------------------------------------------------------------------
         self.divider = thermistor.DIVIDER_NTC_LOW  # see firmware/heat/thermistor.py
@@ -204,6 +207,8 @@ class HeatConfig:
             _bad("stuck_heat_permille", self.stuck_heat_permille, "outside 0..max_duty_permille")
         if self.stuck_rise_mc < 50 or self.stuck_rise_mc > 100000:
             _bad("stuck_rise_mc", self.stuck_rise_mc, "outside 50..100000")
+        if self.dose_rest_ms < 0 or self.dose_rest_ms > 24 * 3600 * 1000:
+            _bad("dose_rest_ms", self.dose_rest_ms, "outside 0..86400000 (24 h)")
         if self.stuck_clear_ms < 0 or self.stuck_clear_ms > 600000:
             _bad("stuck_clear_ms", self.stuck_clear_ms, "outside 0..600000")
         if self.runaway_error_mc_s <= 0 or self.runaway_error_mc_s > 1000000:

@@ -126,6 +126,7 @@ class HeatController:
         self._latched_ms = 0
         self._latched_low_mc = 0
         self._latched_high_mc = 0
+        self._off_ms = 0  # how long heat has been off (up to dose_rest_ms): the dose starts at 0 at boot
         self.reason = ""  # why heat last stopped
         self.tune_msg = ""  # the last autotune's outcome
         self.duty_permille = 0  # the controller's output (time-average), permille
@@ -280,10 +281,14 @@ class HeatController:
             )
 
     def reset_dose(self):
-        """Start a new dose account (the device decides when a new therapy session begins)."""
+        """A new therapy session begins (the device decides): a new dose account if heat has been
+        off for dose_rest_ms, else the account goes on. Returns True when it was reset."""
         if self.state != ST_OFF:
             raise messages.RequestError(messages.E_BAD_STATE, "cannot reset the heat dose while heat is %s" % self.state)
+        if self._off_ms < self.config.dose_rest_ms:
+            return False
         self.dose.reset()
+        return True
 
     # ---- the tick (hot path: integers only, no allocation unless a fault is raised) -------
 
@@ -299,6 +304,11 @@ class HeatController:
             self._ticked = True
         self._last = now
         latched = self.state == ST_FAULT
+        if self.state == ST_OFF or latched:
+            if self._off_ms < c.dose_rest_ms:
+                self._off_ms += dt  # stops at the rest time: a small int
+        else:
+            self._off_ms = 0
 
         if self.output.on and dt > c.lease_ms and not latched:
             return self._trip(

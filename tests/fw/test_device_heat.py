@@ -196,13 +196,26 @@ def test_a_tens_fault_ends_heat():
     assert not heater_on(h) and h.device.heat.state == "off"
 
 
-def test_the_dose_starts_afresh_with_each_session():
+def test_the_dose_goes_on_across_a_restart_and_starts_afresh_after_the_rest():
+    """Back-to-back sessions share one dose account: a restart is no way round the cap. Only
+    after heat was off for dose_rest_ms (an hour; 3 s here) does a session start a new one."""
     h = heating()
+    h.device.heat.config.dose_rest_ms = 3000
     h.device.heat.dose.cem43_ms = 12345  # as if a session had accrued it
     h.ok("stop")
     h.tick_until(lambda: h.state == "IDLE", 10 * SECOND)
     assert heat_status(h)["cem43_ms"] >= 12345
-    session(h=h)
+    session(h=h)  # a restart at once: the account goes on
+    assert heat_status(h)["cem43_ms"] >= 12345
+    h.ok("stop")
+    h.tick_until(lambda: h.state == "IDLE", 10 * SECOND)
+    h.tick(2 * SECOND)
+    session(h=h)  # 2 s off: still the same account
+    assert heat_status(h)["cem43_ms"] >= 12345
+    h.ok("stop")
+    h.tick_until(lambda: h.state == "IDLE", 10 * SECOND)
+    h.tick(4 * SECOND)
+    session(h=h)  # off for longer than the rest: a new account
     assert heat_status(h)["cem43_ms"] < 100
 
 

@@ -79,7 +79,11 @@ def test_cap_stops_heat_and_refuses_a_restart():
     assert not rig.heater.leased
     err = raises(messages.RequestError, rig.heat.start, rig.now)
     assert err.code == messages.E_BAD_STATE and "dose_cap_ms" in err.message and "2000" in err.message
-    rig.heat.reset_dose()
+    rig.heat.config.dose_rest_ms = 5000
+    assert rig.heat.reset_dose() is False  # a new session at once: the same account, still capped
+    assert raises(messages.RequestError, rig.heat.start, rig.now).code == messages.E_BAD_STATE
+    rig.tick(500)  # off for the rest time (5 s)
+    assert rig.heat.reset_dose() is True
     rig.heat.start(rig.now)
     assert rig.heat.state == "heating"
 
