@@ -224,6 +224,7 @@ class Board:
         self.boot_reason = None  # maintenance mode: "marker" or "stop_button"
         self.ticks = 0
         self.late_resyncs = 0
+        self._off_errors_seen = 0  # steps of the output drivers' off() that raised, so far
         self.crash = None  # the text of the exception that ended the loop
         self._switch_to = None  # True/False: rebooting into that mode after the grace ticks
         self._grace = 0
@@ -288,9 +289,22 @@ class Board:
         except Exception as exc:  # noqa: BLE001 - a button or indicator driver that fails: outputs
             device.fail_safe(exc)  # off and a latched fault the host can read, not a reboot loop
         outcome = self._mode_switch()
+        self._check_outputs_went_off()
         if self.watchdog is not None:
             self.watchdog.feed()
         return outcome
+
+    def _check_outputs_went_off(self):
+        """A step of an output driver's off() that raised may have left that output on, and a
+        loop that cannot turn its outputs off must not go on (nor feed the watchdog): it ends
+        here, and run() turns everything off again, logs it and resets the chip (a reset chip
+        leaves every pad an input, held off by the pull-downs)."""
+        errors = 0
+        for driver in (self.drivers.pulse, self.drivers.heater):
+            errors += getattr(driver, "off_errors", 0)
+        if errors != self._off_errors_seen:
+            self._off_errors_seen = errors
+            raise RuntimeError("turning an output off failed (%d step(s) of off() raised): resetting" % errors)
 
     def loop(self):
         time = self.time

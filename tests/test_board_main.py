@@ -1157,3 +1157,22 @@ def test_serial_write_never_waits_on_a_pty_nobody_reads_in_the_micropython_vm(tm
     assert worst_ms < 50  # no write waits for the host
     assert zeros > 200  # once the pty's buffer is full, nothing more is taken
     assert 0 < total < 300 * 2048
+
+
+def test_an_output_that_failed_to_turn_off_ends_the_loop_and_resets_the_chip():
+    """A step of off() that raised may have left an output on: the loop does not go on (nor
+    feed the watchdog); run() turns everything off again, logs it and resets."""
+    rig = Rig()
+    rig.send("start", amp_ua=[LIT_UA, 0], lease_ms=0, ramp_ms=1000)
+    fed = {}
+
+    def on_sleep(ms):
+        dog = rig.watchdogs[0] if rig.watchdogs else None
+        if dog is not None and dog.feeds == 200:
+            rig.pulse.off_errors = 1  # the rail pin raised while off() drove it low
+            fed["at"] = dog.feeds
+
+    rig.time.on_sleep = on_sleep
+    assert rig.run() == "reset"
+    assert rig.watchdogs[0].feeds == fed["at"]  # never fed again once it was seen
+    assert b"turning an output off failed" in rig.sim.storage.read(be.CRASH_LOG, 0, 4096)

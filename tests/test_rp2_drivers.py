@@ -115,14 +115,18 @@ def test_heater_off_forces_both_low_and_is_idempotent(board, heater):
 
 def test_heater_off_never_raises_and_still_cuts_the_supply(board, heater):
     heater.lease(1000, 50)
+    assert heater.off_errors == 0
     board.fail_pin(P.HEATER_GATE)  # the gate's pin refuses every call
     heater.off()  # must not raise
     assert not board.driven_high(P.HEATER_SUPPLY_ENABLE)  # the second switch still opened
+    assert heater.off_errors >= 1  # counted: the board loop resets the chip on it
     board.fail_pin(P.HEATER_GATE, False)
     heater.lease(1000, 50)
+    before = heater.off_errors
     board.fail_pin(P.HEATER_SUPPLY_ENABLE)
     heater.off()
     assert not board.driven_high(P.HEATER_GATE)
+    assert heater.off_errors == before + 1
 
 
 def test_heater_lease_failure_turns_off_and_reports(board, heater):

@@ -64,6 +64,7 @@ class Rp2Heater:
         self._expire_cb = self._expire  # bound once: arming the timer every tick allocates nothing
         self.expired = 0  # leases that ran out without a renewal (diagnostics)
         self.duty_permille = 0  # what the heater is driven at now
+        self.off_errors = 0  # steps of turning it off that raised: the board loop resets the chip on one
 
     def lease(self, duty_permille: int, lease_ms: int) -> None:
         """Drive at duty_permille (0..1000) until lease_ms (1..LEASE_MAX_MS) pass without a renewal."""
@@ -128,8 +129,8 @@ class Rp2Heater:
             try:
                 self._gate.value(0)
             except Exception:  # noqa: BLE001 - the pull-down and the supply switch remain
-                pass
+                self.off_errors += 1  # the board loop sees it and resets the chip
         try:
             self._supply.value(0)
         except Exception:  # noqa: BLE001 - never raise from off(); the gate is the other switch
-            pass
+            self.off_errors += 1
