@@ -683,8 +683,8 @@ class Device:
         """Once a tick, after control and requests: samples, and the end of a session."""
         state = self.supervisor.state
         if self.recorder.open:
-            if self.recorder.amp_waiting:
-                self.recorder.write_waiting_amps()
+            if self.recorder.waiting:
+                self.recorder.write_waiting()
             if self._sample_due:
                 self._sample_due = False
                 self._record_sample()

@@ -11,10 +11,10 @@ from firmware.protocols import messages as msg
 
 SAMPLE_EVERY_MS = 60000  # one amplitude/temperature sample per minute of session: about 5-6 KB per 30 min
 FAULT_MSG_MAX = 100
-# One amp record per channel per this many seconds at most: a flood of amplitude requests must
-# not rotate earlier sessions out of the log. A change in between waits and is written when the
-# time comes (or when the session ends): the last target of each burst is always recorded.
-AMP_RECORD_EVERY_S = 10
+# One amp record per channel, and one heat record, per this many seconds at most: a flood of
+# requests must not rotate earlier sessions out of the log. A change in between waits and is
+# written when the time comes (or when the session ends): the last value of a burst is recorded.
+CHANGE_RECORD_EVERY_S = 10
 
 
 class Recorder:
@@ -27,9 +27,12 @@ class Recorder:
         self.last_sid = None  # the most recent session, open or closed (a pain score "after" goes there)
         self.errors = 0
         self.last_error = ""
-        self._amp_at_s = [None] * channels  # per channel: uptime s of its last amp record this session
-        self._amp_waiting = [None] * channels  # per channel: a target not yet written, or None
-        self.amp_waiting = 0  # channels with one: the tick checks this one int
+        # the coalesced changes: slot ch for channel ch's amp records, the last slot for heat
+        self._heat_slot = channels
+        self._at_s = [None] * (channels + 1)  # uptime s of the slot's last record this session
+        self._waits = [False] * (channels + 1)  # a value is waiting to be written
+        self._value = [None] * (channels + 1)  # that value
+        self.waiting = 0  # slots with a value waiting: the tick checks this one int
 
     def set_time(self, unix_s):
         self.unix_offset_s = unix_s - self.uptime.total_ms // 1000
@@ -52,42 +55,49 @@ class Recorder:
         self.open = True
         self.sid = seq
         self.last_sid = seq
-        for ch in range(len(self._amp_at_s)):
-            self._amp_at_s[ch] = None  # a new session's first change is written at once
+        for slot in range(len(self._at_s)):
+            self._at_s[slot] = None  # a new session's first change of each is written at once
         return seq
 
     def phase(self, index, name):
         self._write({"ev": "phase", "sid": self.sid, "index": index, "name": name})
 
     def amp(self, ch, target_ua):
-        now_s = self.uptime.seconds
-        last_s = self._amp_at_s[ch]
-        if last_s is None or now_s - last_s >= AMP_RECORD_EVERY_S:
-            if self._amp_waiting[ch] is not None:
-                self._amp_waiting[ch] = None
-                self.amp_waiting -= 1
-            self._write_amp(ch, target_ua, now_s)
-            return
-        if self._amp_waiting[ch] is None:
-            self.amp_waiting += 1
-        self._amp_waiting[ch] = target_ua
-
-    def write_waiting_amps(self, at_end=False):
-        """Write each channel's waiting target once its time has come (every one at the end)."""
-        now_s = self.uptime.seconds
-        for ch in range(len(self._amp_waiting)):
-            target_ua = self._amp_waiting[ch]
-            if target_ua is not None and (at_end or now_s - self._amp_at_s[ch] >= AMP_RECORD_EVERY_S):
-                self._amp_waiting[ch] = None
-                self.amp_waiting -= 1
-                self._write_amp(ch, target_ua, now_s)
-
-    def _write_amp(self, ch, target_ua, now_s):
-        self._amp_at_s[ch] = now_s
-        self._write({"ev": "amp", "sid": self.sid, "ch": ch, "target_ua": target_ua})
+        self._change(ch, target_ua)
 
     def heat(self, target_mc):
-        self._write({"ev": "heat", "sid": self.sid, "target_mc": target_mc})
+        """Heat on at target_mc, or off (None)."""
+        self._change(self._heat_slot, target_mc)
+
+    def _change(self, slot, value):
+        now_s = self.uptime.seconds
+        last_s = self._at_s[slot]
+        if last_s is None or now_s - last_s >= CHANGE_RECORD_EVERY_S:
+            if self._waits[slot]:
+                self._waits[slot] = False
+                self.waiting -= 1
+            self._write_change(slot, value, now_s)
+            return
+        if not self._waits[slot]:
+            self._waits[slot] = True
+            self.waiting += 1
+        self._value[slot] = value
+
+    def write_waiting(self, at_end=False):
+        """Write each waiting change once its time has come (every one at the session's end)."""
+        now_s = self.uptime.seconds
+        for slot in range(len(self._waits)):
+            if self._waits[slot] and (at_end or now_s - self._at_s[slot] >= CHANGE_RECORD_EVERY_S):
+                self._waits[slot] = False
+                self.waiting -= 1
+                self._write_change(slot, self._value[slot], now_s)
+
+    def _write_change(self, slot, value, now_s):
+        self._at_s[slot] = now_s
+        if slot == self._heat_slot:
+            self._write({"ev": "heat", "sid": self.sid, "target_mc": value})
+        else:
+            self._write({"ev": "amp", "sid": self.sid, "ch": slot, "target_ua": value})
 
     def sample(self, run_ms, amp_ua, temp_mc, target_mc):
         self._write({"ev": "sample", "sid": self.sid, "run_ms": run_ms, "amp_ua": amp_ua, "temp_mc": temp_mc,
@@ -97,8 +107,8 @@ class Recorder:
         self._write({"ev": "fault", "sid": self.sid, "faults": faults, "msg": msg.clip(text, FAULT_MSG_MAX)})
 
     def stop(self, reason, run_ms, max_amp_ua, cem43_ms):
-        if self.amp_waiting:
-            self.write_waiting_amps(at_end=True)
+        if self.waiting:
+            self.write_waiting(at_end=True)
         self._write({"ev": "stop", "sid": self.sid, "reason": reason, "run_ms": run_ms, "max_amp_ua": max_amp_ua,
                      "cem43_ms": cem43_ms})
         self.open = False

@@ -357,9 +357,9 @@ def test_the_amplitude_buttons_obey_the_prescription_and_the_phase():
 
 
 def test_a_flood_of_amplitude_requests_cannot_rotate_earlier_sessions_out_of_the_log():
-    """One amp record per channel per AMP_RECORD_EVERY_S: the burst's last target is written when
-    the time comes (or at the stop), so nothing the patient settled on is lost."""
-    from firmware.recorder import AMP_RECORD_EVERY_S
+    """One amp record per channel per CHANGE_RECORD_EVERY_S: the burst's last target is written
+    when the time comes (or at the stop), so nothing the patient settled on is lost."""
+    from firmware.recorder import CHANGE_RECORD_EVERY_S
 
     h = Harness()
     h.ok("pain", {"score": 6, "when": "before"})
@@ -386,6 +386,36 @@ def test_a_flood_of_amplitude_requests_cannot_rotate_earlier_sessions_out_of_the
         records += page["records"]
         from_seq = page["next_seq"]
     amps = [r for r in records if r["ev"] == "amp"]
-    assert 0 < len(amps) <= 22 // AMP_RECORD_EVERY_S + 3, len(amps)
+    assert 0 < len(amps) <= 22 // CHANGE_RECORD_EVERY_S + 3, len(amps)
     assert amps[-1]["target_ua"] == 1200 and amps[-1]["ch"] == 0
     assert records[-1]["ev"] == "stop" and records.index(amps[-1]) < len(records) - 1
+
+
+def test_a_flood_of_heat_requests_cannot_rotate_earlier_sessions_out_of_the_log():
+    from firmware.recorder import CHANGE_RECORD_EVERY_S
+
+    h = Harness()
+    h.ok("pain", {"score": 5, "when": "before"})
+    h.ok("start", {"amp_ua": [0], "lease_ms": 0})
+    before = h.ok("log_info")
+    for i in range(2200):  # heat on and off, one request a tick for 22 s
+        fields = {"level": "low"} if i % 2 else {"off": True}
+        fields.update({"id": 9000 + i, "op": "heat"})
+        h.send_raw(frame.encode_frame(fields))
+        h.tick(1)
+        if i % 100 == 99:
+            h.forget()
+    h.ok("heat", {"level": "medium"})  # where it ended
+    h.ok("stop")
+    h.tick(300)
+    info = h.ok("log_info")
+    assert info["first_seq"] == 1, info
+    records = []
+    from_seq = before["last_seq"] + 1
+    while from_seq <= info["last_seq"]:
+        page = h.ok("log_fetch", {"from_seq": from_seq})
+        records += page["records"]
+        from_seq = page["next_seq"]
+    heats = [r for r in records if r["ev"] == "heat"]
+    assert 0 < len(heats) <= 22 // CHANGE_RECORD_EVERY_S + 3, len(heats)
+    assert heats[-1]["target_mc"] == 40000 and records[-1]["ev"] == "stop"
