@@ -356,6 +356,16 @@ def test_the_amplitude_buttons_obey_the_prescription_and_the_phase():
     assert [c.target_ua for c in h.device.channels] == [500, 500]
 
 
+def _records_from(h, from_seq, last_seq):
+    """Every log record from from_seq to last_seq, a page at a time."""
+    records = []
+    while from_seq <= last_seq:
+        page = h.ok("log_fetch", {"from_seq": from_seq})
+        records += page["records"]
+        from_seq = page["next_seq"]
+    return records
+
+
 def test_a_flood_of_amplitude_requests_cannot_rotate_earlier_sessions_out_of_the_log():
     """One amp record per channel per CHANGE_RECORD_EVERY_S: the burst's last target is written
     when the time comes (or at the stop), so nothing the patient settled on is lost."""
@@ -379,12 +389,7 @@ def test_a_flood_of_amplitude_requests_cannot_rotate_earlier_sessions_out_of_the
     h.tick(300)
     info = h.ok("log_info")
     assert info["first_seq"] == first["first_seq"] == 1, (first, info)
-    records = []
-    from_seq = first["last_seq"] + 1
-    while from_seq <= info["last_seq"]:
-        page = h.ok("log_fetch", {"from_seq": from_seq})
-        records += page["records"]
-        from_seq = page["next_seq"]
+    records = _records_from(h, first["last_seq"] + 1, info["last_seq"])
     amps = [r for r in records if r["ev"] == "amp"]
     assert 0 < len(amps) <= 22 // CHANGE_RECORD_EVERY_S + 3, len(amps)
     assert amps[-1]["target_ua"] == 1200 and amps[-1]["ch"] == 0
@@ -410,12 +415,7 @@ def test_a_flood_of_heat_requests_cannot_rotate_earlier_sessions_out_of_the_log(
     h.tick(300)
     info = h.ok("log_info")
     assert info["first_seq"] == 1, info
-    records = []
-    from_seq = before["last_seq"] + 1
-    while from_seq <= info["last_seq"]:
-        page = h.ok("log_fetch", {"from_seq": from_seq})
-        records += page["records"]
-        from_seq = page["next_seq"]
+    records = _records_from(h, before["last_seq"] + 1, info["last_seq"])
     heats = [r for r in records if r["ev"] == "heat"]
     assert 0 < len(heats) <= 22 // CHANGE_RECORD_EVERY_S + 3, len(heats)
     assert heats[-1]["target_mc"] == 40000 and records[-1]["ev"] == "stop"
