@@ -218,10 +218,13 @@ class Envelope:
         net_pc = amp1 * phase1 - amp2 * phase2
         self.net_charge_nc = _ceil_div(net_pc, 1000) if net_pc >= 0 else -_ceil_div(-net_pc, 1000)  # away from 0
         self.pulses_per_s = pps
-        # amplitude modulation sweeps amp * pct / 100 each half period: never faster than the
-        # steepest ramp (a modulation is no way round the soft start's bound)
+        # amplitude modulation: the engine's largest step from one tick to the next (its integer
+        # triangle, then depth, then amplitude, each rounded: a bound, not the mean slope), per
+        # second: never faster than the steepest ramp (no way round the soft start's bound)
         if s.mode == "modulated" and s.mod_amp_pct:
-            self.mod_amp_slope_ua_s = _ceil_div(amp_ua * s.mod_amp_pct * 20, s.mod_amp_ms)
+            tri_step = _ceil_div(L.TICK_MS * 1000, s.mod_amp_ms // 2)  # triangle permille per tick
+            depth_step = _ceil_div(s.mod_amp_pct * tri_step, 100)  # depth permille per tick
+            self.mod_amp_slope_ua_s = _ceil_div(amp_ua * depth_step, 1000) * (1000 // L.TICK_MS)
         else:
             self.mod_amp_slope_ua_s = 0
         self.rms_ua = _ceil_sqrt(_ceil_div(i2t * pps, 1000000))

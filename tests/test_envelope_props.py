@@ -71,6 +71,9 @@ def test_check_names_a_broken_limit_or_every_limit_holds(s, amp_ua):
         # integer figures round up: never below the exact value, less than a unit (or two, after
         # the r.m.s. is divided by the area) above it
         slack = 2.0001 if name == "current_density" else 1.0001
+        if name == "mod_amp_slope":  # a bound on the engine's integer steps (the engine test below
+            assert exact[name] * (1 - 1e-9) <= got[name], (got, exact)  # checks them): never below the mean
+            continue
         assert exact[name] * (1 - 1e-9) - 1e-9 <= got[name] <= exact[name] + slack, (name, got, exact)
     assert env.net_charge_nc == 0
     try:
