@@ -135,7 +135,7 @@ class ClinicianLock:
         self.store_errors = 0  # failure-count writes that failed (the count still holds in memory)
         self.broken = None  # text of a storage failure (or a damaged PIN record) at boot: the lock then fails closed
         self._pin_damaged = False  # while loading: the newest PIN record seen so far is damaged
-        self._suspect = False  # the file may end in a fragment (a cut or failed write): end it first
+        self._file = record_file.Appender(storage, STORE_NAME)
         if storage is not None:
             try:
                 self._load()
@@ -256,17 +256,10 @@ class ClinicianLock:
         self._iter = HASH_ITERATIONS
 
     def _append(self, record):
-        """Write one record or raise RequestError(E_STORAGE); callers change memory only after.
-        A fragment a failed or cut write left is ended first: glued to it, the record would share
-        its line, and a line of several fragments can hide the record from the next boot."""
+        """Write one record or raise RequestError(E_STORAGE); callers change memory only after."""
         data = frame.encode_frame(record)
         try:
-            if self._suspect:
-                record_file.end_fragment(self.storage, STORE_NAME)
-                self._suspect = False
-            self._suspect = True  # until the write is known whole
-            record_file.append(self.storage, STORE_NAME, data)  # a record that landed whole counts
-            self._suspect = False
+            self._file.append(data)  # a record that landed whole counts
         except Exception as err:  # noqa: BLE001 - any driver error becomes E_STORAGE
             raise msg.RequestError(msg.E_STORAGE, "lock store write failed: " + msg.clip("%s" % (err,), 40))
 
@@ -275,7 +268,7 @@ class ClinicianLock:
     def _load(self):
         for record in record_file.records(self.storage, STORE_NAME):
             self._replay(record)
-        self._suspect = record_file.torn(self.storage, STORE_NAME)
+        self._file.suspect = record_file.torn(self.storage, STORE_NAME)
         if self._pin_damaged and self._hash is None:
             # the newest PIN record is damaged and nothing older locks the device: fail closed
             self.broken = "damaged PIN record"

@@ -53,6 +53,26 @@ def end_fragment(storage, name):
         append(storage, name, FRAGMENT_END)
 
 
+class Appender:
+    """Appends records to one file, ending first a fragment that a failed or cut write may
+    have left (found at boot: `torn`, or left by a failure in this run), so every record
+    starts its own line: records glued to fragments could hide from the next boot's reader."""
+
+    def __init__(self, storage, name):
+        self.storage = storage
+        self.name = name
+        self.suspect = False  # the file may end in a fragment: set from `torn` when it is loaded
+
+    def append(self, data):
+        """One record; raises what the driver raised (the file is suspect until a write is whole)."""
+        if self.suspect:
+            end_fragment(self.storage, self.name)
+            self.suspect = False
+        self.suspect = True
+        append(self.storage, self.name, data)
+        self.suspect = False
+
+
 def append(storage, name, data):
     """Append bytes; OSError on a short write (a driver that reports how much it wrote).
 

@@ -67,7 +67,7 @@ class Settings:
             self.values[name] = INT_SETTINGS[name][2]
         self.skipped_records = 0  # damaged or out-of-limit records found on load
         self.broken = None  # text of a storage failure at boot: defaults in force, changes refused
-        self._suspect = False  # the file may end in a fragment (a torn or failed write): end it first
+        self._file = record_file.Appender(storage, STORE_NAME)
         if storage is not None:
             try:
                 self._load()
@@ -111,12 +111,7 @@ class Settings:
         if self.storage is not None:
             record = frame.encode_frame({"set": checked})
             try:
-                if self._suspect:
-                    record_file.end_fragment(self.storage, STORE_NAME)
-                    self._suspect = False
-                self._suspect = True  # until the write is known whole
-                record_file.append(self.storage, STORE_NAME, record)
-                self._suspect = False
+                self._file.append(record)
             except Exception as exc:  # noqa: BLE001 - any driver failure: nothing changed
                 raise msg.RequestError(
                     msg.E_STORAGE, "settings not changed: storage write failed: %s" % msg.clip("%s" % (exc,), 60)
@@ -128,7 +123,7 @@ class Settings:
     def _load(self):
         for record in record_file.records(self.storage, STORE_NAME):
             self._replay(record)
-        self._suspect = record_file.torn(self.storage, STORE_NAME)
+        self._file.suspect = record_file.torn(self.storage, STORE_NAME)
 
     def _replay(self, record):
         try:
