@@ -10,6 +10,8 @@ UNREADABLE ("?"): a view of device data must go on drawing, not raise.
 
 import re
 
+from firmware.protocols.messages import is_int
+
 _MA_TEXT = re.compile(r"^\s*(\d{1,6})(?:\.(\d+))?\s*(?:mA)?\s*$")
 _C_TEXT = re.compile(r"^\s*(\d{1,3})(?:\.(\d+))?\s*(?:°?C)?\s*$")
 
@@ -20,7 +22,7 @@ FIGURE_MAX = 10**18  # no figure of this device comes near; past it a value is n
 
 def readable(value):
     """Whether value is a figure the formatters can show: an integer (not a bool) of sane size."""
-    return isinstance(value, int) and not isinstance(value, bool) and -FIGURE_MAX <= value <= FIGURE_MAX
+    return is_int(value) and -FIGURE_MAX <= value <= FIGURE_MAX
 
 
 class AmpParseError(ValueError):
