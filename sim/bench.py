@@ -130,7 +130,7 @@ def main():
                 "%.2f s wall (best of %d)" % (wall_s, repeats),
             )
         )
-    for runtime, repeats in (("cpython", 2), ("micropython", 1)):
+    for runtime, repeats in (("cpython", 5), ("micropython", 2)):
         wall_s = measure_session(runtime, repeats, heat_session_scenario())
         goal = 500 if runtime == "cpython" else 100
         rows.append(
