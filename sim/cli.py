@@ -351,6 +351,8 @@ def run(scenarios, trace_path, runtimes, check, near_wrap, seed, jobs, pulses_pa
             click.echo("%s: %d pulses" % (pulses_path, pulse_count), err=True)
         except (launcher.SimError, ScenarioError) as err:
             raise click.ClickException(str(err))
+        except OSError as err:  # an output that failed mid-run, named
+            raise click.ClickException("%s: %s" % (err.filename or pulses_path, err.strerror or err))
         _run_line(job.trace_path, lines, normalized["duration_ms"] / 1000.0, time.monotonic() - started, job.runtime)
         outcomes = []
         if check:
@@ -366,7 +368,7 @@ def run(scenarios, trace_path, runtimes, check, near_wrap, seed, jobs, pulses_pa
             if outcome.error is None:
                 _run_line(outcome.trace_path or outcome.job.label, outcome.lines, outcome.sim_s, outcome.wall_s,
                           outcome.job.runtime)
-            if check or outcome.error is not None:
+            if check or (outcome.error is not None and len(jobs_list) > 1):  # a single run's error: once, below
                 for line in outcome.report():
                     click.echo(line)
 
@@ -480,6 +482,14 @@ def _check_outputs(jobs, trace_dir, pulses_path, inputs):
             os.makedirs(trace_dir, exist_ok=True)
         except OSError as err:
             raise click.UsageError("--trace %s: cannot make the folder: %s" % (trace_dir, err.strerror or err))
+    for job in jobs:
+        if job.trace_path:
+            try:
+                job.trace_path = runner.trace_target(job.trace_path)  # a link's file; never a device or pipe
+            except launcher.SimError as err:
+                raise click.UsageError("--trace %s" % err)
+    outputs = [("--trace", job.trace_path) for job in jobs if job.trace_path] + (
+        [("--pulses", pulses_path)] if pulses_path else [])
     for option, path in outputs:
         _check_output(path, option)
         created = path + runner.PARTIAL_SUFFIX if option == "--trace" else path  # a run renames TRACE.partial
@@ -493,11 +503,11 @@ def _run_line(trace, lines, sim_s, wall_s, runtime):
 
 
 @cli.command()
-@click.argument("trace", required=False, type=click.Path(dir_okay=False))
+@click.argument("trace", required=False, type=click.Path())  # a folder: the reader says so (status 1)
 @click.option("-o", "--output", "out_path", required=True, type=click.Path(dir_okay=False, writable=True),
               help="Write the picture here: PNG, PDF or SVG by its extension (.png, .pdf, .svg); "
                    "without one, PNG at PATH.png.")
-@click.option("--waveform", "pulses_path", metavar="PULSES", type=click.Path(dir_okay=False),
+@click.option("--waveform", "pulses_path", metavar="PULSES", type=click.Path(),
               help="Draw a few pulses from this pulse file (`tens-sim run --pulses`) at microsecond "
                    "resolution instead of a trace.")
 @click.option("--channel", type=click.IntRange(min=0), metavar="N",
@@ -535,6 +545,9 @@ def plot(trace, out_path, pulses_path, channel, count, from_s, to_s):
     except plot_mod.PlotError as err:
         raise click.UsageError("-o %s" % err)
     _check_output(str(written), "-o")
+    source = pulses_path or trace
+    if os.path.exists(source) and _same_file(str(written), source):
+        raise click.UsageError("-o %s would overwrite its own input %s; write the picture elsewhere" % (written, source))
     problem = _creation_problem(str(written))  # as `run` checks its outputs: before anything is read
     if problem:
         raise click.UsageError("-o %s: cannot create %s: %s" % (out_path, written, problem))

@@ -595,8 +595,10 @@ def _anchor(value, steps, duration_ms, channels):
     if isinstance(value, (int, float)):
         if value != value or value in (float("inf"), float("-inf")):
             raise ExpectError("anchor %r s is not a finite number of seconds" % (value,))
+        if not 0 <= value <= duration_ms / 1000 + 0.0005:  # checked before * 1000, which could overflow
+            raise ExpectError("anchor %s s is outside the run (0..%s s)" % (_show_number(value), duration_ms / 1000))
         ms = int(value * 1000 + 0.5)
-        if not 0 <= ms <= duration_ms:
+        if ms > duration_ms:
             raise ExpectError("anchor %r s is outside the run (0..%s s)" % (value, duration_ms / 1000))
         return ("ms", ms, "%s s" % value)
     if isinstance(value, dict) and list(value) == ["first"]:
@@ -643,6 +645,12 @@ def _resolve(anchor, trace):
 
 def _show(value):
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _show_number(value):
+    """A number for a message, a long one cut short (a 400-digit anchor is still named)."""
+    text = repr(value)
+    return text if len(text) <= 24 else text[:21] + "..."
 
 
 class Expectation:

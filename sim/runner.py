@@ -39,10 +39,16 @@ def load(path):
             raw = json.load(handle, object_pairs_hook=json_object)  # a key given twice is a mistake
     except OSError as err:
         raise ScenarioError("%s: cannot read: %s" % (path, err.strerror))
+    except RecursionError:
+        raise ScenarioError("%s: JSON nested too deeply to read" % path)
     except ValueError as err:
+        if "int_max_str_digits" in str(err):  # CPython's own limit, with advice meant for programmers
+            raise ScenarioError("%s: a number has more than 4300 digits" % path)
         raise ScenarioError("%s: not valid JSON: %s" % (path, err))
     try:
         return normalize(raw)
+    except RecursionError:
+        raise ScenarioError("%s: nested too deeply to check" % path)
     except ScenarioError as err:
         raise ScenarioError("%s: %s" % (path, err))
 
@@ -128,6 +134,24 @@ def _run_form(normalized):
 PARTIAL_SUFFIX = ".partial"
 
 
+def trace_target(trace_path):
+    """The file a run renames its TRACE.partial over: for a symbolic link the file it names
+    (the link stays), and never anything but a regular file: a device, a pipe or a socket at
+    the path would be replaced by the rename, not written to. SimError names the path."""
+    path = os.path.realpath(trace_path) if os.path.islink(trace_path) else trace_path
+    if os.path.exists(path) and not os.path.isfile(path):
+        what = "a folder" if os.path.isdir(path) else "not a regular file (a device, a pipe or a socket)"
+        raise launcher.SimError(
+            "%s: cannot be a trace: it is %s, and a run writes %s%s and renames it over the path"
+            % (trace_path, what, path, PARTIAL_SUFFIX)
+        )
+    return path
+
+
+def _write_error(trace_path, err):
+    return launcher.SimError("%s: cannot write the trace: %s" % (trace_path, err.strerror or err))
+
+
 def _finish(trace_path):
     """A run writes TRACE.partial and renames it when it is complete: an interrupted or failed
     run never leaves a trace that looks whole, and never destroys the last complete one
@@ -142,20 +166,37 @@ def run_here(normalized, trace_path, attach=None):
     every pulse this way).
     """
     count = 0
-    with open(trace_path + PARTIAL_SUFFIX, "w", newline="\n") as out:
+    trace_path = trace_target(trace_path)
+    try:
+        out = open(trace_path + PARTIAL_SUFFIX, "w", newline="\n")
+    except OSError as err:
+        raise _write_error(trace_path, err)
 
-        def emit(line):
-            nonlocal count
+    def emit(line):
+        nonlocal count
+        try:
             out.write(line)
             out.write("\n")
-            count += 1
+        except OSError as err:  # a full disk, a file size limit: the run stops here, named
+            raise _write_error(trace_path, err)
+        count += 1
 
+    try:
         scenario = ScenarioRun(_run_form(normalized), emit)
         if attach is None:
             scenario.run()
         else:
             with attach(scenario.board):
                 scenario.run()
+    finally:
+        try:
+            out.close()  # the last buffered lines reach the file here
+        except OSError as err:
+            closed_err = err
+        else:
+            closed_err = None
+    if closed_err is not None:
+        raise _write_error(trace_path, closed_err)
     _finish(trace_path)
     return count
 
@@ -166,6 +207,7 @@ def run(normalized, trace_path, runtime="cpython"):
         return run_here(normalized, trace_path)
     if runtime != "micropython":
         raise launcher.SimError("unknown runtime %r; choose one of %s" % (runtime, ", ".join(launcher.RUNTIMES)))
+    trace_path = trace_target(trace_path)
     with tempfile.TemporaryDirectory() as tmp:
         norm_path = os.path.join(tmp, "scenario.json")
         with open(norm_path, "w") as handle:
@@ -175,10 +217,21 @@ def run(normalized, trace_path, runtime="cpython"):
                 launcher.micropython_command("run", norm_path), stdout=out, env=launcher.micropython_env()
             )
     if status != 0:
-        raise launcher.SimError("micropython run failed (exit %d):\n%s" % (status, stderr.decode(errors="replace")))
+        detail = stderr.decode(errors="replace").strip()
+        if not detail:  # e.g. killed by a file size limit: what it wrote is the clue
+            detail = "no message from the VM; %s%s holds %d bytes (a full disk or a file size limit?)" % (
+                trace_path, PARTIAL_SUFFIX, _size(trace_path + PARTIAL_SUFFIX))
+        raise launcher.SimError("micropython run failed (exit %d):\n%s" % (status, detail))
     _finish(trace_path)
     with open(trace_path, "rb") as handle:
         return sum(1 for _ in handle)
+
+
+def _size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _run_cpython_process(normalized, trace_path):
@@ -338,7 +391,11 @@ def _main(argv):
         return 2
     with open(argv[1]) as handle:
         normalized = json.load(handle)
-    run(normalized, argv[2], "cpython")
+    try:
+        run(normalized, argv[2], "cpython")
+    except (launcher.SimError, ScenarioError) as err:
+        sys.stderr.write("%s\n" % err)  # the parent shows it: one line, not a traceback
+        return 1
     return 0
 
 

@@ -245,6 +245,12 @@ def _normalize_step(step, where, duration_ms, channels):
     elif kind == "raw":
         if not isinstance(value, str):
             raise ScenarioError("%s.raw must be a string of bytes to write to the serial line" % where)
+        try:
+            value.encode()  # what the run writes: UTF-8
+        except UnicodeError as err:
+            raise ScenarioError("%s.raw: character %d (U+%04X, a lone surrogate) has no UTF-8 form; "
+                                "write bytes as characters up to U+10FFFF that are not surrogates"
+                                % (where, err.start, ord(value[err.start])))
     else:
         if not faults.is_known(value, channels):
             raise ScenarioError(

@@ -602,3 +602,121 @@ def test_a_sigterm_to_run_ends_the_runs_it_started(tmp_path):
         for pid in children(run.pid):
             os.kill(pid, signal.SIGKILL)
         stop(run)
+
+
+# ---- run: where a trace may go, and a write that fails mid-run ---------------------------------
+
+FIVE_SECONDS = {"duration_s": 5, "steps": [{"at_s": 0.1, "send": {"op": "hello"}}]}  # ~20 KB of trace
+
+
+def test_a_trace_path_that_is_a_pipe_is_refused_and_left_alone(tmp_path):
+    """A run renames TRACE.partial over the path: a pipe (or /dev/null, as root) was replaced by a file."""
+    scenario = write_scenario(tmp_path / "s.json")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    result = invoke("run", scenario, "--trace", fifo)
+    assert result.exit_code == 2
+    assert "not a regular file" in error_line(result.output) and str(fifo) in error_line(result.output)
+    assert os.path.exists(fifo) and not os.path.isfile(fifo)  # still the pipe
+    with pytest.raises(SimError, match="not a regular file"):
+        run_scenario(normalize(SHORT), str(fifo))  # the library's own run refuses it too
+    assert not os.path.isfile(fifo)
+
+
+def test_a_trace_path_that_is_a_link_writes_the_file_it_names(tmp_path):
+    """The link was replaced by a file, and the file it named was never written."""
+    scenario = write_scenario(tmp_path / "s.json")
+    target = tmp_path / "real.jsonl"
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(target.name)
+    result = invoke("run", scenario, "--trace", link)
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and os.readlink(link) == target.name
+    assert len(target.read_text().splitlines()) == 11
+
+
+def run_with_file_limit(args, limit_bytes=8192):
+    """`tens-sim ARGS` in a process whose files cannot grow past limit_bytes (a full disk)."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run(tens_sim_command() + [str(arg) for arg in args], capture_output=True, text=True,
+                          timeout=SERVE_TIMEOUT_S * 3, preexec_fn=limit)
+
+
+@pytest.mark.parametrize("extra", [[], ["-j", "2", "--runtime", "cpython", "--runtime", "micropython"]])
+def test_a_trace_that_cannot_be_written_is_named_once_without_a_traceback(tmp_path, extra):
+    """It said only "[Errno 27] File too large", twice, and with -j 2 showed the worker's traceback."""
+    scenario = write_scenario(tmp_path / "s.json", FIVE_SECONDS)
+    trace = tmp_path / ("out/" if extra else "t.jsonl")
+    result = run_with_file_limit(["run", scenario, "--trace", trace] + extra)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    if not extra:
+        assert result.stderr.count("File too large") == 1, result.stderr
+        assert "%s: cannot write the trace: File too large" % trace in result.stderr
+        assert not trace.exists()  # no trace that looks whole
+    else:
+        assert "Traceback" not in result.stdout, result.stdout  # each run's ERROR line is on stdout
+        assert "s.cpython.jsonl: cannot write the trace: File too large" in result.stdout
+        assert "s.micropython.jsonl.partial holds 8192 bytes" in result.stdout  # the VM says nothing itself
+
+
+def scenario_error(tmp_path, text):
+    path = tmp_path / "bad.json"
+    path.write_text(text)
+    result = invoke("run", path, "--check")
+    assert result.exit_code == 2, result.output  # refused before anything runs, not a crash mid-run (1)
+    return error_line(result.output)
+
+
+def with_step(step):
+    return json.dumps(dict(SHORT, steps=SHORT["steps"] + [step]))
+
+
+def test_a_raw_step_with_a_lone_surrogate_is_refused_before_the_run(tmp_path):
+    line = scenario_error(tmp_path, with_step({"at_s": 0.5, "raw": "ok\ud800"}))
+    assert "steps[1].raw" in line and "U+D800" in line and "character 2" in line
+
+
+@pytest.mark.parametrize("anchor", ["1e308", "1" + "0" * 400])
+def test_a_huge_anchor_is_outside_the_run(tmp_path, anchor):
+    text = json.dumps(dict(SHORT, expect=[{"within_ms": 100, "after": 0, "that": "no_output"}]))
+    line = scenario_error(tmp_path, text.replace('"after": 0', '"after": ' + anchor))
+    assert "expect[0]" in line and "is outside the run (0..1.0 s)" in line and len(line) < 200
+
+
+def test_json_nested_too_deeply_is_named(tmp_path):
+    assert "nested too deeply" in scenario_error(tmp_path, '{"duration_s": 1, "x": ' + "[" * 5000 + "]" * 5000 + "}")
+    deep_cond = "[" * 900 + '"no_output"' + "]" * 900  # JSON reads it; checking it would recurse past the limit
+    text = json.dumps(dict(SHORT, expect=[{"always": 0}])).replace('"always": 0', '"always": ' + deep_cond)
+    assert "nested too deeply" in scenario_error(tmp_path, text)
+
+
+def test_a_number_with_too_many_digits_is_named_without_python_advice(tmp_path):
+    line = scenario_error(tmp_path, '{"duration_s": ' + "9" * 5000 + "}")
+    assert "more than 4300 digits" in line and "sys." not in line
+
+
+# ---- plot: its input is never its output; a folder is a bad input (1) ---------------------------
+
+
+@pytest.mark.parametrize("waveform", [False, True])
+def test_plot_never_writes_over_its_input(trace, tmp_path, waveform):
+    source = tmp_path / "input.svg"
+    source.write_bytes(trace.read_bytes())
+    args = ["--waveform", source] if waveform else [source]
+    result = invoke("plot", *args, "-o", source)
+    assert result.exit_code == 2
+    assert "would overwrite its own input" in error_line(result.output)
+    assert source.read_bytes() == trace.read_bytes()
+
+
+@pytest.mark.parametrize("waveform", [False, True])
+def test_plot_of_a_folder_is_a_bad_input(tmp_path, waveform):
+    args = ["--waveform", tmp_path] if waveform else [tmp_path]
+    result = invoke("plot", *args, "-o", tmp_path / "p.png")
+    assert result.exit_code == 1  # what docs/sim.md says of an input plot cannot read (click said 2)
+    assert "Is a directory" in error_line(result.output)
