@@ -17,7 +17,6 @@ display), saved as PNG, PDF or SVG by the output path's extension (`output_path`
 input raises PlotError naming the file and line.
 """
 
-import json
 import math
 import os
 import warnings
@@ -28,7 +27,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from sim.pulses import PulseFileError, parse_pulses, read_pulses, several_lines_one_document
+from sim.pulses import PulseFileError, clip, json_line, parse_pulses, read_pulses, several_lines_one_document
 
 DPI = 100
 CHANNEL_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:purple")
@@ -46,6 +45,8 @@ PANEL_W_IN, PANEL_H_IN = 3.6, 3.6  # one waveform panel, with its three-line tit
 OWN_SCALE_FROM = 3.0  # pulses whose peaks differ more than this factor get a y scale each
 HALF = 0.22  # offset of the upper and lower label levels in a strip lane
 OUTPUT_FORMATS = ("png", "pdf", "svg")  # by the -o path's extension; none: PNG, ".png" added
+MAX_T_S = 10 ** 9  # a trace's t_s: about 31 years
+MAX_VALUE = 2 ** 53  # any other number plotted: floats hold every integer up to here
 
 
 class PlotError(Exception):
@@ -83,10 +84,7 @@ def parse_trace(lines, source="<trace>"):
         else:
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except ValueError as err:
-                raise PlotError("%s:%d: not valid JSON: %s" % (source, number, err))
+            row = json_line(line, source, number, PlotError)
         problem = _trace_problem(row)
         if problem:
             raise PlotError("%s:%d: not a trace line: %s" % (source, number, problem))
@@ -111,14 +109,23 @@ def _is_number(value):
 
 
 def _trace_problem(row):
+    """What makes `row` no trace line, or None. Every number drawn must be one the plot can
+    scale (finite, within MAX_VALUE; t_s from 0 to MAX_T_S) and every fault name a string."""
     if not isinstance(row, dict):
         return "expected a JSON object"
     if not _is_number(row.get("t_s")):
         return "t_s missing or not a number"
+    if not 0 <= row["t_s"] <= MAX_T_S:  # also false for NaN and ±Infinity
+        return "t_s %s out of range: must be a finite number of seconds from 0 to %d" % (clip(row["t_s"]), MAX_T_S)
     if not isinstance(row.get("state"), str):
         return "state missing or not a string"
-    if not isinstance(row.get("faults", []), list) or not isinstance(row.get("sim_faults", []), list):
-        return "faults / sim_faults must be lists"
+    for key in ("faults", "sim_faults"):
+        names = row.get(key, [])
+        if not isinstance(names, list):
+            return "faults / sim_faults must be lists"
+        for index, name in enumerate(names):
+            if not isinstance(name, str):
+                return "%s[%d] is %s, not a fault name (a string)" % (key, index, clip(name))
     channels = row.get("ch")
     if not isinstance(channels, list):
         return "ch missing or not a list"
@@ -128,6 +135,9 @@ def _trace_problem(row):
         for key in ("amp_ua", "target_ua", "delivered_ua"):
             if not _is_number(channel.get(key)):
                 return "ch[%d].%s missing or not a number" % (index, key)
+            problem = _value_problem("ch[%d].%s" % (index, key), channel[key])
+            if problem:
+                return problem
     heat = row.get("heat")
     if heat is not None:
         if not isinstance(heat, dict):
@@ -135,9 +145,20 @@ def _trace_problem(row):
         for key in ("target_mc", "pad_true_mc", "heater_duty_pct"):
             if not _is_number(heat.get(key)):
                 return "heat.%s missing or not a number" % key
-        if heat.get("measured_mc") is not None and not _is_number(heat.get("measured_mc")):
-            return "heat.measured_mc is not a number or null"
+            problem = _value_problem("heat." + key, heat[key])
+            if problem:
+                return problem
+        if heat.get("measured_mc") is not None:
+            if not _is_number(heat["measured_mc"]):
+                return "heat.measured_mc is not a number or null"
+            return _value_problem("heat.measured_mc", heat["measured_mc"])
     return None
+
+
+def _value_problem(name, value):
+    if -MAX_VALUE <= value <= MAX_VALUE:  # also false for NaN and ±Infinity
+        return None
+    return "%s %s out of range: must be a finite number from -2**53 to 2**53" % (name, clip(value))
 
 
 def check_window(from_s=None, to_s=None):
@@ -566,8 +587,7 @@ def waveform_figure(pulses, count=3, channel=0, from_s=None, to_s=None, title=No
             records = read_pulses(pulses)
         else:
             source = "<pulses>"
-            pulses = list(pulses)
-            records = pulses if pulses and isinstance(pulses[0], dict) else parse_pulses(pulses, source)
+            records = parse_pulses(list(pulses), source)
     except PulseFileError as err:
         raise PlotError(str(err))
     chosen = select_pulses(records, channel, count, from_s, to_s, source)

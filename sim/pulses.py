@@ -16,18 +16,40 @@ draws a few of them at microsecond resolution. Each line, keys in this order:
 |                 | worked out on a copy of the load, so recording changes nothing in the run) |
 
 Recording hooks `SimPulseOutput.recorder` and chains any recorder already there (the
-audit's), so the trace is byte-identical with and without `--pulses`.
+audit's), so the trace is byte-identical with and without `--pulses`. A failing write
+never reaches the device: the recorder keeps the error and `run_scenario` reports it.
+
+Reading checks every field against LIMITS (integers only): anything the simulator can
+write passes, and nothing passes that the waveform picture cannot draw.
 """
 
 import json
 from contextlib import contextmanager
 
+from sim.board import HW_MAX_AMP_UA, HW_MAX_PHASE_US
 from sim.models import ElectrodeLoad
 
 FIELDS = (
     "t_ms", "ch", "start_us", "amp1_ua", "phase1_us", "gap_us", "amp2_ua", "phase2_us", "delivered_ua", "delivered2_ua",
 )
 REQUIRED = FIELDS[:-1]  # delivered2_ua is optional when reading (files written by hand or older tools)
+MAX_T_MS = 10 ** 12  # about 31 years of simulated time
+_AMP = (0, HW_MAX_AMP_UA, "the output stage's clamp")
+_DELIVERED = (0, 2 * HW_MAX_AMP_UA, "twice the stage's clamp: an output fault delivers more than commanded")
+_PHASE = (1, HW_MAX_PHASE_US, "the output stage's clamp")
+# field -> (lowest, highest, why the highest): what a pulse record may hold
+LIMITS = {
+    "t_ms": (0, MAX_T_MS, "about 31 years"),
+    "ch": (0, 255, "a channel number"),
+    "start_us": (0, 1000000, "a second"),
+    "amp1_ua": _AMP,
+    "phase1_us": _PHASE,
+    "gap_us": (0, HW_MAX_PHASE_US, "the longest phase"),
+    "amp2_ua": _AMP,
+    "phase2_us": _PHASE,
+    "delivered_ua": _DELIVERED,
+    "delivered2_ua": _DELIVERED,
+}
 
 
 class PulseFileError(Exception):
@@ -43,18 +65,25 @@ class PulseRecorder:
         self._chained = board.pulse_out.recorder
         self._shadow = [ElectrodeLoad() for _ in board.loads]  # phase 2 is driven on a copy of the load
         self.count = 0
+        self.error = None  # the first exception writing raised; nothing is written after it
 
     def __call__(self, ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us, delivered_ua):
         if self._chained is not None:
             self._chained(ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us, delivered_ua)
-        self._out.write(
-            '{"t_ms":%d,"ch":%d,"start_us":%d,"amp1_ua":%d,"phase1_us":%d,"gap_us":%d,'
-            '"amp2_ua":%d,"phase2_us":%d,"delivered_ua":%d,"delivered2_ua":%d}\n'
-            % (
-                self._board.clock.elapsed_ms, ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us,
-                delivered_ua, self._phase2_delivered(ch, amp2_ua, phase2_us),
+        if self.error is not None:
+            return
+        try:  # this runs inside the firmware's fire(): an exception would latch a fault there
+            self._out.write(
+                '{"t_ms":%d,"ch":%d,"start_us":%d,"amp1_ua":%d,"phase1_us":%d,"gap_us":%d,'
+                '"amp2_ua":%d,"phase2_us":%d,"delivered_ua":%d,"delivered2_ua":%d}\n'
+                % (
+                    self._board.clock.elapsed_ms, ch, start_us, amp1_ua, phase1_us, gap_us, amp2_ua, phase2_us,
+                    delivered_ua, self._phase2_delivered(ch, amp2_ua, phase2_us),
+                )
             )
-        )
+        except Exception as err:  # noqa: BLE001 - kept, and reported once the run is over
+            self.error = err
+            return
         self.count += 1
 
     def _phase2_delivered(self, ch, amp2_ua, phase2_us):
@@ -74,14 +103,22 @@ class PulseRecorder:
 
 
 def attach(board, path):
-    """Record every pulse `board` fires to `path` (JSON lines). Returns a closer: call it once the run ends."""
+    """Record every pulse `board` fires to `path` (JSON lines). Returns a closer: call it once the run ends.
+
+    Neither recording nor closing raises a write error (closing flushes the last lines): it is
+    kept in the recorder's `error` for the caller to report once the run is over.
+    """
     out = open(path, "w", newline="\n")
     recorder = PulseRecorder(board, out)
     board.pulse_out.recorder = recorder
 
     def close():
         recorder.detach()
-        out.close()
+        try:
+            out.close()
+        except OSError as err:
+            if recorder.error is None:
+                recorder.error = err
         return recorder.count
 
     close.recorder = recorder
@@ -90,7 +127,8 @@ def attach(board, path):
 
 @contextmanager
 def recording(board, path):
-    """`with recording(board, path): ...` records the pulses fired inside; a None path records nothing."""
+    """`with recording(board, path): ...` records the pulses fired inside; a None path records nothing.
+    A write error does not raise: check the recorder's `error` afterwards (`run_scenario` does)."""
     if path is None:
         yield None
         return
@@ -105,7 +143,8 @@ def run_scenario(normalized, trace_path, pulses_path, runtime="cpython"):
     """Run a normalized scenario under CPython, writing its trace and its pulse file.
 
     Returns (trace lines, pulses). The trace is the one `sim.runner.run` writes. Pulses are
-    recorded on the CPython runtime only: the MicroPython VM has no pulse channel out.
+    recorded on the CPython runtime only: the MicroPython VM has no pulse channel out. A pulse
+    file that could not be written is a SimError after the run (whose trace is complete).
     """
     from sim import runner
     from sim.launcher import SimError
@@ -116,12 +155,24 @@ def run_scenario(normalized, trace_path, pulses_path, runtime="cpython"):
 
     @contextmanager
     def record(board):
-        with recording(board, pulses_path) as recorder:
-            recorders.append(recorder)
+        try:
+            close = attach(board, pulses_path)
+        except OSError as err:
+            raise SimError(_write_error(pulses_path, err))
+        recorders.append(close.recorder)
+        try:
             yield
+        finally:
+            close()
 
     count = runner.run_here(normalized, trace_path, record)
+    if recorders[0].error is not None:
+        raise SimError(_write_error(pulses_path, recorders[0].error))
     return count, recorders[0].count
+
+
+def _write_error(path, err):
+    return "%s: cannot write the pulse file: %s" % (path, getattr(err, "strerror", None) or err)
 
 
 def read_pulses(path):
@@ -149,27 +200,61 @@ def several_lines_one_document(text):
         return False
     try:
         return isinstance(json.loads(text), (dict, list))
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
+def json_line(line, source, number, error):
+    """json.loads of one line; `error` (an exception class) names the file and line if it is not JSON."""
+    try:
+        return json.loads(line)
+    except ValueError as err:
+        raise error("%s:%d: not valid JSON: %s" % (source, number, err))
+    except RecursionError:  # the decoder recurses once per level of [ or {
+        raise error("%s:%d: not valid JSON: nested too deeply" % (source, number))
+
+
+def clip(value, width=40):
+    """`value` as JSON spells it (NaN, Infinity), shortened: a 400-digit number would hide the message."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= width else "%s… (%d characters)" % (text[: width - 1], len(text))
+
+
 def parse_pulses(lines, source="<pulses>"):
+    """Pulse records from a pulse file's lines (strings, or dicts already parsed, checked alike);
+    PulseFileError names the line and field of a problem. Blank lines are skipped."""
     records = []
     for number, line in enumerate(lines, 1):
-        if not line.strip():
+        if isinstance(line, dict):
+            record = line
+        elif not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except ValueError as err:
-            raise PulseFileError("%s:%d: not valid JSON: %s" % (source, number, err))
+        else:
+            record = json_line(line, source, number, PulseFileError)
         if not isinstance(record, dict):
             raise PulseFileError("%s:%d: not a pulse record: expected a JSON object" % (source, number))
-        for key in REQUIRED:
-            value = record.get(key)
-            if isinstance(value, bool) or not isinstance(value, int):
-                what = "missing" if key not in record else "not an integer: %r" % (value,)
-                raise PulseFileError("%s:%d: not a pulse record: %s %s" % (source, number, key, what))
+        problem = _pulse_problem(record)
+        if problem:
+            raise PulseFileError("%s:%d: not a pulse record: %s" % (source, number, problem))
         records.append(record)
     if not records:
         raise PulseFileError("%s: empty: no pulse records" % source)
     return records
+
+
+def _pulse_problem(record):
+    for key in FIELDS:
+        if key not in record:
+            if key in REQUIRED:
+                return "%s missing" % key
+            continue
+        value = record[key]
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "%s not an integer: %s" % (key, clip(value))
+        low, high, why = LIMITS[key]
+        if not low <= value <= high:
+            return "%s %s out of range: must be %d to %d (%s)" % (key, clip(value), low, high, why)
+    return None
