@@ -11,11 +11,26 @@ PARTIAL_SERIES_OHM = 40000  # a half-detached electrode: 40 kohm
 
 
 def _electrode_off(board, ch, active):
-    board.loads[ch].series_ohm = OPEN_CIRCUIT if active else board.nominal_series_ohm
+    _set_electrode(board, ch, active, _is_active(board, "electrode_partial", ch))
 
 
 def _electrode_partial(board, ch, active):
-    board.loads[ch].series_ohm = PARTIAL_SERIES_OHM if active else board.nominal_series_ohm
+    _set_electrode(board, ch, _is_active(board, "electrode_off", ch), active)
+
+
+def _set_electrode(board, ch, off, partial):
+    """Both electrode faults act on one resistance: off wins while it lasts, and clearing one
+    leaves the other in force (the load matches the list of active faults)."""
+    if off:
+        board.loads[ch].series_ohm = OPEN_CIRCUIT
+    elif partial:
+        board.loads[ch].series_ohm = PARTIAL_SERIES_OHM
+    else:
+        board.loads[ch].series_ohm = board.nominal_series_ohm
+
+
+def _is_active(board, kind, ch):
+    return "%s:%d" % (kind, ch) in board.active_faults
 
 
 def _overcurrent(board, ch, active):

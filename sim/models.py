@@ -26,8 +26,9 @@ OPEN_CIRCUIT = const(0)  # series_ohm value meaning "no contact"
 # 1 - exp(-x) in 1/65536 units ("Q16") at x = k/32 time constants, k = 0..256
 # (0..8 tau). Generated once offline with CPython:
 #     [round(65536 * (1 - math.exp(-k / 32))) for k in range(257)]
-# Linear interpolation between entries is within 0.26 % of the exact value for
-# x >= 1/32 (error <= h*h/8 with h = 1/32); below 1/32 the first step uses
+# Linear interpolation between entries is within 0.29 % of the exact value for
+# x >= 1/32 (0.26 % from the chord, error <= h*h/8 with h = 1/32, and the rest from
+# rounding the entries; the worst, 0.281 %, is near x = 1.4/32); below 1/32 the first step uses
 # x - x*x/2 instead, because a chord from 0 would be up to h/2 = 1.6 % low there.
 # Beyond 8 tau the capacitor counts as fully charged (exp(-8) = 0.034 %).
 # (ElectrodeLoad uses t / C instead of the first step: see effective_r16.)

@@ -267,3 +267,28 @@ def test_inject_refuses_port_with_control_and_a_name_twice(registered):
     # $TENSCTL_PORT is tensctl's default port: --control still chooses the device
     chosen = inject("heater_open", "--control", registered.control_address, env={"TENSCTL_PORT": "socket://127.0.0.1:9"})
     assert chosen.exit_code == 0 and "injected heater_open; active faults: heater_open" in chosen.output
+
+
+def test_the_electrode_load_follows_every_electrode_fault_still_active():
+    """Clearing electrode_partial:0 under electrode_off:0 put the nominal load back: 10 mA flowed
+    into an electrode the simulator listed as off, and no_load never latched. Every sequence of
+    up to four injections and clears of the two faults on a channel is checked."""
+    import itertools
+
+    from sim.board import SimBoard
+    from sim.models import OPEN_CIRCUIT
+
+    steps = [(name, active) for name in ("electrode_off:0", "electrode_partial:0") for active in (True, False)]
+    for length in range(1, 5):
+        for sequence in itertools.product(steps, repeat=length):
+            board = SimBoard()
+            for name, active in sequence:
+                faults.set_fault(board, name, active)
+            if "electrode_off:0" in board.active_faults:
+                expected = OPEN_CIRCUIT
+            elif "electrode_partial:0" in board.active_faults:
+                expected = faults.PARTIAL_SERIES_OHM
+            else:
+                expected = board.nominal_series_ohm
+            assert board.loads[0].series_ohm == expected, sequence
+            assert board.loads[1].series_ohm == board.nominal_series_ohm, sequence
