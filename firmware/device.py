@@ -195,7 +195,7 @@ class Device:
         try:
             self._announce_state()
             if self.telemetry.due(self.clock.ticks_ms()):
-                self.telemetry.count(self.link.send(msg.event(msg.EV_TELEMETRY, self._telemetry_fields())))
+                self.telemetry.count(self.link.send_optional(msg.event(msg.EV_TELEMETRY, self._telemetry_fields())))
         except Exception as exc:
             self._fail_safe_exception(exc)
         self.link.flush()

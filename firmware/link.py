@@ -11,7 +11,8 @@ tick, when the host has taken the queued output. So a host that reads loses
 nothing, however many requests it sends at once. A host that has stopped
 reading cannot hold requests back (an `estop` must always run): once a flush
 moves nothing, lines are handled again and output beyond MAX_TX_BYTES is
-dropped and counted.
+dropped and counted. Nor can a host that reads, but slower than telemetry comes:
+telemetry (send_optional) never takes the room kept for answers.
 
 Time: with a clock (the device's), lines are handled only while the tick has spent less than
 HANDLE_BUDGET_MS on them; the rest wait for the next tick. On the board a status reply costs
@@ -181,6 +182,18 @@ class Link:
     def send(self, message):
         """Queue a message; False when it was dropped (the host is not reading)."""
         return self._send_bytes(frame.encode_frame(message))
+
+    def send_optional(self, message):
+        """Queue a message the host can do without (telemetry) only while the room kept for
+        answers (TX_RESERVE) stays free. Events that come faster than a slow host reads would
+        otherwise keep that room taken, and every request, an estop's too, would wait for it
+        for ever. False when it was left out (counted in tx_dropped)."""
+        data = frame.encode_frame(message)
+        if len(self._tx) + len(data) + TX_RESERVE > MAX_TX_BYTES:
+            self.tx_dropped += 1
+            return False
+        self._tx.extend(data)
+        return True
 
     def _send_bytes(self, data):
         if len(self._tx) + len(data) > MAX_TX_BYTES:

@@ -7,6 +7,7 @@ one reply (`internal`) and the device still fails safe. Portable: runs in the VM
 
 from firmware.protocols import frame
 from firmware.protocols import messages as msg
+from sim.board import SimSerial
 from tests.fw.harness import Harness
 
 RUN = {"amp_ua": [5000, 0], "lease_ms": 0, "ramp_ms": 1000}
@@ -388,3 +389,33 @@ def test_a_non_ascii_payload_is_bad_frame_only_when_its_crc_matches():
         h.tick()
         found = [m for m in h.inbox[start:] if "ok" in m or m.get("ev") == "rx_error"]
         assert len(found) == 1 and found[0]["ev"] == "rx_error" and found[0]["err"] == code, (line, found)
+
+
+class _TrickleSerial(SimSerial):
+    """A host that reads, but slowly: the port takes at most 40 bytes a tick (4 KB/s)."""
+
+    def write(self, data):
+        return SimSerial.write(self, data[:40])
+
+
+def test_telemetry_faster_than_a_slow_host_reads_never_holds_back_an_estop_or_a_keepalive():
+    """At 40 bytes a tick the host took less than 20 Hz telemetry brings: the queue stayed full,
+    every request waited for room (a trickle is not a stall) and an estop sent 4 s into the
+    session never ran. Telemetry now never takes the room kept for answers."""
+    h = Harness(serial=_TrickleSerial())
+    h.check_invariants = False  # answers come ticks late here, by design of the test
+    h.send("start", {"amp_ua": [20000, 0], "lease_ms": 3000, "ramp_ms": 1000})
+    h.tick(5)
+    h.send("telemetry", {"every_ms": 50})
+    for _ in range(10):  # 4 s with a keepalive every 400 ms: each renews the 3 s lease
+        h.tick(40)
+        h.send("keepalive")
+        h.forget()
+    h.tick(2)
+    assert h.state == "RUNNING", h.device.supervisor.reason  # not lease_expired: the keepalives ran
+    estop_id = h.send("estop")
+    h.tick(2)
+    assert h.state == "IDLE" and h.device.supervisor.reason == "estop"
+    assert h.device.link.tx_dropped > 0  # telemetry the host could not take was left out
+    h.tick(200)  # the host drains the queue: the estop's answer arrives
+    assert [m for m in h.inbox if m.get("id") == estop_id and m.get("ok") is True]
