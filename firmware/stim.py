@@ -140,6 +140,11 @@ class Channel:
             rate_hz += (s.sd_rate_hz - s.rate_hz) * f // 1000
         elif mode == "burst":
             rate_hz = s.burst_hz
+        # A ramp and a modulation rising together would add their slopes (twice the steepest
+        # ramp at full depth): what fires never rises faster than the steepest ramp.
+        # (No new local: a larger frame would go on the MicroPython heap at every call.)
+        if amp_ua > self._amp_now + L.RAMP_MAX_UA_PER_TICK:
+            amp_ua = self._amp_now + L.RAMP_MAX_UA_PER_TICK
         self._amp_now = amp_ua
         self.phase_us = phase_us
         self.rate_hz = rate_hz
@@ -152,6 +157,7 @@ class Channel:
         self.fired_ua = 0
         self.fired_count = 0
         if self.amp_ua <= 0:
+            self._amp_now = 0  # a new rise starts from zero
             self._next_us = 0
             self._train_count = 0
             self.phase_us = 0

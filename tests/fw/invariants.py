@@ -54,8 +54,12 @@ class InvariantChecker:
         self._win_head = []
         self._win_sum = []
         self._last_pulse_us = []  # per channel: when its last pulse started (time_us), or None
+        self._last_pulse_amp = []  # per channel: the phase-1 current of its last pulse, or None
+        self._last_pulse_ms = []  # per channel: the tick (t_ms) of its last pulse
         for _ in range(channels):
             self._last_pulse_us.append(None)
+            self._last_pulse_amp.append(None)
+            self._last_pulse_ms.append(0)
             self._win.append([])
             self._win_head.append(0)
             self._win_sum.append(0)
@@ -120,6 +124,15 @@ class InvariantChecker:
             assert last_us is None or at_us - last_us >= SPACING_MIN_US, (
                 "pulse %d us after the last, closer than %d us: %s" % (at_us - last_us, SPACING_MIN_US, what))
             self._last_pulse_us[ch] = at_us
+            # what fires (ramp and modulation together) never rises faster than the steepest ramp
+            last_amp1 = self._last_pulse_amp[ch]
+            if last_amp1 is not None:
+                ticks = (t_ms - self._last_pulse_ms[ch]) // L.TICK_MS
+                assert amp1 - last_amp1 <= L.RAMP_MAX_UA_PER_TICK * (ticks if ticks > 1 else 1), (
+                    "fired amplitude rose %d uA in %d tick(s), steeper than the steepest ramp: %s"
+                    % (amp1 - last_amp1, ticks, what))
+            self._last_pulse_amp[ch] = amp1
+            self._last_pulse_ms[ch] = t_ms
             self._rms(ch, at_us, amp1 * amp1 * phase1 + amp2 * amp2 * phase2, what)
         self.pulses += len(pulses)
 

@@ -33,6 +33,7 @@ def _channel(fields=None, amp_ua=10000, index=0):
             break
         ch.ramp()
     assert ch.amp_ua == ch.target_ua
+    ch._amp_now = ch.amp_ua  # what fires follows the ramp in a device, which fires every tick it ramps
     return ch
 
 
@@ -405,3 +406,31 @@ def test_turning_down_takes_one_ramp_time_not_one_per_target():
         assert before - ch.amp_ua <= limits.RAMP_MAX_UA_PER_TICK
         ticks += 1
     assert ticks <= ch.ramp_ms // limits.TICK_MS + 1, ticks
+
+
+def test_a_ramp_and_an_amplitude_modulation_rising_together_fire_no_steeper_than_the_steepest_ramp():
+    """Each was bounded alone (80 mA/s), and together their slopes added: a full-depth 2 s
+    modulation at 250 Hz with the target raised to 80 mA mid-rise fired 1.56 mA more in one
+    tick (156 mA/s). Every start phase of the modulation and a few ramp times are tried."""
+    fields = {"mode": "modulated", "rate_hz": 250, "phase_us": 50, "mod_amp_pct": 100, "mod_amp_ms": 2000}
+    worst_ua = 0
+    for ramp_ms in (1000, 2000):
+        for wait_ticks in range(0, 200, 20):  # where in the modulation's period the ramp begins
+            ch = Channel(0)
+            ch.apply_setting(envelope.parse_setting(fields))
+            ch.ramp_ms = ramp_ms
+            ch.set_target(1000)
+            out = RecordingOutput()
+            last_ua = None
+            for tick in range(400):
+                if tick == wait_ticks:
+                    ch.set_target(80000)
+                ch.ramp()
+                start = len(out.pulses)
+                ch.fire_window(out, WINDOW_US)
+                if len(out.pulses) > start:
+                    fired_ua = out.pulses[start][2]
+                    if last_ua is not None and fired_ua - last_ua > worst_ua:
+                        worst_ua = fired_ua - last_ua
+                    last_ua = fired_ua
+    assert 0 < worst_ua <= limits.RAMP_MAX_UA_PER_TICK, worst_ua
