@@ -250,9 +250,12 @@ class HeatController:
         if self.side is not None:
             self.side.reset()
             self.cross.reset()
-        # every check starts afresh: a stuck-on watch must not compare new readings with the
-        # lowest reading from before the fault (the pad may still be warm from it)
+        # every check starts afresh (a stuck-on watch must not compare new readings with the
+        # lowest reading from before the fault: the pad may still be warm from it), except the
+        # evidence of a heat-up the band has not confirmed: clearing cannot put that off
+        old = self.protect
         self.protect = Protector(self.config)
+        self.protect.keep_evidence(old)
         self.fault = None
         self.fault_msg = ""
         self._hot_while_latched = False
@@ -376,7 +379,9 @@ class HeatController:
             self._end(R_DOSE_CAP)
             heating = False
 
-        if not heating:
+        if not heating or not self.pad.current:
+            # not heating, or the latest reading was rejected (out of range, a jump): no heat
+            # on a reading that is not the pad's now, not even until the rejection latches
             self.pid.track(measured)
             self.output.off()
             self.duty_permille = 0

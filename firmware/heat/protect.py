@@ -155,6 +155,24 @@ class Protector:
         self._run_err = 0
         self._peak_uc = measured_mc * 1000
 
+    def keep_evidence(self, old):
+        """After a cleared fault (this Protector replaces `old`): a heat-up the band has not
+        confirmed stays on trial, as through a hold-off (see Restarts). Clearing again and again
+        gave a bead that cannot see the pad a fresh rise window, 18 s of heat, each time."""
+        if not old._evidence:
+            return
+        self._evidence = True
+        for k in range(RISE_SLOTS):
+            self._slot_min[k] = old._slot_min[k]
+        self._slot_i = old._slot_i
+        self._slots = old._slots
+        self._slot_e = old._slot_e
+        self._slot_low = old._slot_low
+        self._goal = old._goal
+        self._gained = old._gained
+        self._watch_ms = old._watch_ms
+        self._heated_mc = old._heated_mc
+
     def retarget(self, target_mc, measured_mc):
         """The target changed while heating. Only HOLD -> APPROACH (raised beyond the band)
         restarts the heat-up watch; otherwise counters keep running, so changing the target

@@ -3,8 +3,9 @@
 Per reading (once per tick), in this order:
 1. convert the raw code with firmware.heat.thermistor (`sample_mc`);
 2. range: colder than `min_valid_mc` counts toward sensor_open, hotter than
-   `max_valid_mc` toward sensor_short; `bad_readings` in a row latch (default
-   4, as Klipper's ADC range check). An out-of-range reading is never used:
+   `max_valid_mc` toward sensor_short; `bad_readings` latch (default 4, as
+   Klipper's ADC range check), in a row or with good readings between (each takes
+   one off the count: an intermittent open adds up too). An out-of-range reading is never used:
    `value_mc` holds the last good value meanwhile;
 3. jump: a reading more than `jump_limit_mc` away from the last good one is
    held back (not used); `jump_readings` such readings in a row latch
@@ -103,7 +104,7 @@ class Sensor:
             if self._open_n == self._bad_n:
                 return self._found(
                     F.F_SENSOR_OPEN,
-                    "%s: reads %s (raw %d), below the minimum %s for %d readings: open circuit (min_valid_mc)"
+                    "%s: reads %s (raw %d), below the minimum %s (min_valid_mc) %d times, net of good readings: open circuit"
                     % (self.name, F.fmt_c(mc), raw, F.fmt_c(self._min), self._open_n),
                 )
             return None
@@ -114,12 +115,16 @@ class Sensor:
             if self._short_n == self._bad_n:
                 return self._found(
                     F.F_SENSOR_SHORT,
-                    "%s: reads %s (raw %d), above the maximum %s for %d readings: short circuit (max_valid_mc)"
+                    "%s: reads %s (raw %d), above the maximum %s (max_valid_mc) %d times, net of good readings: short circuit"
                     % (self.name, F.fmt_c(mc), raw, F.fmt_c(self._max), self._short_n),
                 )
             return None
-        self._open_n = 0
-        self._short_n = 0
+        # a good reading takes one off each count, not all: a loose connector that reads open
+        # three times in four still adds up to the latch
+        if self._open_n:
+            self._open_n -= 1
+        if self._short_n:
+            self._short_n -= 1
 
         if not self.valid:
             self.current = True

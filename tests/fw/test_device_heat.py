@@ -509,3 +509,58 @@ def test_heat_without_a_level_starts_at_the_default_not_at_the_last_target():
     assert status["level"] == "medium" and status["target_mc"] == 40000, status
     h.ok("heat", {"level": "low"})  # while heating, no level keeps the one in force
     assert h.ok("heat", {"minutes": 3})["target_mc"] == 38000
+
+
+def test_no_heat_in_a_tick_whose_reading_was_rejected_and_an_intermittent_open_latches():
+    """The heater stayed on for the 3 rejected readings before sensor_open latched, and a
+    connector open 3 readings in 4 never latched at all (each good reading reset the count):
+    a minute of heat, 4500 ticks of it on a rejected reading."""
+    h = session()
+    h.ok("heat", {"level": "high", "minutes": 30})
+    h.tick(5 * SECOND)
+    assert heater_on(h)
+    h.fault("thermistor_open")
+    for _ in range(6):
+        h.tick()
+        assert not heater_on(h) and not h.device.heat.pad.current
+    assert h.faults == ["sensor_open"]
+
+    h = session()
+    h.ok("heat", {"level": "high", "minutes": 30})
+    h.tick(5 * SECOND)
+    for i in range(60 * SECOND):
+        h.fault("thermistor_open", i % 4 != 3)
+        h.tick()
+        assert not (heater_on(h) and not h.device.heat.pad.current), i
+        h.forget()
+        if h.faults:
+            break
+    assert h.faults == ["sensor_open"] and i < 20, (h.faults, i)
+    assert "net of good readings" in h.device.heat.fault_msg
+
+
+def test_clearing_heat_slow_again_and_again_cannot_heat_a_pad_the_sensor_cannot_see():
+    """Each clear_fault started a fresh Protector: 18 s of full power a cycle, and after 39
+    clears of heat_slow with a detached sensor the true pad was at 51.5 C. The unconfirmed
+    heat-up's evidence now survives the clear: most later cycles trip within about a second.
+    (20 cycles: 162 s of heat in all and the pad at 36.6 C; before, over 360 s and ~44 C.)"""
+    h = Harness()
+    h.fault("thermistor_detached")
+    h.tick(SECOND)
+    heated_ticks = 0
+    hottest_mc = 0
+    for _ in range(20):
+        session(h=h)
+        h.ok("heat", {"level": "high", "minutes": 30})
+        ticks = 0
+        while h.state != "FAULT" and ticks < 300 * SECOND:
+            h.tick()
+            ticks += 1
+            h.forget()
+            if h.board.plant.pad_mc > hottest_mc:
+                hottest_mc = h.board.plant.pad_mc
+        assert h.faults == ["heat_slow"], h.faults
+        heated_ticks += ticks
+        h.tick()
+        h.ok("clear_fault")
+    assert heated_ticks <= 200 * SECOND and hottest_mc < 38000, (heated_ticks, hottest_mc)

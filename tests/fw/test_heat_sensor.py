@@ -70,7 +70,7 @@ def test_short_after_exactly_n_readings():
     assert "85.00 C" in s.fault_msg and "max_valid_mc" in s.fault_msg and "pad sensor" in s.fault_msg
 
 
-def test_n_minus_one_bad_readings_are_forgiven():
+def test_n_minus_one_bad_readings_are_forgiven_by_as_many_good_ones():
     config = HeatConfig()
     drv, s = _sensor(30000, config)
     good = drv.code
@@ -79,7 +79,23 @@ def test_n_minus_one_bad_readings_are_forgiven():
         drv.code = 65535
         assert _feed(s, config.bad_readings - 1) is None
         drv.code = good
-        assert _feed(s, 1) is None
+        assert _feed(s, config.bad_readings - 1) is None
+
+
+def test_an_intermittent_open_adds_up_to_the_latch():
+    """3 open readings in every 4 never latched: each good reading reset the count (a loose
+    connector heated on a reading rejected three times in four). A good one now takes one off."""
+    config = HeatConfig()
+    drv, s = _sensor(30000, config)
+    good = drv.code
+    _feed(s, 3)
+    found = None
+    for _ in range(5):
+        drv.code = 65535
+        found = found or _feed(s, config.bad_readings - 1)
+        drv.code = good
+        found = found or _feed(s, 1)
+    assert found is not None and found[1] == F.F_SENSOR_OPEN, found
 
 
 def test_bad_readings_is_configurable():
