@@ -63,6 +63,7 @@ class Link:
         self._rx_error_events = 0  # rx_error events sent this tick
         self._handled = 0  # lines handled this tick
         self._tx = bytearray()
+        self._unread = 0  # bytes the host had not taken at the last flush
         self._lines = []  # complete lines read but not handled yet (waiting for output room)
         self._reply_cache = []  # (request id, request payload bytes, reply frame bytes), newest last
 
@@ -184,12 +185,13 @@ class Link:
         return self._send_bytes(frame.encode_frame(message))
 
     def send_optional(self, message):
-        """Queue a message the host can do without (telemetry) only while the room kept for
-        answers (TX_RESERVE) stays free. Events that come faster than a slow host reads would
-        otherwise keep that room taken, and every request, an estop's too, would wait for it
-        for ever. False when it was left out (counted in tx_dropped)."""
+        """Queue a message the host can do without (telemetry), unless what the host left unread
+        at the last flush would then take the room kept for answers (TX_RESERVE). Events that
+        come faster than a slow host reads would otherwise keep that room taken, and every
+        request, an estop's too, would wait for it for ever. A host that reads everything loses
+        none. False when it was left out (counted in tx_dropped)."""
         data = frame.encode_frame(message)
-        if len(self._tx) + len(data) + TX_RESERVE > MAX_TX_BYTES:
+        if self._unread + len(data) + TX_RESERVE > MAX_TX_BYTES:
             self.tx_dropped += 1
             return False
         self._tx.extend(data)
@@ -204,6 +206,7 @@ class Link:
 
     def flush(self):
         if not self._tx:
+            self._unread = 0
             return
         try:
             written = self.serial.write(self._tx)
@@ -212,3 +215,4 @@ class Link:
         if written:
             self._tx = self._tx[written:]
         self.host_stalled = not written
+        self._unread = len(self._tx)
