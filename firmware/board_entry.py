@@ -283,11 +283,17 @@ class Board:
         device = self._booted()
         device.tick()
         self.ticks += 1
+        # A button or indicator driver that fails: outputs off and a latched fault the host can
+        # read, not a reboot loop. Each on its own: a broken button must not take the output LED
+        # and the fault alarm with it.
         try:
             self._stop_button()
+        except Exception as exc:  # noqa: BLE001
+            device.fail_safe(exc)
+        try:
             self._indicate()
-        except Exception as exc:  # noqa: BLE001 - a button or indicator driver that fails: outputs
-            device.fail_safe(exc)  # off and a latched fault the host can read, not a reboot loop
+        except Exception as exc:  # noqa: BLE001
+            device.fail_safe(exc)
         outcome = self._mode_switch()
         self._check_outputs_went_off()
         if self.watchdog is not None:

@@ -901,6 +901,27 @@ def test_an_indicator_that_fails_latches_a_fault_instead_of_rebooting():
     assert device.supervisor.state_name == "FAULT" and rig.pulse.active is False
 
 
+def test_a_button_driver_that_fails_leaves_the_indicator_working():
+    """The buttons and the indicator shared one try: a button driver raising every tick latched
+    the fault and zeroed the output, but the indicator was never set again, so the output LED
+    stayed lit and the fault alarm never sounded."""
+    rig = Rig()
+    rig.board.boot()
+    _start_session(rig, amp_ua=LIT_UA)
+    rig.steps(100)
+    assert rig.indicator.calls[-1] == (True, False)
+
+    def broken():
+        raise OSError(5, "button pin")
+
+    rig.buttons.pressed = broken
+    before = len(rig.indicator.calls)
+    rig.steps(5)
+    assert rig.board.device.supervisor.state_name == "FAULT"
+    assert len(rig.indicator.calls) - before == 5  # set every step, as before the failure
+    assert rig.indicator.calls[-1] == (False, True)  # output off, alarm on
+
+
 def test_ticks_keep_their_period_and_a_late_loop_resynchronises():
     rig = Rig()
     rig.board.boot()

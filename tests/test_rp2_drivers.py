@@ -129,6 +129,25 @@ def test_heater_off_never_raises_and_still_cuts_the_supply(board, heater):
     assert heater.off_errors == before + 1
 
 
+def test_heater_off_stops_the_pwm_when_the_gate_cannot_be_made_a_gpio_again(board, heater):
+    """Pin.init failing on a gate under PWM: off() wrote the GPIO latch low, which a pin in PWM
+    function ignores, and reported success (off_errors 0), with the PWM still running."""
+    heater.lease(500, 50)
+    assert board.pwms[P.HEATER_GATE].running and board.driven_high(P.HEATER_GATE)
+    real_init = board.machine.Pin.init
+
+    def init(pin, *args, **kwargs):
+        if pin.id == P.HEATER_GATE:
+            raise OSError(5, "init fails")
+        return real_init(pin, *args, **kwargs)
+
+    board.machine.Pin.init = init
+    heater.off()
+    assert not board.pwms[P.HEATER_GATE].running or board.pwms[P.HEATER_GATE].duty_u16 == 0
+    assert not board.driven_high(P.HEATER_GATE) and not board.driven_high(P.HEATER_SUPPLY_ENABLE)
+    assert heater.off_errors == 1  # counted: the board loop resets the chip on it
+
+
 def test_heater_lease_failure_turns_off_and_reports(board, heater):
     heater.lease(1000, 50)
     board.fail_pin(P.HEATER_GATE)

@@ -1164,3 +1164,25 @@ def test_clock_change_mid_session_latches_an_internal_fault_the_host_reads():
     h.tick(5)
     assert h.state == "FAULT" and h.faults == ["internal_error"]
     assert_all_off_for_good(board, out, t_off)
+
+
+def test_a_fire_that_raises_leaves_the_rail_disabled_and_nothing_queued():
+    """fire() enabled the output rail and set the amplitude reference before building the FIFO
+    word: a bad argument (a float width) or a PWM write that raised left the rail enabled with no
+    pulse queued. The word is built first now, and a failure after arming turns the stage off."""
+    board, mod, out = make()
+    with pytest.raises(TypeError):
+        out.fire(0, 0, 20000, 200.5, 50, 20000, 200.5)
+    assert out._enable.value() == 0 and out._duty == [0, 0]
+
+    board, mod, out = make()
+
+    def broken(duty):
+        raise OSError(5, "pwm")
+
+    out._pwms[0].duty_u16 = broken
+    with pytest.raises(OSError):
+        out.fire(0, 0, 20000, 200, 50, 20000, 200)
+    assert out._enable.value() == 0
+    board.run(40000)
+    assert parse(board, 0, allow_cut=True)[0] == []  # no pulse came out

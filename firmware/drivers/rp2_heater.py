@@ -125,11 +125,24 @@ class Rp2Heater:
         self.duty_permille = 0
         try:
             self._stop_pwm()
-        except Exception:  # noqa: BLE001 - try the plainest way to a low gate
+        except Exception:  # noqa: BLE001 - the gate may still be in PWM function
+            # There a GPIO write does not reach the pin: stop the PWM itself as well, and count
+            # it whatever else works (the board loop sees it and resets the chip; the supply
+            # switch and the pull-down remain meanwhile).
+            self.off_errors += 1
+            pwm = self._pwm
+            self._pwm = None
+            self._level = 0
+            if pwm is not None:
+                try:
+                    pwm.duty_u16(0)
+                    pwm.deinit()
+                except Exception:  # noqa: BLE001
+                    pass
             try:
                 self._gate.value(0)
-            except Exception:  # noqa: BLE001 - the pull-down and the supply switch remain
-                self.off_errors += 1  # the board loop sees it and resets the chip
+            except Exception:  # noqa: BLE001
+                pass
         try:
             self._supply.value(0)
         except Exception:  # noqa: BLE001 - never raise from off(); the gate is the other switch

@@ -277,13 +277,18 @@ class Rp2PulseOutput:
             wait = (due + WAIT_UNIT_US // 2) // WAIT_UNIT_US
             if wait > WAIT_MAX:
                 return self._slip(ch)  # further ahead than one word can wait: not this window's pulse
-        if self._parked[ch]:
-            self._arm(ch)
         duty = amp * DUTY_NUM // DUTY_DEN  # == amp * 65535 // HW_MAX_AMP_UA, in small ints
-        if duty != self._duty[ch]:
-            self._pwms[ch].duty_u16(duty)
-            self._duty[ch] = duty
-        sm.put(pulse_word(wait, width, gap))
+        word = pulse_word(wait, width, gap)  # before the rail is enabled: a bad argument raises with it off
+        try:
+            if self._parked[ch]:
+                self._arm(ch)
+            if duty != self._duty[ch]:
+                self._pwms[ch].duty_u16(duty)
+                self._duty[ch] = duty
+            sm.put(word)
+        except Exception:
+            self.off()  # never leave the rail enabled and the reference set for a pulse not queued
+            raise
         self._busy[ch] = True
         self._free[ch] = ticks_add(pull_at, pulse_cycles(wait, width, gap))
         self._last_target[ch] = target
