@@ -21,6 +21,17 @@ def running_line():
     return ScriptedLine(lambda request: ok(request, state="RUNNING"))
 
 
+def ops_of_a_session_interrupted_in(monkeypatch, method, replacement, block=lambda: None):
+    """The requests a kept-lease session sent when LeaseKeeper.<method> raised KeyboardInterrupt."""
+    monkeypatch.setattr(hc.LeaseKeeper, method, replacement)
+    line = running_line()
+    client = make_client(line, timeout_s=0.1)
+    with pytest.raises(KeyboardInterrupt):
+        with client.session(amp_ua=[4000], keep_lease=True):
+            block()
+    return ops(line)
+
+
 def test_ctrl_c_while_the_lease_keeper_is_joined_on_leaving_still_estops(monkeypatch):
     real_stop = hc.LeaseKeeper.stop
 
@@ -29,26 +40,19 @@ def test_ctrl_c_while_the_lease_keeper_is_joined_on_leaving_still_estops(monkeyp
         if wait:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(hc.LeaseKeeper, "stop", interrupted_join)
-    line = running_line()
-    client = make_client(line, timeout_s=0.1)
-    with pytest.raises(KeyboardInterrupt):
-        with client.session(amp_ua=[4000], keep_lease=True):
-            pass
-    assert ops(line)[0] == "start" and ops(line)[-1] == "estop", ops(line)
+    sent = ops_of_a_session_interrupted_in(monkeypatch, "stop", interrupted_join)
+    assert sent[0] == "start" and sent[-1] == "estop", sent
 
 
 def test_ctrl_c_while_the_lease_keeper_starts_estops(monkeypatch):
     def interrupted_start(keeper):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(hc.LeaseKeeper, "start", interrupted_start)
-    line = running_line()
-    client = make_client(line, timeout_s=0.1)
-    with pytest.raises(KeyboardInterrupt):
-        with client.session(amp_ua=[4000], keep_lease=True):
-            raise AssertionError("the block must not run")
-    assert ops(line) == ["start", "estop"], ops(line)
+    def block():
+        raise AssertionError("the block must not run")
+
+    sent = ops_of_a_session_interrupted_in(monkeypatch, "start", interrupted_start, block)
+    assert sent == ["start", "estop"], sent
 
 
 # ---- log_records: the reply's fields checked, the paging bounded -----------------------------
