@@ -194,8 +194,7 @@ class Link:
         if self._unread + len(data) + TX_RESERVE > MAX_TX_BYTES:
             self.tx_dropped += 1
             return False
-        self._tx.extend(data)
-        return True
+        return self._send_bytes(data)  # and the queue's own bound, as for any message
 
     def _send_bytes(self, data):
         if len(self._tx) + len(data) > MAX_TX_BYTES:
