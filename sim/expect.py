@@ -102,7 +102,7 @@ from firmware.heat import faults as heat_faults
 from firmware.heat.heat import ST_AUTOTUNE, ST_FAULT, ST_HEATING, ST_HOLDING, ST_OFF
 from firmware.program import parse_program
 from sim import faults as sim_faults
-from sim.scenario import AUTO_ID_BASE  # the ids the runner gives "send" steps that carry none
+from sim.scenario import AUTO_ID_BASE, clip_text  # AUTO_ID_BASE: the ids the runner gives "send" steps that carry none
 
 KINDS = ("always", "never", "eventually", "within_ms", "at_end", "reply", "event")
 MODIFIERS = {
@@ -595,11 +595,10 @@ def _anchor(value, steps, duration_ms, channels):
     if isinstance(value, (int, float)):
         if value != value or value in (float("inf"), float("-inf")):
             raise ExpectError("anchor %r s is not a finite number of seconds" % (value,))
-        if not 0 <= value <= duration_ms / 1000 + 0.0005:  # checked before * 1000, which could overflow
-            raise ExpectError("anchor %s s is outside the run (0..%s s)" % (_show_number(value), duration_ms / 1000))
+        # the range first: * 1000 of a huge anchor would overflow
+        if not 0 <= value <= duration_ms / 1000 + 0.0005 or int(value * 1000 + 0.5) > duration_ms:
+            raise ExpectError("anchor %s s is outside the run (0..%s s)" % (clip_text(repr(value), 24), duration_ms / 1000))
         ms = int(value * 1000 + 0.5)
-        if ms > duration_ms:
-            raise ExpectError("anchor %r s is outside the run (0..%s s)" % (value, duration_ms / 1000))
         return ("ms", ms, "%s s" % value)
     if isinstance(value, dict) and list(value) == ["first"]:
         return ("first", compile_cond(value["first"], channels), "the first row with %s" % _show(value["first"]))
@@ -645,12 +644,6 @@ def _resolve(anchor, trace):
 
 def _show(value):
     return json.dumps(value, separators=(",", ":"), sort_keys=True)
-
-
-def _show_number(value):
-    """A number for a message, a long one cut short (a 400-digit anchor is still named)."""
-    text = repr(value)
-    return text if len(text) <= 24 else text[:21] + "..."
 
 
 class Expectation:

@@ -158,7 +158,7 @@ def run_scenario(normalized, trace_path, pulses_path, runtime="cpython"):
         try:
             close = attach(board, pulses_path)
         except OSError as err:
-            raise SimError(_write_error(pulses_path, err))
+            raise runner.write_error(pulses_path, "pulse file", err)
         recorders.append(close.recorder)
         try:
             yield
@@ -167,12 +167,8 @@ def run_scenario(normalized, trace_path, pulses_path, runtime="cpython"):
 
     count = runner.run_here(normalized, trace_path, record)
     if recorders[0].error is not None:
-        raise SimError(_write_error(pulses_path, recorders[0].error))
+        raise runner.write_error(pulses_path, "pulse file", recorders[0].error)
     return count, recorders[0].count
-
-
-def _write_error(path, err):
-    return "%s: cannot write the pulse file: %s" % (path, getattr(err, "strerror", None) or err)
 
 
 def read_pulses(path):

@@ -148,8 +148,9 @@ def trace_target(trace_path):
     return path
 
 
-def _write_error(trace_path, err):
-    return launcher.SimError("%s: cannot write the trace: %s" % (trace_path, err.strerror or err))
+def write_error(path, what, err):
+    """The SimError for an output that could not be written: its path, what it is, the OS's reason."""
+    return launcher.SimError("%s: cannot write the %s: %s" % (path, what, getattr(err, "strerror", None) or err))
 
 
 def _finish(trace_path):
@@ -170,7 +171,7 @@ def run_here(normalized, trace_path, attach=None):
     try:
         out = open(trace_path + PARTIAL_SUFFIX, "w", newline="\n")
     except OSError as err:
-        raise _write_error(trace_path, err)
+        raise write_error(trace_path, "trace", err)
 
     def emit(line):
         nonlocal count
@@ -178,7 +179,7 @@ def run_here(normalized, trace_path, attach=None):
             out.write(line)
             out.write("\n")
         except OSError as err:  # a full disk, a file size limit: the run stops here, named
-            raise _write_error(trace_path, err)
+            raise write_error(trace_path, "trace", err)
         count += 1
 
     try:
@@ -196,7 +197,7 @@ def run_here(normalized, trace_path, attach=None):
         else:
             closed_err = None
     if closed_err is not None:
-        raise _write_error(trace_path, closed_err)
+        raise write_error(trace_path, "trace", closed_err)
     _finish(trace_path)
     return count
 

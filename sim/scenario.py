@@ -35,7 +35,8 @@ def _is_nan(value):
     return value != value  # NaN is the one value unequal to itself (no math.isnan needed on MicroPython)
 
 
-def _clip(text, most=60):
+def clip_text(text, most=60):
+    """A value's text for a message, a long one cut short (a 400-digit number is still named)."""
     return text if len(text) <= most else text[: most - 3] + "..."
 
 
@@ -59,7 +60,7 @@ def _int(value, where, low, high):
 
 def _description(value):
     if not isinstance(value, str):
-        raise ScenarioError("description must be a string (free text), got %s" % _clip(repr(value)))
+        raise ScenarioError("description must be a string (free text), got %s" % clip_text(repr(value)))
     if len(value) > DESCRIPTION_MAX:
         raise ScenarioError("description is %d characters long; at most %d" % (len(value), DESCRIPTION_MAX))
     return value
@@ -235,7 +236,7 @@ def _normalize_step(step, where, duration_ms, channels):
         if isinstance(rid, bool) or not isinstance(rid, int) or not 1 <= rid <= MAX_REQUEST_ID:
             # The device refuses such a request unrun; a raw step can send one on purpose.
             raise ScenarioError("%s.send.id is %s; the device takes an integer 1..%d (send other ids with a raw step)"
-                                % (where, _clip(repr(rid)), MAX_REQUEST_ID))
+                                % (where, clip_text(repr(rid)), MAX_REQUEST_ID))
         try:
             probe = dict(value)
             probe["id"] = rid
